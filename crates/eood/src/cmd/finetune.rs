@@ -1,0 +1,8 @@
+//! `eood finetune` (not implemented yet: owned by its issue).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`eood finetune` is not implemented yet")
+}

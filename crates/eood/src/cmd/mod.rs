@@ -1,0 +1,16 @@
+//! One module per subcommand. Each exposes `Args` (clap) and `run(Args)`.
+pub mod calibrate;
+pub mod data;
+pub mod detect;
+pub mod mahalanobis;
+pub mod metrics;
+pub mod score;
+
+#[cfg(feature = "nn")]
+pub mod bench;
+#[cfg(feature = "nn")]
+pub mod extract;
+#[cfg(feature = "nn")]
+pub mod finetune;
+#[cfg(feature = "nn")]
+pub mod train;

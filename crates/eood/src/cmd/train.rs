@@ -1,0 +1,8 @@
+//! `eood train` (not implemented yet: owned by its issue).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`eood train` is not implemented yet")
+}

@@ -1,0 +1,72 @@
+//! `eood`: energy-based out-of-distribution detection from the command line.
+//!
+//! `main` only calls [`run`]; every subcommand lives in its own file under `cmd/`
+//! with a clap `Args` struct and a `run(Args) -> anyhow::Result<()>`.
+//! Any error is printed as one line (`error: ...` with its causes joined by `: `)
+//! and the process exits with status 2.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "eood", version, about = "Energy-based out-of-distribution detection (Liu et al., NeurIPS 2020)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Turn logits (.npy, N x K) into OOD scores (higher = more in-distribution).
+    Score(cmd::score::Args),
+    /// FPR at 95% TPR, AUROC, AUPR-In/Out and detection error of ID vs OOD scores.
+    Metrics(cmd::metrics::Args),
+    /// Choose the threshold tau that accepts a target fraction of in-distribution scores.
+    Calibrate(cmd::calibrate::Args),
+    /// Apply a calibrated detector to scores: 1 = accept (in-distribution), 0 = reject.
+    Detect(cmd::detect::Args),
+    /// Mahalanobis detector on features: fit class means + tied covariance, or score.
+    Mahalanobis(cmd::mahalanobis::Args),
+    /// Datasets: list, fetch, verify, build the Fashion-MNIST OOD benchmark, show montages.
+    Data(cmd::data::Args),
+    /// Train a classifier from scratch (SGD Nesterov, cosine schedule).
+    #[cfg(feature = "nn")]
+    Train(cmd::train::Args),
+    /// Fine-tune a pretrained classifier with the energy-bounded loss or Outlier Exposure.
+    #[cfg(feature = "nn")]
+    Finetune(cmd::finetune::Args),
+    /// Run a model over a dataset and write logits (and penultimate features) as .npy.
+    #[cfg(feature = "nn")]
+    Extract(cmd::extract::Args),
+    /// Run a whole benchmark: the paper's tables and figures.
+    #[cfg(feature = "nn")]
+    Bench(cmd::bench::Args),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Score(a) => cmd::score::run(a),
+        Command::Metrics(a) => cmd::metrics::run(a),
+        Command::Calibrate(a) => cmd::calibrate::run(a),
+        Command::Detect(a) => cmd::detect::run(a),
+        Command::Mahalanobis(a) => cmd::mahalanobis::run(a),
+        Command::Data(a) => cmd::data::run(a),
+        #[cfg(feature = "nn")]
+        Command::Train(a) => cmd::train::run(a),
+        #[cfg(feature = "nn")]
+        Command::Finetune(a) => cmd::finetune::run(a),
+        #[cfg(feature = "nn")]
+        Command::Extract(a) => cmd::extract::run(a),
+        #[cfg(feature = "nn")]
+        Command::Bench(a) => cmd::bench::run(a),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,1 @@
+//! ood-core (see docs/architecture.md)

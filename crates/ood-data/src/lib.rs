@@ -1,0 +1,1 @@
+//! ood-data (see docs/architecture.md)

@@ -1,0 +1,1 @@
+//! ood-nn (see docs/architecture.md)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One-time (idempotent) setup on a fresh machine.
+#   scripts/setup.sh           everything: Rust build deps, Python/torch, benchmark data sources
+#   scripts/setup.sh --tests   only what the test suite needs (no benchmark data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-python.sh
+if [ "${1:-}" != "--tests" ] && [ -f scripts/fetch-sources.sh ]; then
+  bash scripts/fetch-sources.sh
+fi
