@@ -1,1 +1,7 @@
-//! ood-core (see docs/architecture.md)
+//! Framework-free core of energy-ood: OOD scores, detection metrics, the paper's evaluation
+//! protocol, the calibrated detector, and .npy I/O. No deep-learning dependency: everything
+//! works on plain arrays of logits and features, so it serves models from any framework.
+//!
+//! Convention: every score means "higher = more in-distribution".
+
+pub mod io;
