@@ -3,8 +3,11 @@
 //! builder of the Fashion-MNIST OOD benchmark. It yields `u8`/`f32` pixels and labels; the neural
 //! layer (`ood-nn`) turns them into tensors.
 
+pub mod cache;
+pub mod download;
 pub mod error;
 pub mod image_set;
+pub mod registry;
 
 pub use error::{Error, Result};
 pub use image_set::ImageSet;
