@@ -6,8 +6,10 @@
 pub mod cache;
 pub mod download;
 pub mod error;
+pub mod formats;
 pub mod image_set;
 pub mod registry;
+pub mod transforms;
 
 pub use error::{Error, Result};
 pub use image_set::ImageSet;
