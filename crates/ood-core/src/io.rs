@@ -1,5 +1,6 @@
 //! File I/O shared by every crate: atomic writes (write to a temporary file beside the
-//! target, then rename), so that an interrupted or failed write never destroys what was there.
+//! target, then rename), so that an interrupted or failed write never destroys what was there,
+//! and NumPy `.npy` reading/writing (format versions 1-3, C order; see [`npy`]).
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -52,6 +53,8 @@ where
     }
     result
 }
+
+pub mod npy;
 
 #[cfg(test)]
 mod tests {

@@ -4,4 +4,9 @@
 //!
 //! Convention: every score means "higher = more in-distribution".
 
+pub mod finite;
 pub mod io;
+pub mod metrics;
+pub mod scores;
+
+pub use metrics::{Convention, Metrics, MetricsConfig, MetricsError};
