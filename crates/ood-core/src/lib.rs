@@ -3,10 +3,20 @@
 //! works on plain arrays of logits and features, so it serves models from any framework.
 //!
 //! Convention: every score means "higher = more in-distribution".
+//!
+//! - [`scores`]: energy (Liu et al. 2020), MSP, max-logit, Mahalanobis.
+//! - [`metrics`]: FPR at a TPR, AUROC, AUPR-In/Out, detection error, from one sort.
+//! - [`protocol`]: the paper's repeated OOD draws (mean and std) and multi-set tables.
+//! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
+//! - [`io`]: atomic writes and `.npy` files; [`finite`]: NaN/inf policy helpers.
 
+pub mod detector;
 pub mod finite;
 pub mod io;
 pub mod metrics;
+pub mod protocol;
 pub mod scores;
 
+pub use detector::Detector;
 pub use metrics::{Convention, Metrics, MetricsConfig, MetricsError};
+pub use protocol::{ProtocolConfig, Summary, Table};

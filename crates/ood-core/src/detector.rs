@@ -1,0 +1,253 @@
+//! The calibrated detector, the deployable `G(x)` of Liu et al. 2020 (eq. 6):
+//! `G(x; tau, f) = 1 (in-distribution) if -E(x; f) > tau, else 0 (OOD)`, with tau chosen on
+//! in-distribution validation data so that a high fraction of it (paper: 95%) is accepted.
+//! It works for any score where higher means more in-distribution.
+//!
+//! Choosing tau: sort the n validation scores ascending, accept the top `k = ceil(target * n)`.
+//! tau is the midpoint between the largest rejected and the smallest accepted score, so the
+//! strict rule `score > tau` accepts exactly those k, except when ties straddle the cut: then
+//! every score tied with the smallest accepted one is accepted too (the accepted fraction can
+//! only exceed the target, never fall short). The fraction actually accepted on the
+//! validation scores is saved with tau.
+//!
+//! The artifact is a small JSON file (method, temperature, tau, target, accepted fraction, score
+//! statistics, versions), written atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::{write_atomic, IoError};
+
+const FORMAT: &str = "eood-detector";
+const FORMAT_VERSION: u32 = 1;
+
+/// Summary statistics of the calibration scores (for sanity checks at deployment).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreStats {
+    pub count: usize,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl ScoreStats {
+    /// Population statistics of finite, non-empty scores.
+    pub fn of(scores: &[f64]) -> Self {
+        let n = scores.len() as f64;
+        let mean = scores.iter().sum::<f64>() / n;
+        let var = scores.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / n;
+        let min = scores.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Self { count: scores.len(), mean, std: var.sqrt(), min, max }
+    }
+}
+
+/// A calibrated threshold detector, as saved on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detector {
+    /// Always `eood-detector`.
+    pub format: String,
+    /// Artifact format version (1).
+    pub version: u32,
+    /// Version of the software that wrote it.
+    pub software_version: String,
+    /// Score the threshold applies to (`energy`, `msp`, `maxlogit`, `mahalanobis`, ...).
+    pub method: String,
+    /// Temperature of the score, when it has one.
+    pub temperature: Option<f64>,
+    /// Accept iff `score > tau`.
+    pub tau: f64,
+    /// Target fraction of in-distribution scores accepted (paper: 0.95).
+    pub target_tpr: f64,
+    /// Fraction of the calibration scores accepted by `score > tau`.
+    pub accepted_fraction: f64,
+    /// Human-readable rule.
+    pub rule: String,
+    pub score_stats: ScoreStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("target TPR must be in (0, 1), got {0}")]
+    Tpr(f64),
+    #[error("no calibration scores")]
+    Empty,
+    #[error("calibration score at index {index} is {value} (non-finite scores are refused)")]
+    NonFinite { index: usize, value: f64 },
+    #[error("{0}")]
+    Io(#[from] IoError),
+    #[error("{}: not a valid detector file: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+}
+
+impl Detector {
+    /// Choose tau on in-distribution validation scores so that `target_tpr` of them pass.
+    pub fn calibrate(
+        scores: &[f64],
+        target_tpr: f64,
+        method: &str,
+        temperature: Option<f64>,
+    ) -> Result<Self, DetectorError> {
+        if !(target_tpr > 0.0 && target_tpr < 1.0) {
+            return Err(DetectorError::Tpr(target_tpr));
+        }
+        if scores.is_empty() {
+            return Err(DetectorError::Empty);
+        }
+        if let Some(index) = crate::finite::first_nonfinite(scores) {
+            return Err(DetectorError::NonFinite { index, value: scores[index] });
+        }
+        let mut sorted: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let n = sorted.len();
+        // the tiny slack keeps e.g. 0.95 * 20 = 19.000000000000004 from asking for 20
+        let k = ((target_tpr * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
+        let lowest_accepted = sorted[n - k];
+        // largest score strictly below the lowest accepted one (ties are accepted together)
+        let below = sorted[..n - k].iter().rev().find(|&&s| s < lowest_accepted).copied();
+        let tau = match below {
+            Some(b) => {
+                let mid = b + (lowest_accepted - b) / 2.0;
+                if mid < lowest_accepted {
+                    mid
+                } else {
+                    b
+                }
+            }
+            None => next_below(lowest_accepted),
+        };
+        let accepted = sorted.iter().filter(|&&s| s > tau).count();
+        Ok(Self {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            method: method.into(),
+            temperature,
+            tau,
+            target_tpr,
+            accepted_fraction: accepted as f64 / n as f64,
+            rule: "accept (in-distribution) iff score > tau".into(),
+            score_stats: ScoreStats::of(&sorted),
+        })
+    }
+
+    /// `G(x)`: true = in-distribution. NaN is never accepted.
+    pub fn accepts(&self, score: f64) -> bool {
+        score > self.tau
+    }
+
+    /// Flags for many scores: 1 = accept, 0 = reject.
+    pub fn apply(&self, scores: &[f64]) -> Vec<u8> {
+        scores.iter().map(|&s| u8::from(self.accepts(s))).collect()
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), DetectorError> {
+        let mut text = serde_json::to_string_pretty(self).expect("detector serializes");
+        text.push('\n');
+        write_atomic::<DetectorError>(path, |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes()).map_err(|e| IoError::new(path, e).into())
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, DetectorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| IoError::new(path, e))?;
+        let d: Detector =
+            serde_json::from_str(&text).map_err(|source| DetectorError::Json { path: path.into(), source })?;
+        let bad = |message: String| DetectorError::Format { path: path.into(), message };
+        if d.format != FORMAT {
+            return Err(bad(format!("format is {:?}, expected {FORMAT:?}", d.format)));
+        }
+        if d.version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "detector format version {} is not supported (expected {FORMAT_VERSION})",
+                d.version
+            )));
+        }
+        if !d.tau.is_finite() {
+            return Err(bad(format!("tau is {}", d.tau)));
+        }
+        Ok(d)
+    }
+}
+
+/// The largest f64 strictly below a finite `x`.
+fn next_below(x: f64) -> f64 {
+    if x == 0.0 {
+        return -f64::from_bits(1);
+    }
+    let bits = x.to_bits();
+    f64::from_bits(if x > 0.0 { bits - 1 } else { bits + 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fraction(d: &Detector, s: &[f64]) -> f64 {
+        d.apply(s).iter().map(|&f| f as f64).sum::<f64>() / s.len() as f64
+    }
+
+    #[test]
+    fn accepts_target_fraction_on_distinct_scores() {
+        let s: Vec<f64> = (0..100).map(|i| i as f64).collect();
+        let d = Detector::calibrate(&s, 0.95, "energy", Some(1.0)).unwrap();
+        // reject 0..=4, accept 5..=99: tau halfway between 4 and 5
+        assert_eq!(d.tau, 4.5);
+        assert_eq!(d.accepted_fraction, 0.95);
+        assert_eq!(fraction(&d, &s), 0.95);
+        assert!(d.accepts(4.6) && !d.accepts(4.5) && !d.accepts(f64::NAN));
+        // 20 scores: exactly 19 accepted despite 0.95 * 20 rounding
+        let s20: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        assert_eq!(Detector::calibrate(&s20, 0.95, "energy", None).unwrap().accepted_fraction, 0.95);
+    }
+
+    #[test]
+    fn ties_at_the_cut_are_accepted_together() {
+        // 10 scores, target 0.75 -> k = 8 -> lowest accepted is sorted[2] = 1.0, tied with sorted[1]
+        let s = [0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+        let d = Detector::calibrate(&s, 0.75, "msp", None).unwrap();
+        assert_eq!(d.tau, 0.5);
+        assert_eq!(d.accepted_fraction, 0.9);
+        // all equal: everything accepted, tau just below
+        let d = Detector::calibrate(&[2.0; 5], 0.5, "energy", None).unwrap();
+        assert!(d.tau < 2.0 && d.accepted_fraction == 1.0);
+        let d = Detector::calibrate(&[0.0, 0.0], 0.5, "energy", None).unwrap();
+        assert!(d.tau < 0.0 && d.accepts(0.0));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(matches!(Detector::calibrate(&[1.0], 1.0, "e", None), Err(DetectorError::Tpr(_))));
+        assert!(matches!(Detector::calibrate(&[1.0], 0.0, "e", None), Err(DetectorError::Tpr(_))));
+        assert!(matches!(Detector::calibrate(&[], 0.9, "e", None), Err(DetectorError::Empty)));
+        let e = Detector::calibrate(&[1.0, f64::NAN], 0.9, "e", None).unwrap_err();
+        assert_eq!(e.to_string(), "calibration score at index 1 is NaN (non-finite scores are refused)");
+    }
+
+    #[test]
+    fn save_load_roundtrip_and_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("det.json");
+        let d = Detector::calibrate(&[0.1, 0.7, 0.3, 0.9], 0.5, "energy", Some(1.0)).unwrap();
+        d.save(&p).unwrap();
+        assert_eq!(Detector::load(&p).unwrap(), d);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"tau\"") && text.contains("\"method\": \"energy\""));
+
+        std::fs::write(&p, "{not json").unwrap();
+        let e = Detector::load(&p).unwrap_err().to_string();
+        assert!(e.contains("det.json: not a valid detector file"), "{e}");
+        std::fs::write(&p, text.replace("eood-detector", "other")).unwrap();
+        assert!(Detector::load(&p).unwrap_err().to_string().contains("expected \"eood-detector\""));
+        assert!(Detector::load(&dir.path().join("none.json")).unwrap_err().to_string().contains("none.json"));
+    }
+}
