@@ -41,6 +41,10 @@ impl<'a> Cursor<'a> {
         self
     }
 
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
     pub fn pos(&self) -> usize {
         self.pos
     }

@@ -19,9 +19,11 @@
 //! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`.
 
 pub(crate) mod bytes;
+pub mod cifar;
 pub mod gimp_pat;
 pub mod idx;
 pub mod image_file;
+pub(crate) mod pickle;
 pub mod zip_images;
 
 pub use image_file::{decode_image, read_image, ColorMode};
