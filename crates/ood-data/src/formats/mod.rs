@@ -24,6 +24,7 @@ pub mod gimp_pat;
 pub mod idx;
 pub mod image_file;
 pub(crate) mod pickle;
+pub mod svhn_mat;
 pub mod zip_images;
 
 pub use image_file::{decode_image, read_image, ColorMode};
