@@ -6,8 +6,10 @@
 pub mod cache;
 pub mod download;
 pub mod error;
+pub mod fmnist_ood;
 pub mod formats;
 pub mod image_set;
+pub mod montage;
 pub mod registry;
 pub mod transforms;
 
