@@ -1,1 +1,13 @@
-//! ood-nn (see docs/architecture.md)
+//! ood-nn: the neural layer on tch (libtorch): the WideResNet of the energy-OOD code of record,
+//! reading PyTorch checkpoints, our own checkpoints, training and fine-tuning.
+//! See docs/neural.md and docs/architecture.md.
+mod cuda_link;
+pub mod error;
+pub mod pytorch;
+pub mod state_dict;
+pub mod wrn;
+
+pub use cuda_link::LINKS_TORCH_CUDA;
+pub use error::{Error, Result, StateDictMismatch};
+pub use tch;
+pub use wrn::{WideResNet, WrnConfig, WrnOutput};

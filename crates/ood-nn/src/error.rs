@@ -1,0 +1,122 @@
+//! Errors of the neural layer: each carries the path, key, shape or offset it is about.
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable PyTorch checkpoint: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("{path}: pickle error at byte {offset}: {reason}")]
+    Pickle {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{path}: zip archive: {source}")]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    #[error("state dict does not match the model: {0}")]
+    StateDictMismatch(StateDictMismatch),
+    #[error("{context}: {source}")]
+    Torch {
+        context: String,
+        #[source]
+        source: tch::TchError,
+    },
+    #[error("{path}: {reason}")]
+    Sidecar { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// How a state dict differs from a model's variables: names and shapes, so the user can tell a
+/// wrong architecture (depth, width, classes) from a wrapped or renamed checkpoint.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StateDictMismatch {
+    /// In the model but not in the file: (key, model shape).
+    pub missing: Vec<(String, Vec<i64>)>,
+    /// In the file but not in the model: (key, file shape).
+    pub unexpected: Vec<(String, Vec<i64>)>,
+    /// In both with different shapes: (key, model shape, file shape).
+    pub shape: Vec<(String, Vec<i64>, Vec<i64>)>,
+}
+
+impl StateDictMismatch {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.shape.is_empty()
+    }
+}
+
+impl std::fmt::Display for StateDictMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One line, but complete enough to act on; long lists are cut after a few entries.
+        const SHOW: usize = 6;
+        let mut parts = Vec::new();
+        let list = |items: Vec<String>| {
+            let n = items.len();
+            let mut s = items.into_iter().take(SHOW).collect::<Vec<_>>().join(", ");
+            if n > SHOW {
+                s.push_str(&format!(", ... ({} more)", n - SHOW));
+            }
+            s
+        };
+        if !self.missing.is_empty() {
+            let items = self
+                .missing
+                .iter()
+                .map(|(k, s)| format!("{k} {s:?}"))
+                .collect();
+            parts.push(format!("{} missing: {}", self.missing.len(), list(items)));
+        }
+        if !self.unexpected.is_empty() {
+            let items = self
+                .unexpected
+                .iter()
+                .map(|(k, s)| format!("{k} {s:?}"))
+                .collect();
+            parts.push(format!(
+                "{} unexpected: {}",
+                self.unexpected.len(),
+                list(items)
+            ));
+        }
+        if !self.shape.is_empty() {
+            let items = self
+                .shape
+                .iter()
+                .map(|(k, m, c)| format!("{k} model {m:?} vs file {c:?}"))
+                .collect();
+            parts.push(format!(
+                "{} shape mismatches: {}",
+                self.shape.len(),
+                list(items)
+            ));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn torch(context: impl Into<String>, source: tch::TchError) -> Self {
+        Error::Torch {
+            context: context.into(),
+            source,
+        }
+    }
+}
