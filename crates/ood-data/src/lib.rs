@@ -3,6 +3,7 @@
 //! builder of the Fashion-MNIST OOD benchmark. It yields `u8`/`f32` pixels and labels; the neural
 //! layer (`ood-nn`) turns them into tensors.
 
+pub mod batch;
 pub mod cache;
 pub mod download;
 pub mod error;

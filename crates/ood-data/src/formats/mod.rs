@@ -23,8 +23,11 @@ pub mod cifar;
 pub mod gimp_pat;
 pub mod idx;
 pub mod image_file;
+pub mod image_folder;
+pub mod npy_images;
 pub(crate) mod pickle;
 pub mod svhn_mat;
+pub mod tiny_images;
 pub mod zip_images;
 
 pub use image_file::{decode_image, read_image, ColorMode};
