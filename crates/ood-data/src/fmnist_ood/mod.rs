@@ -90,7 +90,7 @@ impl Default for BuildConfig {
             validation_ood: 2_000,
             aux_openarena: 40_000,
             aux_mate: 20_000,
-            min_crop_std: 4.0,
+            min_crop_std: 10.0,
         }
     }
 }
