@@ -196,9 +196,10 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
 
         let prec_in = tp as f64 / (tp + fp) as f64;
         if tp > tp0 {
-            let d_recall = (tp - tp0) as f64 / pf;
-            ap_in += d_recall * prec_in;
-            trap_in += d_recall * (prec_in + prec_in_prev) / 2.0;
+            // recall steps in counts; divided by p once at the end (exact when precision is 1)
+            let d_tp = (tp - tp0) as f64;
+            ap_in += d_tp * prec_in;
+            trap_in += d_tp * (prec_in + prec_in_prev) / 2.0;
         }
         // even without a recall step this point starts the next segment
         prec_in_prev = prec_in;
@@ -211,9 +212,9 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
         let (pos_a, neg_a) = (n - fp, p - tp);
         let prec_out_a = if pos_a + neg_a == 0 { 1.0 } else { pos_a as f64 / (pos_a + neg_a) as f64 };
         if fp > fp0 {
-            let d_recall = (fp - fp0) as f64 / nf;
-            ap_out += d_recall * prec_out_b;
-            trap_out += d_recall * (prec_out_b + prec_out_a) / 2.0;
+            let d_fp = (fp - fp0) as f64;
+            ap_out += d_fp * prec_out_b;
+            trap_out += d_fp * (prec_out_b + prec_out_a) / 2.0;
         }
 
         // Paper: ID recall closest to the target, over thresholds down to the first full recall;
@@ -238,6 +239,8 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
     }
 
     let auroc = auroc2 as f64 / (2.0 * pf * nf);
+    let (ap_in, trap_in) = (ap_in / pf, trap_in / pf);
+    let (ap_out, trap_out) = (ap_out / nf, trap_out / nf);
     match cfg.convention {
         Convention::Paper => {
             Metrics { fpr: paper_fpr, auroc, aupr_in: ap_in, aupr_out: ap_out, detection_error: det_err }

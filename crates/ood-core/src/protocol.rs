@@ -186,8 +186,11 @@ mod tests {
         let s = evaluate_draws(&id, &ood, &cfg).unwrap();
         assert_eq!(s.samples, 30);
         let full = evaluate(&id, &ood, &cfg.metrics).unwrap();
-        assert_eq!(s.mean, full);
-        assert_eq!(s.std, Metrics::default());
+        // the mean of three equal values may differ from the value in the last bit
+        for (m, f) in s.mean.to_array().iter().zip(full.to_array()) {
+            assert!((m - f).abs() < 1e-15, "{m} vs {f}");
+        }
+        assert!(s.std.to_array().iter().all(|v| *v < 1e-15));
     }
 
     #[test]

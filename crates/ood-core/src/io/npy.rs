@@ -19,12 +19,12 @@ use super::{write_atomic, IoError};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// A `.npy` problem, always tied to the file it concerns.
+/// A `.npy` problem, always tied to the file it concerns. The message already contains the
+/// kind, so `kind` is a field rather than an error `source` (a source chain would print it twice).
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {kind}", path.display())]
 pub struct NpyError {
     pub path: PathBuf,
-    #[source]
     pub kind: NpyErrorKind,
 }
 
@@ -334,7 +334,7 @@ fn read_checked(path: &Path, ndim: usize, float: bool) -> Result<Raw, NpyError> 
     if raw.header.shape.len() != ndim {
         return Err(err(NpyErrorKind::Ndim { expected: ndim, found: raw.header.shape.clone() }));
     }
-    if raw.header.shape.iter().any(|&d| d == 0) {
+    if raw.header.shape.contains(&0) {
         return Err(err(NpyErrorKind::Empty(raw.header.shape.clone())));
     }
     Ok(raw)

@@ -232,7 +232,8 @@ fn cholesky(a: &Array2<f64>) -> Result<Array2<f64>, MahalanobisError> {
         for k in 0..j {
             s -= l[[j, k]] * l[[j, k]];
         }
-        if !(s > tol) {
+        // also catches NaN pivots
+        if s.is_nan() || s <= tol {
             return Err(MahalanobisError::Singular { dim: j, dims: d, pivot: s });
         }
         let ljj = s.sqrt();
