@@ -1,8 +1,69 @@
-//! `eood calibrate` (not implemented yet: owned by its issue).
+//! `eood calibrate`: choose the threshold tau on in-distribution validation scores so that a
+//! target fraction (default 95%) is accepted by `score > tau`, and save the detector as JSON
+//! (see `ood_core::detector`).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail};
+use ood_core::finite::{read_scores, NonFinitePolicy, ScoresFileError};
+use ood_core::Detector;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// In-distribution validation scores, 1-D .npy (higher = more in-distribution).
+    #[arg(long)]
+    pub id_scores: PathBuf,
+    /// Fraction of in-distribution scores to accept, in (0, 1).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub tpr: f64,
+    /// Detector artifact to write (JSON); written atomically.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Score the scores came from (recorded in the artifact).
+    #[arg(long, default_value = "energy")]
+    pub method: String,
+    /// Temperature of that score (recorded in the artifact); default 1 for energy and msp,
+    /// none for other methods.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Drop NaN/inf scores (and say how many) instead of refusing the file.
+    #[arg(long)]
+    pub drop_nonfinite: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`eood calibrate` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.tpr > 0.0 && args.tpr < 1.0) {
+        bail!("--tpr must be in (0, 1), got {}", args.tpr);
+    }
+    let scores = read_finite(&args.id_scores, args.drop_nonfinite)?;
+    let temperature = args.temperature.or(match args.method.as_str() {
+        "energy" | "msp" => Some(1.0),
+        _ => None,
+    });
+    let det = Detector::calibrate(&scores, args.tpr, &args.method, temperature).map_err(|e| anyhow!("{e}"))?;
+    det.save(&args.out).map_err(|e| anyhow!("{e}"))?;
+    eprintln!(
+        "tau = {} accepts {:.2}% of {} validation scores (target {:.2}%); wrote {}",
+        det.tau,
+        100.0 * det.accepted_fraction,
+        scores.len(),
+        100.0 * args.tpr,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Read scores under the command's non-finite policy, reporting drops on stderr.
+fn read_finite(path: &std::path::Path, drop: bool) -> anyhow::Result<Vec<f64>> {
+    let policy = if drop { NonFinitePolicy::Drop } else { NonFinitePolicy::Refuse };
+    match read_scores(path, policy) {
+        Ok((values, dropped)) => {
+            if dropped > 0 {
+                eprintln!("{}: dropped {dropped} non-finite values", path.display());
+            }
+            Ok(values)
+        }
+        Err(e @ ScoresFileError::NonFinite { .. }) => Err(anyhow!("{e}; pass --drop-nonfinite to drop them")),
+        Err(e) => Err(anyhow!("{e}")),
+    }
 }

@@ -1,8 +1,308 @@
-//! `eood metrics` (not implemented yet: owned by its issue).
+//! `eood metrics`: FPR at a TPR (FPR95 by default), AUROC, AUPR-In, AUPR-Out and detection
+//! error of in-distribution vs OOD scores, as percentages like the paper's tables.
+//!
+//! Without `--draws`, every OOD score is used once. With `--draws K`, the paper's protocol runs:
+//! K random draws of `--samples` OOD scores (default len(ID)/5), reporting mean and std.
+//! Several `--ood` files give one row each plus their mean row.
+//! Conventions (`--convention`) are documented in docs/metrics.md and `ood_core::metrics`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail};
+use ood_core::finite::{read_scores, NonFinitePolicy, ScoresFileError};
+use ood_core::protocol::{evaluate_table, ProtocolConfig};
+use ood_core::{metrics, Convention, Metrics, MetricsConfig};
+use serde_json::{json, Map, Value};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// In-distribution scores, 1-D .npy (higher = more in-distribution).
+    #[arg(long)]
+    pub id: PathBuf,
+    /// OOD scores, 1-D .npy; repeat for several OOD sets (named by file stem).
+    #[arg(long, required = true)]
+    pub ood: Vec<PathBuf>,
+    /// paper = code of record (ID positive, recall closest to the TPR, average precision);
+    /// ood-positive = OOD positive, first threshold reaching the TPR, trapezoidal AUPR.
+    #[arg(long, value_enum, default_value_t = ConventionArg::Paper)]
+    pub convention: ConventionArg,
+    /// TPR at which the FPR is read, in (0, 1).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub tpr: f64,
+    /// Paper protocol: number of random OOD draws (paper: 10); reports mean and std.
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// OOD scores per draw (default: len(ID) / 5).
+    #[arg(long, requires = "draws")]
+    pub samples: Option<usize>,
+    /// Seed of the draws.
+    #[arg(long, requires = "draws", default_value_t = 1)]
+    pub seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Drop NaN/inf scores (and say how many on stderr) instead of refusing the file.
+    #[arg(long)]
+    pub drop_nonfinite: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`eood metrics` is not implemented yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConventionArg {
+    Paper,
+    OodPositive,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// One row of results (percentages), with standard deviations when draws were made.
+struct Row {
+    name: String,
+    mean: Metrics,
+    std: Option<Metrics>,
+    n_ood: usize,
+    /// OOD scores per draw, with draws.
+    samples: Option<usize>,
+}
+
+const KEYS: [&str; 5] = ["fpr", "auroc", "aupr_in", "aupr_out", "detection_error"];
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.tpr > 0.0 && args.tpr < 1.0) {
+        bail!("--tpr must be in (0, 1), got {}", args.tpr);
+    }
+    if args.draws == Some(0) {
+        bail!("--draws must be at least 1");
+    }
+    if args.samples == Some(0) {
+        bail!("--samples must be at least 1");
+    }
+    let convention = match args.convention {
+        ConventionArg::Paper => Convention::Paper,
+        ConventionArg::OodPositive => Convention::OodPositive,
+    };
+    let cfg = MetricsConfig { convention, tpr: args.tpr };
+    let id = read_finite(&args.id, args.drop_nonfinite)?;
+    let mut sets = Vec::with_capacity(args.ood.len());
+    for path in &args.ood {
+        sets.push((set_name(path, &args.ood), read_finite(path, args.drop_nonfinite)?));
+    }
+
+    let rows: Vec<Row> = match args.draws {
+        None => sets
+            .iter()
+            .map(|(name, ood)| {
+                let m = metrics::evaluate(&id, ood, &cfg).map_err(|e| anyhow!("{name}: {e}"))?;
+                Ok(Row { name: name.clone(), mean: m.percent(), std: None, n_ood: ood.len(), samples: None })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        Some(draws) => {
+            let pcfg = ProtocolConfig { draws, samples: args.samples, seed: args.seed, metrics: cfg };
+            let table = evaluate_table(&id, &sets, &pcfg).map_err(|e| anyhow!("{e}"))?;
+            table
+                .rows
+                .into_iter()
+                .zip(&sets)
+                .map(|((name, s), (_, ood))| Row {
+                    name,
+                    mean: s.mean.percent(),
+                    std: Some(s.std.percent()),
+                    n_ood: ood.len(),
+                    samples: Some(s.samples),
+                })
+                .collect()
+        }
+    };
+    let mean_row = (rows.len() > 1).then(|| Row {
+        name: "mean".into(),
+        mean: mean_of(rows.iter().map(|r| r.mean)),
+        std: None,
+        n_ood: rows.iter().map(|r| r.n_ood).sum(),
+        samples: None,
+    });
+    let fpr_key = fpr_key(args.tpr);
+    let out = match args.format {
+        Format::Json => render_json(&rows, mean_row.as_ref(), &fpr_key, &args, id.len()),
+        Format::Csv => render_csv(&rows, mean_row.as_ref(), &fpr_key),
+        Format::Table => render_table(&rows, mean_row.as_ref(), &fpr_key, &args, id.len()),
+    };
+    print!("{out}");
+    Ok(())
+}
+
+fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
+    let policy = if drop { NonFinitePolicy::Drop } else { NonFinitePolicy::Refuse };
+    match read_scores(path, policy) {
+        Ok((values, dropped)) => {
+            if dropped > 0 {
+                eprintln!("{}: dropped {dropped} non-finite values", path.display());
+            }
+            Ok(values)
+        }
+        Err(e @ ScoresFileError::NonFinite { .. }) => Err(anyhow!("{e}; pass --drop-nonfinite to drop them")),
+        Err(e) => Err(anyhow!("{e}")),
+    }
+}
+
+/// File stem, or the whole path when two OOD files share a stem.
+fn set_name(path: &Path, all: &[PathBuf]) -> String {
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let s = stem(path);
+    if all.iter().filter(|p| stem(p) == s).count() > 1 {
+        path.display().to_string()
+    } else {
+        s
+    }
+}
+
+/// `fpr95` for 0.95, `fpr80` for 0.8, `fpr99.5` for 0.995.
+fn fpr_key(tpr: f64) -> String {
+    let pct = (tpr * 100.0 * 1e6).round() / 1e6;
+    format!("fpr{pct}")
+}
+
+fn mean_of(ms: impl Iterator<Item = Metrics>) -> Metrics {
+    let v: Vec<Metrics> = ms.collect();
+    ood_core::protocol::mean_std(&v).0
+}
+
+fn metric_object(m: &Metrics, std: Option<&Metrics>, fpr_key: &str) -> Map<String, Value> {
+    let mut o = Map::new();
+    let name = |k: &str| if k == "fpr" { fpr_key.to_string() } else { k.to_string() };
+    for (k, v) in KEYS.iter().zip(m.to_array()) {
+        o.insert(name(k), json!(v));
+    }
+    if let Some(s) = std {
+        for (k, v) in KEYS.iter().zip(s.to_array()) {
+            o.insert(format!("{}_std", name(k)), json!(v));
+        }
+    }
+    o
+}
+
+fn render_json(rows: &[Row], mean: Option<&Row>, fpr_key: &str, args: &Args, n_id: usize) -> String {
+    // one object: the metrics of the single set, or the mean over sets plus a "sets" list
+    let mut o = match (rows, mean) {
+        ([only], None) => {
+            let mut o = metric_object(&only.mean, only.std.as_ref(), fpr_key);
+            o.insert("n_ood".into(), json!(only.n_ood));
+            if let Some(s) = only.samples {
+                o.insert("samples".into(), json!(s));
+            }
+            o
+        }
+        (_, Some(m)) => {
+            let mut o = metric_object(&m.mean, None, fpr_key);
+            let sets: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut s = Map::new();
+                    s.insert("name".into(), json!(r.name));
+                    s.extend(metric_object(&r.mean, r.std.as_ref(), fpr_key));
+                    s.insert("n_ood".into(), json!(r.n_ood));
+                    if let Some(n) = r.samples {
+                        s.insert("samples".into(), json!(n));
+                    }
+                    Value::Object(s)
+                })
+                .collect();
+            o.insert("sets".into(), Value::Array(sets));
+            o
+        }
+        _ => unreachable!("one row, or several rows and a mean row"),
+    };
+    o.insert("convention".into(), json!(convention_name(args.convention)));
+    o.insert("tpr".into(), json!(args.tpr));
+    o.insert("n_id".into(), json!(n_id));
+    if let Some(d) = args.draws {
+        o.insert("draws".into(), json!(d));
+        o.insert("seed".into(), json!(args.seed));
+    }
+    format!("{}\n", Value::Object(o))
+}
+
+fn convention_name(c: ConventionArg) -> &'static str {
+    match c {
+        ConventionArg::Paper => Convention::Paper.name(),
+        ConventionArg::OodPositive => Convention::OodPositive.name(),
+    }
+}
+
+fn render_csv(rows: &[Row], mean: Option<&Row>, fpr_key: &str) -> String {
+    let with_std = rows.iter().any(|r| r.std.is_some());
+    let names: Vec<String> =
+        KEYS.iter().map(|k| if *k == "fpr" { fpr_key.to_string() } else { k.to_string() }).collect();
+    let mut out = format!("ood,{}", names.join(","));
+    if with_std {
+        for n in &names {
+            let _ = write!(out, ",{n}_std");
+        }
+    }
+    out.push('\n');
+    for r in rows.iter().chain(mean) {
+        let _ = write!(out, "{}", csv_field(&r.name));
+        for v in r.mean.to_array() {
+            let _ = write!(out, ",{v}");
+        }
+        if with_std {
+            match &r.std {
+                Some(s) => s.to_array().iter().for_each(|v| {
+                    let _ = write!(out, ",{v}");
+                }),
+                None => out.push_str(",,,,,"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn render_table(rows: &[Row], mean: Option<&Row>, fpr_key: &str, args: &Args, n_id: usize) -> String {
+    let fpr_head = fpr_key.replacen("fpr", "FPR", 1);
+    let heads = [fpr_head.as_str(), "AUROC", "AUPR-In", "AUPR-Out", "DetErr"];
+    let width = rows.iter().chain(mean).map(|r| r.name.len()).max().unwrap_or(0).max(7);
+    let with_std = rows.iter().any(|r| r.std.is_some());
+    let cell = if with_std { 15 } else { 9 };
+    let mut out = String::new();
+    let _ = write!(out, "{:<width$}", "OOD set");
+    for h in heads {
+        let _ = write!(out, " {h:>cell$}");
+    }
+    out.push('\n');
+    for r in rows.iter().chain(mean) {
+        let _ = write!(out, "{:<width$}", r.name);
+        for (i, v) in r.mean.to_array().iter().enumerate() {
+            let text = match &r.std {
+                Some(s) => format!("{v:.2} ± {:.2}", s.to_array()[i]),
+                None => format!("{v:.2}"),
+            };
+            let _ = write!(out, " {text:>cell$}");
+        }
+        out.push('\n');
+    }
+    let protocol = match args.draws {
+        Some(d) => {
+            let mut sizes: Vec<usize> = rows.iter().filter_map(|r| r.samples).collect();
+            sizes.dedup();
+            let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+            format!("{d} draws of {} OOD scores (seed {}), mean ± std", sizes.join("/"), args.seed)
+        }
+        None => "all OOD scores".to_string(),
+    };
+    let _ =
+        writeln!(out, "({} ID scores; {protocol}; convention {}; percentages)", n_id, convention_name(args.convention));
+    out
 }
