@@ -113,3 +113,109 @@ fn normalize_uses_cifar_constants_chw() {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
 }
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn apply(p: &Pipeline, img: &Array3<u8>, seed: u64) -> Vec<f32> {
+    let (h, w, c) = p.output_hwc(img.dim());
+    let mut out = vec![0.0; h * w * c];
+    p.apply_into(img.view(), &mut ChaCha8Rng::seed_from_u64(seed), &mut out);
+    out
+}
+
+#[test]
+fn cifar_train_pipeline_is_seeded_and_covers_all_crops_and_flips() {
+    let p = Pipeline::cifar_train();
+    let img = Array3::from_shape_fn((32, 32, 3), |(y, x, c)| (y * 8 + x + c * 50) as u8);
+    assert_eq!(apply(&p, &img, 7), apply(&p, &img, 7));
+    assert_ne!(apply(&p, &img, 7), apply(&p, &img, 8));
+    // The 9 x 9 crop offsets and both flips all occur, flips about half the time. The probe
+    // image stores its own coordinates (row + 1, column + 1), so each output reveals its draw.
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let probe = Array3::from_shape_fn((32, 32, 3), |(y, x, c)| [y as u8 + 1, x as u8 + 1, 0][c]);
+    let unit = Pipeline {
+        steps: p.steps.clone(),
+        normalize: Normalize::unit(3),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut flips = 0;
+    let n = 4000;
+    for _ in 0..n {
+        let o = unit.apply_u8(probe.view(), &mut rng);
+        let (sy, sx16, sx17) = (
+            o[[16, 16, 0]] as i32 - 1,
+            o[[16, 16, 1]] as i32 - 1,
+            o[[16, 17, 1]] as i32 - 1,
+        );
+        let flipped = sx17 < sx16;
+        let dx = sx16 - if flipped { 15 } else { 16 } + 4;
+        seen.insert((sy - 12, dx, flipped));
+        flips += flipped as usize;
+    }
+    assert_eq!(seen.len(), 162, "distinct (dy, dx, flip) outcomes");
+    assert!(seen
+        .iter()
+        .all(|&(dy, dx, _)| (0..=8).contains(&dy) && (0..=8).contains(&dx)));
+    assert!(
+        (flips as f64 / n as f64 - 0.5).abs() < 0.05,
+        "{flips} flips of {n}"
+    );
+    // Padding is zero *before* normalization: a corner pixel shifted out reads (0 - mean) / std.
+    let zero_val = -CIFAR_MEAN[0] / CIFAR_STD[0];
+    let any_pad = (0..50).any(|s| apply(&p, &img, s)[0] == zero_val);
+    assert!(any_pad);
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (1usize..12, 1usize..12, 0usize..5).prop_map(|(height, width, padding)| Step::RandomCrop {
+            height,
+            width,
+            padding
+        }),
+        (0.0f64..=1.0).prop_map(|p| Step::HorizontalFlip { p }),
+        (1usize..10, 1usize..10).prop_map(|(height, width)| Step::CenterCrop { height, width }),
+        (1usize..10, 1usize..10, any::<bool>()).prop_map(|(height, width, a)| Step::Resize {
+            height,
+            width,
+            filter: if a { Filter::Area } else { Filter::Bilinear }
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+    /// The fused crop/flip/normalize path equals applying each step and then normalizing.
+    #[test]
+    fn fused_pipeline_equals_stepwise(
+        h in 1usize..10, w in 1usize..10, c in prop_oneof![Just(1usize), Just(3)],
+        steps in proptest::collection::vec(step_strategy(), 0..5),
+        seed in any::<u64>(), pixels in proptest::collection::vec(any::<u8>(), 300),
+    ) {
+        let img = Array3::from_shape_fn((h, w, c), |(y, x, ch)| pixels[(y * w + x) * c + ch]);
+        let normalize = Normalize { mean: vec![0.3; c], std: vec![0.2; c] };
+        let p = Pipeline { steps, normalize: normalize.clone() };
+        let fused = apply(&p, &img, seed);
+        let stepped = p.apply_u8(img.view(), &mut ChaCha8Rng::seed_from_u64(seed));
+        let mut want = vec![0.0; fused.len()];
+        normalize.apply_into(stepped.view(), &mut want);
+        prop_assert_eq!(fused, want);
+    }
+
+    /// Area resize by an integer factor equals naive block means (rounded half up).
+    #[test]
+    fn area_integer_factor_is_block_mean(oh in 1usize..5, ow in 1usize..5, f in 1usize..4, seed in any::<u64>()) {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let img = Array3::from_shape_fn((oh * f, ow * f, 2), |_| rng.random::<u8>());
+        let r = resize(img.view(), oh, ow, Filter::Area);
+        for y in 0..oh { for x in 0..ow { for ch in 0..2 {
+            let mut s = 0u32;
+            for dy in 0..f { for dx in 0..f { s += img[[y * f + dy, x * f + dx, ch]] as u32; } }
+            let mean = s as f64 / (f * f) as f64;
+            prop_assert!((r[[y, x, ch]] as f64 - mean).abs() <= 0.5 + 1e-4, "{} vs {}", r[[y, x, ch]], mean);
+        }}}
+    }
+}
