@@ -1,6 +1,7 @@
 //! ood-nn: the neural layer on tch (libtorch): the WideResNet of the energy-OOD code of record,
 //! reading PyTorch checkpoints, our own checkpoints, training and fine-tuning.
 //! See docs/neural.md and docs/architecture.md.
+pub mod checkpoint;
 mod cuda_link;
 pub mod error;
 pub mod pytorch;
