@@ -1,0 +1,176 @@
+//! `eood data` on tiny fixtures: cache selection, listing, missing and corrupted datasets (exit
+//! code 2, one-line errors), montages of a .npy file.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// `eood data ...` isolated from the machine: no shared data, no inherited cache variable.
+fn eood(cwd: &Path) -> Command {
+    let mut c = Command::cargo_bin("eood").unwrap();
+    c.current_dir(cwd)
+        .env("EOOD_SHARED_DATA", "")
+        .env_remove("EOOD_CACHE")
+        .arg("data");
+    c
+}
+
+#[test]
+fn cache_comes_from_the_flag_then_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flag = tmp.path().join("flag-cache");
+    eood(tmp.path())
+        .args(["path", "cache", "--cache"])
+        .arg(&flag)
+        .assert()
+        .success()
+        .stdout(format!("{}\n", flag.display()));
+    let env = tmp.path().join("env-cache");
+    eood(tmp.path())
+        .env("EOOD_CACHE", &env)
+        .args(["path", "cache"])
+        .assert()
+        .success()
+        .stdout(format!("{}\n", env.display()));
+    // The flag beats the environment.
+    eood(tmp.path())
+        .env("EOOD_CACHE", &env)
+        .args(["path", "cache", "--cache"])
+        .arg(&flag)
+        .assert()
+        .success()
+        .stdout(format!("{}\n", flag.display()));
+}
+
+#[test]
+fn list_shows_every_registered_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = eood(tmp.path())
+        .arg("list")
+        .arg("--cache")
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with(&format!("cache: {} (from --cache)", tmp.path().display())),
+        "{out}"
+    );
+    for name in [
+        "fmnist",
+        "mnist-test",
+        "notmnist-test",
+        "omniglot-small",
+        "cifar10",
+        "cifar100",
+        "svhn",
+        "textures-dtd",
+        "places365",
+        "lsun-crop",
+        "lsun-resize",
+        "isun",
+        "tiny-images",
+        "300k-random",
+        "gimp-patterns",
+        "skimage-data",
+        "sklearn-images",
+        "openarena-textures",
+        "mate-backgrounds",
+        "fmnist-ood",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} not listed:\n{out}"
+        );
+    }
+    assert!(out.contains("not built (eood data build fmnist-ood)"));
+}
+
+#[test]
+fn missing_and_unknown_datasets_fail_with_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    eood(tmp.path())
+        .args(["path", "mnist-test", "--cache"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::starts_with("error: mnist-test is missing")
+                .and(predicate::str::contains("eood data fetch mnist-test")),
+        );
+    eood(tmp.path())
+        .args(["verify", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown dataset `nope`"));
+    eood(tmp.path())
+        .args(["build", "fmnist-ood", "--cache"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("missing source(s)")
+                .and(predicate::str::contains("scripts/fetch-sources.sh")),
+        );
+    assert!(!tmp.path().join("fmnist-ood").exists());
+    eood(tmp.path())
+        .args(["show", "fmnist-ood", "--cache"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not built"));
+}
+
+#[test]
+fn verify_reports_a_corrupted_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("downloads/omniglot-small");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("images_background_small1.zip"), b"garbage").unwrap();
+    std::fs::write(dir.join("images_background_small2.zip"), b"garbage").unwrap();
+    eood(tmp.path())
+        .args(["verify", "omniglot-small", "--cache"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("checksum mismatch")
+                .and(predicate::str::contains("images_background_small1.zip")),
+        );
+}
+
+#[test]
+fn show_writes_a_png_montage_of_a_npy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = ndarray::Array4::<u8>::from_shape_fn((5, 28, 28, 1), |(i, y, _, _)| (i * 40 + y) as u8);
+    let npy = tmp.path().join("five.npy");
+    ndarray_npy::write_npy(&npy, &x).unwrap();
+    let png = tmp.path().join("m/five.png");
+    eood(tmp.path())
+        .args(["show"])
+        .arg(&npy)
+        .arg("--out")
+        .arg(&png)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(5 images, showing 5)"));
+    let b = std::fs::read(&png).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: 5 columns of (28 * 2 + 2) + 2 wide, one row of 58 + 2 high.
+    let w = u32::from_be_bytes(b[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(b[20..24].try_into().unwrap());
+    assert_eq!((w, h), (5 * 58 + 2, 60));
+    // A file that is not a 4-d u8 array is a clear error.
+    let bad = tmp.path().join("bad.npy");
+    ndarray_npy::write_npy(&bad, &ndarray::Array1::<f64>::zeros(3)).unwrap();
+    eood(tmp.path())
+        .args(["show"])
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.npy"));
+}
