@@ -117,7 +117,7 @@ pub fn parse_mat(bytes: &[u8], path: &Path) -> Result<Vec<MatArray>> {
         // Plain elements are padded to 8 bytes; compressed ones are not.
         if ty == MI_MATRIX {
             let pad = (8 - n % 8) % 8;
-            cur.skip(pad.min(cur.remaining()), "padding")?;
+            cur.skip(pad, "padding")?;
         }
     }
     Ok(vars)
@@ -153,7 +153,7 @@ fn sub_element<'a>(cur: &mut Cursor<'a>, what: &str) -> Result<(u32, &'a [u8])> 
         let n = cur.u32_le(what)? as usize;
         let b = cur.take(n, what)?;
         let pad = (8 - n % 8) % 8;
-        cur.skip(pad.min(cur.remaining()), "padding")?;
+        cur.skip(pad, "padding")?;
         Ok((first, b))
     }
 }

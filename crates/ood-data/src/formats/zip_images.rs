@@ -4,7 +4,7 @@
 //! group images by folder. Entries are returned sorted by that path, so results do not depend on
 //! the order in which the archive was written. Non-image entries (by extension) are skipped.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use ndarray::Array3;
@@ -33,22 +33,29 @@ impl ZipImage {
     }
 }
 
-fn open(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    zip::ZipArchive::new(f)
+fn open<R: Read + Seek>(reader: R, path: &Path) -> Result<zip::ZipArchive<R>> {
+    zip::ZipArchive::new(reader)
         .map_err(|e| Error::format(path, 0, format!("not a readable zip archive: {e}")))
 }
 
-/// Paths of the image entries of an archive, sorted.
-pub fn image_names(path: &Path) -> Result<Vec<String>> {
-    let archive = open(path)?;
+fn open_file(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    open(f, path)
+}
+
+fn sorted_image_names<R: Read + Seek>(archive: &zip::ZipArchive<R>) -> Vec<String> {
     let mut names: Vec<String> = archive
         .file_names()
         .filter(|n| !n.ends_with('/') && is_image_name(n))
         .map(str::to_owned)
         .collect();
     names.sort();
-    Ok(names)
+    names
+}
+
+/// Paths of the image entries of an archive, sorted.
+pub fn image_names(path: &Path) -> Result<Vec<String>> {
+    Ok(sorted_image_names(&open_file(path)?))
 }
 
 /// Decodes every image entry, sorted by path.
@@ -63,8 +70,26 @@ pub fn read_zip_images_where(
     mode: ColorMode,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<ZipImage>> {
-    let mut archive = open(path)?;
-    let names: Vec<String> = image_names(path)?.into_iter().filter(|n| keep(n)).collect();
+    decode_archive(open_file(path)?, path, mode, keep)
+}
+
+/// [`read_zip_images`] on an archive held in memory (`name` is used in errors).
+pub fn parse_zip_images(bytes: &[u8], name: &Path, mode: ColorMode) -> Result<Vec<ZipImage>> {
+    decode_archive(open(std::io::Cursor::new(bytes), name)?, name, mode, |_| {
+        true
+    })
+}
+
+fn decode_archive<R: Read + Seek>(
+    mut archive: zip::ZipArchive<R>,
+    path: &Path,
+    mode: ColorMode,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<ZipImage>> {
+    let names: Vec<String> = sorted_image_names(&archive)
+        .into_iter()
+        .filter(|n| keep(n))
+        .collect();
     let mut raw = Vec::with_capacity(names.len());
     for name in names {
         let bytes = read_entry(&mut archive, path, &name)?;
@@ -80,8 +105,8 @@ pub fn read_zip_images_where(
 }
 
 /// The bytes of one entry, bounded by its declared size (checked before allocating).
-fn read_entry(
-    archive: &mut zip::ZipArchive<std::fs::File>,
+fn read_entry<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
     path: &Path,
     name: &str,
 ) -> Result<Vec<u8>> {
