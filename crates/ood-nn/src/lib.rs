@@ -4,8 +4,11 @@
 pub mod checkpoint;
 mod cuda_link;
 pub mod error;
+pub mod losses;
 pub mod pytorch;
+pub mod sgd;
 pub mod state_dict;
+pub mod train;
 pub mod wrn;
 
 pub use cuda_link::LINKS_TORCH_CUDA;

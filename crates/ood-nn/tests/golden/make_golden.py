@@ -14,6 +14,10 @@ Writes, next to this script:
   tiny_script.pt    a tiny CNN classifier traced with torch.jit.trace (TorchScript), for
                     `eood extract --torchscript`; tiny_logits.npy: its logits on wrn10_x.npy
   losses.json       energy-bounded and OE fine-tuning losses on fixed logits
+  train_steps.json  three SGD steps (Nesterov 0.9, weight decay 5e-4, the code of record's per-step
+                    cosine schedule) from wrn10_zip.pt with dropout off, for the plain
+                    cross-entropy, energy-bounded and OE objectives: per-step losses and the
+                    eval-mode logits after the last step
 
 The network is PyTorch's own definition of the energy-OOD code of record's architecture
 (CIFAR/models/wrn.py, written out below from its description): pre-activation blocks,
@@ -102,6 +106,43 @@ def oe_loss(logits, target, n_in, lam=0.5):
     return loss + lam * -(out.mean(1) - torch.logsumexp(out, dim=1)).mean()
 
 
+def cosine_annealing(step, total_steps, lr_max, lr_min):
+    """The code of record's schedule factor (CIFAR/train.py), used through LambdaLR."""
+    return lr_min + (lr_max - lr_min) * 0.5 * (1 + np.cos(step / total_steps * np.pi))
+
+
+def train_steps(sd, x, objective, lr, steps=3, total=10):
+    """A few optimizer steps exactly as the code of record's loop: forward, scheduler.step(),
+    zero_grad, loss, backward, optimizer.step()."""
+    net = WideResNet(depth=10, num_classes=10, widen=1, drop=0.0)
+    net.load_state_dict(sd)
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda=lambda step: cosine_annealing(step, total, 1, 1e-6 / lr)
+    )
+    target = torch.tensor([1, 4, 9, 0])
+    losses = []
+    for _ in range(steps):
+        out = net(x)
+        sched.step()
+        opt.zero_grad()
+        if objective == "ce":
+            loss = F.cross_entropy(out, target)
+        elif objective == "energy":
+            loss = energy_loss(out, target[:2], 2, -8.0, -3.0)
+        else:
+            loss = oe_loss(out, target[:2], 2)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    net.eval()
+    with torch.no_grad():
+        logits = net(x)
+    return {"objective": objective, "lr": lr, "total_steps": total, "losses": losses,
+            "logits_after": logits.tolist(), "fc_bias_after": net.fc.bias.tolist()}
+
+
 def main():
     torch.manual_seed(20201)
     net = WideResNet(depth=10, num_classes=10, widen=1, drop=0.3)
@@ -157,6 +198,10 @@ def main():
     }
     with open(os.path.join(HERE, "losses.json"), "w") as f:
         json.dump(cases, f, indent=1)
+
+    steps = [train_steps(sd, x, "ce", 0.1), train_steps(sd, x, "energy", 0.001), train_steps(sd, x, "oe", 0.001)]
+    with open(os.path.join(HERE, "train_steps.json"), "w") as f:
+        json.dump({"target": [1, 4, 9, 0], "n_in": 2, "m_in": -8.0, "m_out": -3.0, "cases": steps}, f, indent=1)
     print("torch", torch.__version__, "wrote golden files to", HERE)
 
 
