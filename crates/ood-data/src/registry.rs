@@ -706,8 +706,12 @@ pub fn fetch(ds: &Dataset, loc: &Locations, progress: bool) -> Result<(PathBuf, 
         if dest.is_file() {
             continue;
         }
-        let mut last_err = None;
-        for url in f.urls {
+        let mut failures = Vec::new();
+        for (k, url) in f.urls.iter().enumerate() {
+            if k > 0 {
+                // Mirrors may hold differently compressed copies: never resume one from another.
+                let _ = std::fs::remove_file(download::part_path(&dest));
+            }
             let req = download::Request {
                 url,
                 dest: &dest,
@@ -716,15 +720,20 @@ pub fn fetch(ds: &Dataset, loc: &Locations, progress: bool) -> Result<(PathBuf, 
                 progress,
             };
             match download::download(&req) {
-                Ok(_) => {
-                    last_err = None;
-                    break;
-                }
-                Err(e) => last_err = Some(e),
+                Ok(_) => break,
+                // A file that arrived but is wrong must not be retried from a mirror silently.
+                Err(e @ Error::Checksum { .. }) => return Err(e),
+                Err(e) => failures.push(e.to_string()),
             }
         }
-        if let Some(e) = last_err {
-            return Err(e);
+        if failures.len() == f.urls.len() {
+            return Err(Error::Other(format!(
+                "{}: every source failed ({}); copy the file into {} by hand and run `eood data verify {}`",
+                f.name,
+                failures.join("; "),
+                dir.display(),
+                ds.name
+            )));
         }
     }
     ds.require(loc)
@@ -768,8 +777,18 @@ pub fn fetch_debian(package: &str, loc: &Locations) -> Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&dest);
         std::fs::rename(&unpacked, &dest).map_err(|e| Error::io(&dest, e))?;
         let sha = download::sha256_file(&deb)?;
+        let version = Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&deb)
+            .arg("Version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unknown".into());
         let marker = root.join(format!("{package}.version"));
-        std::fs::write(&marker, format!("unknown {sha}\n")).map_err(|e| Error::io(&marker, e))?;
+        // Same marker as scripts/fetch-sources.sh: written last, it means the unpack is complete.
+        std::fs::write(&marker, format!("{version} {sha}\n")).map_err(|e| Error::io(&marker, e))?;
         Ok(dest)
     })();
     let _ = std::fs::remove_dir_all(&work);
