@@ -4,7 +4,11 @@
 pub mod checkpoint;
 mod cuda_link;
 pub mod error;
+pub mod extract;
 pub mod losses;
+pub mod mahalanobis_input;
+pub mod model;
+pub mod odin;
 pub mod pytorch;
 pub mod sgd;
 pub mod state_dict;

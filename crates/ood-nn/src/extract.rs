@@ -1,0 +1,561 @@
+//! Streaming inference: a [`Classifier`] over an input array, writing logits (and penultimate
+//! features) as `.npy` files batch by batch, so memory stays bounded by a few batches whatever
+//! the dataset size.
+//!
+//! Inputs ([`InputSet`]):
+//! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), memory-mapped and normalized on
+//!   the fly by the [`ood_data::batch::BatchLoader`] worker threads, so data preparation overlaps
+//!   the forward passes: `(x / 255 - mean[c]) / std[c]`;
+//! - `float32` `N x C x H x W`: already model input (used as is), read one batch at a time.
+//!
+//! Outputs are written through [`NpyRowWriter`]: a temporary file beside the target whose header
+//! declares all `N` rows, filled batch by batch and renamed into place at the end, so an
+//! interrupted run never leaves a truncated `.npy` behind (nor touches an existing one).
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ood_data::batch::{BatchConfig, BatchLoader};
+use ood_data::formats::npy_images::NpyImages;
+use ood_data::transforms::{Normalize, Pipeline};
+use tch::{Device, Kind, Tensor};
+
+use crate::model::Classifier;
+
+/// Errors of inference and of the input-space methods (ODIN, Mahalanobis preprocessing).
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Nn(#[from] crate::Error),
+    #[error(transparent)]
+    Data(#[from] ood_data::Error),
+    #[error("{path}: {reason}")]
+    Input { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Torch {
+        context: String,
+        #[source]
+        source: tch::TchError,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Metrics(#[from] ood_core::MetricsError),
+    #[error(transparent)]
+    Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
+}
+
+pub type Result<T, E = InferError> = std::result::Result<T, E>;
+
+pub(crate) fn torch_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> InferError {
+    let context = context.into();
+    move |source| InferError::Torch { context, source }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InferError + '_ {
+    move |source| InferError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// A `.npy` array to run a model on.
+#[derive(Debug)]
+pub enum InputSet {
+    /// `uint8` images, normalized per channel on the fly.
+    Images(Arc<NpyImages>),
+    /// `float32` `N x C x H x W` model input.
+    Tensors(F32Array),
+}
+
+/// A little-endian C-order `float32` `.npy` array read by rows (`shape[0]`), never whole.
+#[derive(Debug, Clone)]
+pub struct F32Array {
+    pub path: PathBuf,
+    pub shape: Vec<usize>,
+    data_offset: u64,
+}
+
+impl F32Array {
+    pub fn open(path: &Path) -> Result<Self> {
+        let bad = |reason: String| InferError::Input {
+            path: path.into(),
+            reason,
+        };
+        let mut f = File::open(path).map_err(io_err(path))?;
+        let mut pre = [0u8; 12];
+        f.read_exact(&mut pre[..10])
+            .map_err(|_| bad("too short for a .npy file".into()))?;
+        if &pre[..6] != b"\x93NUMPY" {
+            return Err(bad("not a .npy file (magic)".into()));
+        }
+        let (len, at) = match pre[6] {
+            1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10u64),
+            2 | 3 => {
+                f.read_exact(&mut pre[10..12])
+                    .map_err(|_| bad("truncated header".into()))?;
+                (
+                    u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as usize,
+                    12,
+                )
+            }
+            v => return Err(bad(format!("unsupported .npy version {v}"))),
+        };
+        if len > 1 << 20 {
+            return Err(bad(format!("header length {len} is implausible")));
+        }
+        let mut text = vec![0u8; len];
+        f.read_exact(&mut text)
+            .map_err(|_| bad("truncated header".into()))?;
+        let text = String::from_utf8(text).map_err(|_| bad("header is not UTF-8".into()))?;
+        let header = ood_core::io::npy::parse_header(&text).map_err(bad)?;
+        if header.descr != "<f4" || header.fortran_order {
+            return Err(bad(format!(
+                "dtype {:?}{}: expected uint8 images or C-order float32 ('<f4') N x C x H x W",
+                header.descr,
+                if header.fortran_order {
+                    " (Fortran order)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if header.shape.len() != 4 {
+            return Err(bad(format!(
+                "float32 input must be N x C x H x W, got shape {:?}",
+                header.shape
+            )));
+        }
+        let data_offset = at + len as u64;
+        let want = header.shape.iter().product::<usize>() as u64 * 4;
+        let have = f.metadata().map_err(io_err(path))?.len() - data_offset;
+        if want != have {
+            return Err(bad(format!(
+                "header declares shape {:?} = {want} bytes but {have} follow the header",
+                header.shape
+            )));
+        }
+        Ok(Self {
+            path: path.into(),
+            shape: header.shape,
+            data_offset,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `start..start + n` as an `n x C x H x W` tensor.
+    fn read_rows(&self, file: &mut File, start: usize, n: usize) -> Result<Tensor> {
+        let per: usize = self.shape[1..].iter().product();
+        let mut bytes = vec![0u8; n * per * 4];
+        file.seek(SeekFrom::Start(self.data_offset + (start * per * 4) as u64))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(io_err(&self.path))?;
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut shape: Vec<i64> = self.shape.iter().map(|&d| d as i64).collect();
+        shape[0] = n as i64;
+        Ok(Tensor::from_slice(&values).reshape(shape))
+    }
+}
+
+/// A batch of model input on the CPU.
+#[derive(Debug)]
+pub struct InputBatch {
+    /// `n x C x H x W` float32.
+    pub x: Tensor,
+    /// Row index of the first image in the set.
+    pub start: usize,
+}
+
+impl InputSet {
+    /// Opens a `.npy` of `uint8` images or of `float32` model input (by its dtype).
+    pub fn open(path: &Path) -> Result<Self> {
+        if is_float_npy(path) {
+            Ok(InputSet::Tensors(F32Array::open(path)?))
+        } else {
+            Ok(InputSet::Images(Arc::new(NpyImages::open(path)?)))
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            InputSet::Images(i) => i.path(),
+            InputSet::Tensors(a) => &a.path,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            InputSet::Images(i) => i.len(),
+            InputSet::Tensors(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Channels of the model input.
+    pub fn channels(&self) -> usize {
+        match self {
+            InputSet::Images(i) => i.image_shape().2,
+            InputSet::Tensors(a) => a.shape[1],
+        }
+    }
+
+    /// `true` for `uint8` images (which need a normalization).
+    pub fn needs_normalization(&self) -> bool {
+        matches!(self, InputSet::Images(_))
+    }
+
+    /// Batches in file order. `normalize` is required for `uint8` images and ignored for float
+    /// input; `workers` threads prepare image batches ahead (0: on this thread).
+    pub fn batches(
+        &self,
+        batch_size: usize,
+        normalize: Option<&Normalize>,
+        workers: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<InputBatch>> + '_>> {
+        if batch_size == 0 {
+            return Err(InferError::Config("batch size must be positive".into()));
+        }
+        match self {
+            InputSet::Images(images) => {
+                let normalize = normalize.ok_or_else(|| {
+                    InferError::Config("uint8 images need a normalization (mean, std)".into())
+                })?;
+                let loader = BatchLoader::new(
+                    images.clone(),
+                    Pipeline {
+                        steps: vec![],
+                        normalize: normalize.clone(),
+                    },
+                    BatchConfig {
+                        batch_size,
+                        shuffle: false,
+                        drop_last: false,
+                        seed: 0,
+                        workers,
+                        depth: 2,
+                    },
+                )?;
+                let mut start = 0;
+                Ok(Box::new(loader.epoch(0).map(move |b| {
+                    let shape: Vec<i64> = b.images.shape().iter().map(|&d| d as i64).collect();
+                    let n = shape[0] as usize;
+                    let x = Tensor::from_slice(b.images.as_slice().expect("contiguous batch"))
+                        .reshape(shape);
+                    let batch = InputBatch { x, start };
+                    start += n;
+                    Ok(batch)
+                })))
+            }
+            InputSet::Tensors(a) => {
+                let mut file = File::open(&a.path).map_err(io_err(&a.path))?;
+                let n = a.len();
+                Ok(Box::new((0..n).step_by(batch_size).map(move |start| {
+                    let rows = batch_size.min(n - start);
+                    Ok(InputBatch {
+                        x: a.read_rows(&mut file, start, rows)?,
+                        start,
+                    })
+                })))
+            }
+        }
+    }
+}
+
+fn is_float_npy(path: &Path) -> bool {
+    let mut head = [0u8; 128];
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    String::from_utf8_lossy(&head[..n]).contains("'<f")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming .npy writer
+
+/// Writes a `float32` `rows x cols` `.npy` file row block by row block. The header (written with
+/// the first block, when `cols` is known) declares all `rows`; [`NpyRowWriter::finish`] checks
+/// the count and renames the temporary file into place. Dropped unfinished, it deletes the
+/// temporary file.
+#[derive(Debug)]
+pub struct NpyRowWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    rows: usize,
+    cols: Option<usize>,
+    written: usize,
+}
+
+impl NpyRowWriter {
+    pub fn create(path: &Path, rows: usize) -> Result<Self> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| InferError::Config(format!("{}: not a file name", path.display())))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        Ok(Self {
+            path: path.into(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            rows,
+            cols: None,
+            written: 0,
+        })
+    }
+
+    /// Appends `values.len() / cols` rows.
+    pub fn push(&mut self, values: &[f32], cols: usize) -> Result<()> {
+        let out = self.out.as_mut().expect("not finished");
+        match self.cols {
+            None => {
+                out.write_all(&npy_header("<f4", &[self.rows, cols]))
+                    .map_err(io_err(&self.tmp))?;
+                self.cols = Some(cols);
+            }
+            Some(c) if c != cols => {
+                return Err(InferError::Config(format!(
+                    "{}: a batch has {cols} columns, earlier ones {c}",
+                    self.path.display()
+                )))
+            }
+            Some(_) => {}
+        }
+        if cols == 0 || values.len() % cols != 0 {
+            return Err(InferError::Config(format!(
+                "{}: {} values do not make rows of {cols}",
+                self.path.display(),
+                values.len()
+            )));
+        }
+        let n = values.len() / cols;
+        if self.written + n > self.rows {
+            return Err(InferError::Config(format!(
+                "{}: more than the {} declared rows",
+                self.path.display(),
+                self.rows
+            )));
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        out.write_all(&bytes).map_err(io_err(&self.tmp))?;
+        self.written += n;
+        Ok(())
+    }
+
+    /// Checks that every row was written, syncs, and renames into place.
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.rows || self.cols.is_none() {
+            return Err(InferError::Config(format!(
+                "{}: {} of {} rows written",
+                self.path.display(),
+                self.written,
+                self.rows
+            )));
+        }
+        let out = self.out.take().expect("not finished");
+        let file = out.into_inner().map_err(|e| InferError::Io {
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
+        Ok(())
+    }
+}
+
+impl Drop for NpyRowWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            self.out = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A version 1.0 `.npy` header, padded so the data starts at a multiple of 64 bytes.
+pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    let total = 10 + text.len() + 1;
+    text.push_str(&" ".repeat((64 - total % 64) % 64));
+    text.push('\n');
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    h.extend_from_slice(text.as_bytes());
+    h
+}
+
+/// A 2-D tensor as contiguous CPU `f32` values and its column count.
+pub(crate) fn to_rows(t: &Tensor) -> Result<(Vec<f32>, usize)> {
+    let t = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let cols = t.size().get(1).copied().unwrap_or(1) as usize;
+    let v = Vec::<f32>::try_from(t.view(-1)).map_err(torch_err("copying to host"))?;
+    Ok((v, cols))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+
+/// Settings of [`extract`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtractConfig {
+    /// Images per forward pass. Default 256.
+    pub batch_size: usize,
+    /// Threads preparing `uint8` image batches ahead of the model. Default 1.
+    pub workers: usize,
+    pub progress: bool,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            workers: 1,
+            progress: false,
+        }
+    }
+}
+
+/// What [`extract`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtractSummary {
+    pub rows: usize,
+    pub classes: usize,
+    pub feature_dim: Option<usize>,
+    pub seconds: f64,
+}
+
+impl ExtractSummary {
+    pub fn images_per_second(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
+pub(crate) fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images, {per_sec}, ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Runs `model` over `input` and writes `N x K` logits to `logits_path` and, when
+/// `features_path` is given, `N x D` penultimate features. `normalize` applies to `uint8` images.
+pub fn extract(
+    model: &Classifier,
+    input: &InputSet,
+    normalize: Option<&Normalize>,
+    config: &ExtractConfig,
+    logits_path: &Path,
+    features_path: Option<&Path>,
+) -> Result<ExtractSummary> {
+    let n = input.len();
+    if n == 0 {
+        return Err(InferError::Input {
+            path: input.path().into(),
+            reason: "no images".into(),
+        });
+    }
+    if let Some(c) = model.in_channels() {
+        if c as usize != input.channels() {
+            return Err(InferError::Input {
+                path: input.path().into(),
+                reason: format!("{} channels, the model expects {c}", input.channels()),
+            });
+        }
+    }
+    let device = model.device();
+    let mut logits_out = NpyRowWriter::create(logits_path, n)?;
+    let mut features_out = features_path
+        .map(|p| NpyRowWriter::create(p, n))
+        .transpose()?;
+    let pb = progress_bar(n, config.progress, "extract");
+    let started = Instant::now();
+    let (mut classes, mut dim) = (0, None);
+    tch::no_grad(|| -> Result<()> {
+        for batch in input.batches(config.batch_size, normalize, config.workers)? {
+            let batch = batch?;
+            let x = batch.x.to_device(device);
+            let rows = x.size()[0] as u64;
+            if let Some(fo) = features_out.as_mut() {
+                let (l, f) = model.logits_and_features(&x)?;
+                let (lv, k) = to_rows(&l)?;
+                let (fv, d) = to_rows(&f)?;
+                logits_out.push(&lv, k)?;
+                fo.push(&fv, d)?;
+                (classes, dim) = (k, Some(d));
+            } else {
+                let (lv, k) = to_rows(&model.logits(&x)?)?;
+                logits_out.push(&lv, k)?;
+                classes = k;
+            }
+            pb.inc(rows);
+        }
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    logits_out.finish()?;
+    if let Some(fo) = features_out {
+        fo.finish()?;
+    }
+    Ok(ExtractSummary {
+        rows: n,
+        classes,
+        feature_dim: dim,
+        seconds,
+    })
+}

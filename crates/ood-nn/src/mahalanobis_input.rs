@@ -1,0 +1,189 @@
+//! Mahalanobis detector with input preprocessing (Lee, Lee, Lee & Shin, "A Simple Unified
+//! Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018),
+//! on the penultimate features, as the energy-OOD code of record runs it
+//! (`utils/score_calculation.py`, `sample_estimator` and `get_Mahalanobis_score` on the last
+//! feature layer, no layer ensemble or logistic regression):
+//!
+//! 1. fit on training-set features: class means `mu_c` and one tied covariance `Sigma`
+//!    ([`ood_core::scores::MahalanobisParams::fit`], the `EmpiricalCovariance` estimate);
+//! 2. `d_c(x) = (f(x) - mu_c)^T Sigma^-1 (f(x) - mu_c)`, `c* = argmin_c d_c(x)`;
+//! 3. input step `x' = x - eps * s / std[ch]`, `s = +1 where grad_x mean_i(d_c*(x_i) / 2) >= 0`,
+//!    else -1 (the code of record's sign and per-channel std division, as ODIN);
+//! 4. score `max_c -d_c(x')` (higher = more in-distribution; the same scale as
+//!    [`ood_core::scores::Mahalanobis::score`], which is this at `eps = 0`; the code of record
+//!    reports `max_c -d_c / 2`, a monotone rescaling).
+//!
+//! Distances are computed in `f64` from the network's `f32` features.
+//!
+//! `eps` grid: the code of record's (`CIFAR/run.sh`, `M`): {0, 0.0005, 0.001, 0.0014, 0.002,
+//! 0.005, 0.01}, chosen on the validation OOD sets by [`crate::odin::select_on_validation`].
+use ndarray::Array2;
+use ood_core::scores::{Mahalanobis, MahalanobisParams};
+use ood_data::transforms::Normalize;
+use tch::{Device, Kind, Tensor};
+
+use crate::extract::{progress_bar, torch_err, InferError, InputSet, Result};
+use crate::model::Classifier;
+use crate::odin::{input_grad, signed_step};
+
+/// The code of record's noise magnitudes for Mahalanobis, ascending.
+pub const EPSILONS: [f64; 7] = [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01];
+
+/// Penultimate features of a whole input, `N x D` in `f64` (for fitting).
+pub fn collect_features(
+    model: &Classifier,
+    input: &InputSet,
+    normalize: Option<&Normalize>,
+    batch_size: usize,
+    progress: bool,
+) -> Result<Array2<f64>> {
+    let mut values = Vec::new();
+    let mut d = 0;
+    let pb = progress_bar(input.len(), progress, "features");
+    tch::no_grad(|| -> Result<()> {
+        for batch in input.batches(batch_size, normalize, 1)? {
+            let x = batch?.x.to_device(model.device());
+            let f = model
+                .features(&x)?
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu)
+                .contiguous();
+            d = f.size()[1] as usize;
+            pb.inc(f.size()[0] as u64);
+            values.extend(Vec::<f64>::try_from(f.view(-1)).map_err(torch_err("features to host"))?);
+        }
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    let n = values.len() / d.max(1);
+    Array2::from_shape_vec((n, d), values).map_err(|e| InferError::Config(format!("features: {e}")))
+}
+
+/// Fits class means and the tied covariance on the features of `input` with `labels`.
+pub fn fit(
+    model: &Classifier,
+    input: &InputSet,
+    labels: &[i64],
+    normalize: Option<&Normalize>,
+    params: MahalanobisParams,
+    batch_size: usize,
+    progress: bool,
+) -> Result<Mahalanobis> {
+    if labels.len() != input.len() {
+        return Err(InferError::Config(format!(
+            "{} labels for {} images",
+            labels.len(),
+            input.len()
+        )));
+    }
+    let features = collect_features(model, input, normalize, batch_size, progress)?;
+    Ok(params.fit(features.view(), labels)?)
+}
+
+/// A fitted detector on the model's device, ready for input preprocessing.
+#[derive(Debug)]
+pub struct MahalanobisInput {
+    /// `K x D`, f64.
+    means: Tensor,
+    /// `Sigma^-1`, `D x D`, f64.
+    precision: Tensor,
+}
+
+impl MahalanobisInput {
+    pub fn new(fit: &Mahalanobis, device: Device) -> Result<Self> {
+        let to_t = |a: &Array2<f64>| {
+            let (r, c) = a.dim();
+            Tensor::from_slice(a.as_standard_layout().as_slice().expect("standard layout"))
+                .view([r as i64, c as i64])
+                .to_device(device)
+        };
+        let cov = to_t(fit.covariance());
+        // Sigma = L L^T (ood_core already checked it is positive definite).
+        let l = cov
+            .f_linalg_cholesky(false)
+            .map_err(torch_err("Cholesky factor"))?;
+        let precision = l
+            .f_cholesky_inverse(false)
+            .map_err(torch_err("precision"))?;
+        Ok(Self {
+            means: to_t(fit.means()),
+            precision,
+        })
+    }
+
+    /// `N x K` squared distances of `N x D` features (any float kind; computed in f64).
+    pub fn distances(&self, features: &Tensor) -> Tensor {
+        let diff = features.to_kind(Kind::Double).unsqueeze(1) - self.means.unsqueeze(0);
+        (diff.matmul(&self.precision) * &diff).sum_dim_intlist(-1, false, Kind::Double)
+    }
+
+    /// For each `eps`, the scores `max_c -d_c(x')` of one batch of normalized input.
+    pub fn scores_batch(
+        &self,
+        model: &Classifier,
+        x: &Tensor,
+        std: &[f64],
+        epsilons: &[f64],
+    ) -> Result<Vec<Vec<f64>>> {
+        if epsilons.iter().any(|&e| !(e.is_finite() && e >= 0.0)) {
+            return Err(InferError::Config(
+                "Mahalanobis epsilons must be >= 0".into(),
+            ));
+        }
+        let x = x.detach().set_requires_grad(true);
+        let d = self.distances(&model.features(&x)?);
+        let closest = d.argmin(1, true).detach();
+        let loss = (d.gather(1, &closest, false) * 0.5).mean(Kind::Double);
+        let need_grad = epsilons.iter().any(|&e| e > 0.0);
+        let step = if need_grad {
+            Some(signed_step(&input_grad(&loss, &x, false)?, std)?)
+        } else {
+            None
+        };
+        let score = |d: &Tensor| -> Result<Vec<f64>> {
+            let s = -d.min_dim(1, false).0;
+            Vec::<f64>::try_from(s.to_device(Device::Cpu)).map_err(torch_err("scores to host"))
+        };
+        let clean = score(&d.detach())?;
+        epsilons
+            .iter()
+            .map(|&eps| match (&step, eps == 0.0) {
+                (Some(step), false) => {
+                    let xp = x.detach() - step * eps;
+                    let f = tch::no_grad(|| model.features(&xp))?;
+                    score(&self.distances(&f))
+                }
+                _ => Ok(clean.clone()),
+            })
+            .collect()
+    }
+
+    /// Scores of a whole input for each `eps`: `[eps][image]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scores(
+        &self,
+        model: &Classifier,
+        input: &InputSet,
+        normalize: Option<&Normalize>,
+        std: &[f64],
+        epsilons: &[f64],
+        batch_size: usize,
+        progress: bool,
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut out = vec![Vec::with_capacity(input.len()); epsilons.len()];
+        let pb = progress_bar(input.len(), progress, "Mahalanobis");
+        for batch in input.batches(batch_size, normalize, 1)? {
+            let x = batch?.x.to_device(model.device());
+            let n = x.size()[0] as u64;
+            for (dst, s) in out
+                .iter_mut()
+                .zip(self.scores_batch(model, &x, std, epsilons)?)
+            {
+                dst.extend(s);
+            }
+            pb.inc(n);
+        }
+        pb.finish_and_clear();
+        Ok(out)
+    }
+}

@@ -1,0 +1,255 @@
+//! ODIN and Mahalanobis input preprocessing must reproduce PyTorch's numbers (the code of record's
+//! procedures written out in tests/golden/make_odin_golden.py) on the small random WRN-10-1.
+use std::path::PathBuf;
+
+use ood_core::metrics::MetricsConfig;
+use ood_core::scores::MahalanobisParams;
+use ood_data::transforms::Normalize;
+use ood_nn::extract::InputSet;
+use ood_nn::mahalanobis_input::{self, MahalanobisInput};
+use ood_nn::model::Classifier;
+use ood_nn::odin::{self, OdinGrid, OdinParams};
+use ood_nn::tch::{Device, Kind, Tensor};
+use ood_nn::WrnConfig;
+use serde_json::Value;
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+fn model() -> Classifier {
+    let config = WrnConfig {
+        depth: 10,
+        widen_factor: 1,
+        dropout: 0.3,
+        num_classes: 10,
+        in_channels: 3,
+    };
+    Classifier::from_state_dict(&golden("wrn10_zip.pt"), &config, Device::Cpu).unwrap()
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(golden("odin_golden.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| match x {
+            Value::Array(_) => floats(x),
+            _ => vec![x.as_f64().unwrap()],
+        })
+        .collect()
+}
+
+fn normalize() -> Normalize {
+    Normalize::cifar()
+}
+
+fn std_f64() -> Vec<f64> {
+    normalize().std.iter().map(|&s| s as f64).collect()
+}
+
+/// The normalized test batch, through the same reader `eood extract` uses.
+fn test_batch() -> Tensor {
+    let input = InputSet::open(&golden("odin_test_x.npy")).unwrap();
+    let mut batches = input.batches(64, Some(&normalize()), 0).unwrap();
+    batches.next().unwrap().unwrap().x
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
+        .fold(0.0, f64::max)
+}
+
+fn tensor_values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view(-1)).unwrap()
+}
+
+#[test]
+fn odin_matches_pytorch_for_each_temperature_and_epsilon() {
+    let net = model();
+    let x = test_batch();
+    let want = expected();
+    let cases = want["odin"].as_array().unwrap();
+    let grid = OdinGrid {
+        temperatures: vec![1.0, 10.0, 1000.0],
+        epsilons: vec![0.0, 0.0014, 0.0048],
+    };
+    let got = odin::odin_batch(&net, &x, &std_f64(), &grid).unwrap();
+    assert_eq!(got.len(), cases.len());
+    let clean = tensor_values(&got[0].1);
+    let want_clean = floats(&cases[0]["logits"]);
+    for (case, (scores, logits), p) in itertools(cases, &got, grid.params()) {
+        assert_eq!(case["temperature"].as_f64().unwrap(), p.temperature);
+        assert_eq!(case["epsilon"].as_f64().unwrap(), p.epsilon);
+        let logits = tensor_values(logits);
+        let want_logits = floats(&case["logits"]);
+        let err = max_rel_diff(&logits, &want_logits);
+        assert!(
+            err < 1e-4,
+            "{p:?}: perturbed logits differ from PyTorch's by {err}"
+        );
+        let err = max_abs_diff(scores, &floats(&case["scores"]));
+        assert!(err < 1e-6, "{p:?}: scores differ from PyTorch's by {err}");
+        if p.epsilon > 0.0 {
+            // The step must really move the logits, and move them as PyTorch's does: compare the
+            // change itself, so a wrong gradient sign could not hide inside the tolerance.
+            let moved: Vec<f64> = logits.iter().zip(&clean).map(|(a, b)| a - b).collect();
+            let want_moved: Vec<f64> = want_logits
+                .iter()
+                .zip(&want_clean)
+                .map(|(a, b)| a - b)
+                .collect();
+            let scale = want_moved.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(scale > 1e-3, "{p:?}: step moved logits by only {scale}");
+            let err = max_abs_diff(&moved, &want_moved) / scale;
+            assert!(
+                err < 1e-2,
+                "{p:?}: logit change differs from PyTorch's by {err} of its size"
+            );
+        }
+    }
+}
+
+fn itertools<'a>(
+    cases: &'a [Value],
+    got: &'a [(Vec<f64>, Tensor)],
+    params: Vec<OdinParams>,
+) -> impl Iterator<Item = (&'a Value, &'a (Vec<f64>, Tensor), OdinParams)> {
+    cases
+        .iter()
+        .zip(got.iter())
+        .zip(params)
+        .map(|((c, g), p)| (c, g, p))
+}
+
+#[test]
+fn odin_over_an_input_set_equals_the_batch_computation() {
+    let net = model();
+    let input = InputSet::open(&golden("odin_test_x.npy")).unwrap();
+    let grid = OdinGrid::single(OdinParams {
+        temperature: 1000.0,
+        epsilon: 0.0014,
+    });
+    // Batches of 3 (3 + 3 + 2): per-batch mean loss has the same gradient signs.
+    let scores = odin::odin_scores(
+        &net,
+        &input,
+        Some(&normalize()),
+        &std_f64(),
+        &grid,
+        3,
+        false,
+    )
+    .unwrap();
+    let want = expected();
+    let case = want["odin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["temperature"] == 1000.0 && c["epsilon"] == 0.0014)
+        .unwrap();
+    assert!(max_abs_diff(&scores[0], &floats(&case["scores"])) < 1e-6);
+}
+
+fn fitted(net: &Classifier, shrinkage: f64) -> ood_core::scores::Mahalanobis {
+    let train = InputSet::open(&golden("odin_train_x.npy")).unwrap();
+    let labels = ood_core::io::npy::read_labels(&golden("odin_train_y.npy")).unwrap();
+    mahalanobis_input::fit(
+        net,
+        &train,
+        &labels,
+        Some(&normalize()),
+        MahalanobisParams { shrinkage },
+        50,
+        false,
+    )
+    .unwrap()
+}
+
+#[test]
+fn mahalanobis_with_input_preprocessing_matches_pytorch() {
+    let net = model();
+    let want = expected();
+    let fit = fitted(&net, want["shrinkage"].as_f64().unwrap());
+    let means: Vec<f64> = fit.means().iter().copied().collect();
+    let err = max_rel_diff(&means, &floats(&want["feature_means"]));
+    assert!(err < 1e-4, "class means differ from PyTorch's by {err}");
+
+    let detector = MahalanobisInput::new(&fit, Device::Cpu).unwrap();
+    let cases = want["mahalanobis"].as_array().unwrap();
+    let eps: Vec<f64> = cases
+        .iter()
+        .map(|c| c["epsilon"].as_f64().unwrap())
+        .collect();
+    let x = test_batch();
+    let got = detector.scores_batch(&net, &x, &std_f64(), &eps).unwrap();
+    for (case, scores) in cases.iter().zip(&got) {
+        let err = max_rel_diff(scores, &floats(&case["scores"]));
+        assert!(
+            err < 1e-4,
+            "eps {}: scores differ from PyTorch's by {err}",
+            case["epsilon"]
+        );
+    }
+    // eps = 0 is ood_core's plain Mahalanobis score of the same features.
+    let feats = mahalanobis_input::collect_features(
+        &net,
+        &InputSet::open(&golden("odin_test_x.npy")).unwrap(),
+        Some(&normalize()),
+        8,
+        false,
+    )
+    .unwrap();
+    let plain = fit.score(feats.view()).unwrap();
+    assert!(max_rel_diff(&got[0], &plain) < 1e-9);
+    // The largest step changes every score by far more than the tolerance.
+    assert!(got[3].iter().zip(&got[0]).all(|(a, b)| (a - b).abs() > 1.0));
+}
+
+#[test]
+fn selection_picks_the_lowest_mean_validation_fpr() {
+    // Setting 0 separates set A perfectly but fails on B; setting 1 is decent on both;
+    // setting 2 equals setting 1 (ties go to the earlier one).
+    let id: Vec<f64> = (0..100).map(|i| 10.0 + i as f64).collect();
+    let bad: Vec<f64> = (0..100).map(|i| 50.0 + i as f64).collect();
+    let good: Vec<f64> = (0..100).map(|i| i as f64 * 0.15).collect();
+    let partly: Vec<f64> = (0..100).map(|i| i as f64 * 0.2).collect();
+    let id_scores = vec![id.clone(), id.clone(), id.clone()];
+    let set_a = vec![good.clone(), partly.clone(), partly.clone()];
+    let set_b = vec![bad, partly.clone(), partly];
+    let sel =
+        odin::select_on_validation(&id_scores, &[set_a, set_b], &MetricsConfig::default()).unwrap();
+    assert_eq!(sel.best, 1, "{sel:?}");
+    assert_eq!(sel.mean_fpr[1], sel.mean_fpr[2]);
+    assert!(sel.mean_fpr[0] > sel.mean_fpr[1]);
+    assert!(odin::select_on_validation(&id_scores, &[], &MetricsConfig::default()).is_err());
+}
+
+#[test]
+fn default_grids_are_the_code_of_record() {
+    let g = OdinGrid::default();
+    assert_eq!(g.temperatures, [1.0, 10.0, 100.0, 1000.0]);
+    assert_eq!(g.epsilons.len(), 10);
+    assert_eq!(g.epsilons[9], 0.0048);
+    assert_eq!(g.params().len(), 40);
+    assert_eq!(
+        mahalanobis_input::EPSILONS,
+        [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01]
+    );
+}
