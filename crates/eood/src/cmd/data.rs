@@ -347,6 +347,14 @@ fn dataset_samples(ds: &Dataset, loc: &Locations, max: usize) -> anyhow::Result<
                 .map(|z| z.image),
             );
         }
+        "skimage-data" => {
+            let used = fmnist_ood::sources::SKIMAGE_TEXTURES
+                .iter()
+                .chain(fmnist_ood::sources::SKIMAGE_PHOTOS);
+            for f in used {
+                imgs.push(image_file::read_image(&dir.join(f), ColorMode::Rgb)?);
+            }
+        }
         "gimp-patterns" => {
             collect(&dir, "pat", &mut files)?;
             for p in &files {
