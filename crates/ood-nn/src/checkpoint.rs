@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
+use crate::data::InputSpec;
 use crate::error::{Error, Result};
 use crate::wrn::WrnConfig;
 
@@ -47,6 +48,9 @@ pub struct CheckpointMeta {
     pub format: String,
     pub format_version: u32,
     pub architecture: WrnConfig,
+    /// Input size and normalization the network was trained with.
+    #[serde(default)]
+    pub input: Option<InputSpec>,
     /// The training or fine-tuning configuration (free-form; written by the trainer).
     pub training: serde_json::Value,
     pub seed: u64,
@@ -72,6 +76,7 @@ impl CheckpointMeta {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             architecture,
+            input: None,
             training,
             seed,
             epoch: 0,

@@ -35,8 +35,12 @@ pub enum Error {
     },
     #[error("{path}: {reason}")]
     Sidecar { path: PathBuf, reason: String },
-    #[error("invalid configuration: {0}")]
+    #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Data(#[from] ood_data::Error),
+    #[error(transparent)]
+    Npy(#[from] ood_core::io::npy::NpyError),
 }
 
 /// How a state dict differs from a model's variables: names and shapes, so the user can tell a

@@ -3,6 +3,7 @@
 //! See docs/neural.md and docs/architecture.md.
 pub mod checkpoint;
 mod cuda_link;
+pub mod data;
 pub mod error;
 pub mod extract;
 pub mod losses;
