@@ -159,8 +159,8 @@ fn list(loc: &Locations, choice: &str) -> anyhow::Result<()> {
         println!("shared data: {}", s.display());
     }
     println!(
-        "{:<20} {:<9} {:>10} {:<12} {:<16} {}",
-        "NAME", "ROLE", "IMAGES", "SHAPE", "PRESENT", "LICENSE"
+        "{:<20} {:<9} {:>10} {:<12} {:<16} LICENSE",
+        "NAME", "ROLE", "IMAGES", "SHAPE", "PRESENT"
     );
     for d in registry::all() {
         let present = d
