@@ -227,9 +227,11 @@ fn seeds_are_valid() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Random bytes (sometimes behind a valid magic prefix) are rejected by every parser.
+    /// Random bytes (sometimes behind the first 1-4 bytes of a valid file: its magic) are
+    /// rejected by every parser. (A longer valid prefix can make the bytes valid: an IDX label
+    /// header followed by as many random bytes as it declares is a label file.)
     #[test]
-    fn random_bytes_are_rejected(which in 0usize..10, keep_prefix in 0usize..9, tail in proptest::collection::vec(any::<u8>(), 0..600)) {
+    fn random_bytes_are_rejected(which in 0usize..10, keep_prefix in 0usize..5, tail in proptest::collection::vec(any::<u8>(), 0..600)) {
         let (what, parse, seed) = &parsers()[which];
         let mut b = seed[..keep_prefix.min(seed.len())].to_vec();
         b.extend(&tail);
@@ -271,12 +273,18 @@ proptest! {
     }
 
     /// Every strict prefix of a valid file is rejected. (PNG: the `png` decoder accepts a file
-    /// whose 12-byte IEND trailer is cut once all pixel data is read; such prefixes are skipped.)
+    /// whose 12-byte IEND trailer is cut once all pixel data is read; such prefixes are skipped.
+    /// CIFAR binary: cuts at record boundaries are moved one byte earlier, see below.)
     #[test]
     fn truncated_files_are_rejected(which in 0usize..10, at in any::<prop::sample::Index>()) {
         let (what, parse, seed) = &parsers()[which];
         let usable = if *what == "png" { seed.len() - 12 } else { seed.len() };
-        let cut = at.index(usable);
+        let mut cut = at.index(usable);
+        if *what == "cifar-bin" && cut > 0 && cut % 3073 == 0 {
+            // Header-less records: a cut at a record boundary is a valid, shorter batch (the
+            // registry's SHA-256 check is what catches it). Test the byte before instead.
+            cut -= 1;
+        }
         COUNTS[3][which].fetch_add(1, Ordering::Relaxed);
         match parse(&seed[..cut]) {
             Err(e) => check_error(what, &e),
