@@ -559,3 +559,22 @@ pub fn extract(
         seconds,
     })
 }
+
+/// Fashion-MNIST training-set channel mean and std (`[0, 1]` pixels), the trainer's default for
+/// one-channel input (same values as `ood_nn::data`).
+pub const FMNIST_MEAN: f32 = 0.2860;
+pub const FMNIST_STD: f32 = 0.3530;
+
+/// The normalization used when neither the user nor the model records one, by channel count:
+/// the code of record's CIFAR constants for 3 channels, Fashion-MNIST's for 1, `[0, 1]` scaling
+/// otherwise (the trainer's defaults, so a checkpoint without a record still matches).
+pub fn default_normalize(channels: usize) -> Normalize {
+    match channels {
+        3 => Normalize::cifar(),
+        1 => Normalize {
+            mean: vec![FMNIST_MEAN],
+            std: vec![FMNIST_STD],
+        },
+        c => Normalize::unit(c),
+    }
+}

@@ -35,7 +35,7 @@ pub enum Classifier {
         vs: VarStore,
         net: WideResNet,
         source: ModelSource,
-        /// Input normalization recorded with the model, if any (checkpoint `training.normalize`).
+        /// Input normalization recorded in the checkpoint, if any.
         normalize: Option<Normalize>,
     },
     TorchScript {
@@ -74,19 +74,15 @@ impl Classifier {
         }
     }
 
-    /// Our checkpoint, named by its JSON sidecar. The sidecar's `training.normalize`
-    /// (`{"mean": [...], "std": [...]}`, `[0, 1]` units) is the model's input normalization.
+    /// Our checkpoint, named by its JSON sidecar. The input normalization recorded in the
+    /// sidecar (`input: {mean, std, ...}` as the trainer writes it, or `training.normalize`) is
+    /// the model's.
     pub fn from_checkpoint(json: &Path, device: Device) -> Result<Self> {
         let ckpt = checkpoint::load(json)?;
-        let normalize = match ckpt.meta.training.get("normalize") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(serde_json::from_value::<Normalize>(v.clone()).map_err(|e| {
-                Error::Sidecar {
-                    path: json.into(),
-                    reason: format!("training.normalize: {e}"),
-                }
-            })?),
-        };
+        let normalize = recorded_normalize(&ckpt.meta).map_err(|reason| Error::Sidecar {
+            path: json.into(),
+            reason,
+        })?;
         let vs = VarStore::new(device);
         let net = WideResNet::new(&vs.root(), &ckpt.meta.architecture)?;
         state_dict::load_into(&vs, &ckpt.weights)?;
@@ -234,6 +230,39 @@ impl Classifier {
                 }
             }
             _ => Err(bad("a value that is not a tensor")),
+        }
+    }
+}
+
+/// The normalization a checkpoint sidecar records, read from its JSON form so that both the
+/// trainer's `input` record and a hand-written `training.normalize` work.
+fn recorded_normalize(
+    meta: &checkpoint::CheckpointMeta,
+) -> std::result::Result<Option<Normalize>, String> {
+    let json = serde_json::to_value(meta).map_err(|e| e.to_string())?;
+    let found = [
+        json.get("input"),
+        json.get("training").and_then(|t| t.get("normalize")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|v| !v.is_null());
+    match found {
+        None => Ok(None),
+        Some(v) => {
+            let n = Normalize {
+                mean: serde_json::from_value(v.get("mean").cloned().unwrap_or_default())
+                    .map_err(|e| format!("normalization mean: {e}"))?,
+                std: serde_json::from_value(v.get("std").cloned().unwrap_or_default())
+                    .map_err(|e| format!("normalization std: {e}"))?,
+            };
+            if n.mean.len() != n.std.len() || n.std.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
+                return Err(format!(
+                    "normalization mean {:?} / std {:?} is invalid",
+                    n.mean, n.std
+                ));
+            }
+            Ok(Some(n))
         }
     }
 }

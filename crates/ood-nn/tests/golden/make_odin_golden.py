@@ -20,6 +20,9 @@ this script:
                       EmpiricalCovariance estimate, in float64), the step on the mean half squared
                       distance to the closest class, and the scores max_c -d_c(x') (no 1/2, the
                       ood_core scale), distances in float64.
+  ts_pair.pt        TorchScript (torch.jit.script) classifier whose forward returns (logits, features)
+  ts_method.pt      the same network, forward returns logits and an exported `features(x)` method
+  ts_logits.npy, ts_features.npy  their logits and features on odin_test_x.npy normalized as above
 
 Penultimate features are the global mean of the final activation map (the code of record's
 avg_pool2d(out, 8) on 32x32 inputs; on these 16x16 inputs the map is 4x4).
@@ -93,6 +96,33 @@ def mahalanobis(net, x, means, precision, eps):
     return -d2.min(1)[0]
 
 
+class TinyNet(torch.nn.Module):
+    """A small CNN standing in for "any pre-trained network" (not a WideResNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, 2, 1)
+        self.fc = torch.nn.Linear(6, 10)
+
+    def features(self, x):
+        return F.relu(self.conv(x)).mean(dim=(2, 3))
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class PairNet(TinyNet):
+    def forward(self, x):
+        f = self.features(x)
+        return self.fc(f), f
+
+
+class MethodNet(TinyNet):
+    @torch.jit.export
+    def features(self, x):
+        return F.relu(self.conv(x)).mean(dim=(2, 3))
+
+
 def main():
     torch.set_num_threads(1)
     net = WideResNet(depth=10, num_classes=10, widen=1, drop=0.3)
@@ -131,6 +161,17 @@ def main():
     means_t = torch.from_numpy(means)
     maha_cases = [{"epsilon": eps, "scores": mahalanobis(net, x, means_t, precision, eps).tolist()}
                   for eps in MAHA_EPS]
+
+    torch.manual_seed(5)
+    pair = PairNet().eval()
+    method = MethodNet().eval()
+    method.load_state_dict(pair.state_dict())
+    torch.jit.script(pair).save(os.path.join(HERE, "ts_pair.pt"))
+    torch.jit.script(method).save(os.path.join(HERE, "ts_method.pt"))
+    with torch.no_grad():
+        logits, feats = pair(x)
+    np.save(os.path.join(HERE, "ts_logits.npy"), logits.numpy())
+    np.save(os.path.join(HERE, "ts_features.npy"), feats.numpy())
 
     with open(os.path.join(HERE, "odin_golden.json"), "w") as f:
         json.dump({"mean": MEAN.tolist(), "std": STD.tolist(), "odin": odin_cases,

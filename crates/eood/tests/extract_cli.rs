@@ -1,0 +1,226 @@
+//! `eood extract` on the tiny golden models of crates/ood-nn/tests/golden (outputs recorded by
+//! PyTorch), and the bad inputs it must refuse with one line and exit code 2.
+#![cfg(feature = "nn")]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use ndarray::ArrayD;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn eood() -> Command {
+    Command::cargo_bin("eood").unwrap()
+}
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../ood-nn/tests/golden")
+        .join(name)
+}
+
+fn npy(path: &Path) -> ArrayD<f32> {
+    ndarray_npy::read_npy(path).unwrap()
+}
+
+fn max_rel_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
+        .fold(0.0, f32::max)
+}
+
+fn wrn10_args(cmd: &mut Command) -> &mut Command {
+    cmd.args(["extract", "--state-dict"])
+        .arg(golden("wrn10_zip.pt"))
+        .args(["--depth", "10", "--widen-factor", "1", "--quiet"])
+}
+
+#[test]
+fn help_states_the_defaults() {
+    let out = eood().args(["extract", "--help"]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for needle in [
+        "--torchscript",
+        "--features",
+        "[default: 256]",
+        "[default: cpu]",
+        "[default: .]",
+        "[default: 40]",
+        "fmnist-ood/test_x",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn state_dict_logits_and_features_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    wrn10_args(&mut eood())
+        .arg("--data")
+        .arg(golden("wrn10_x.npy"))
+        .args(["--features", "--batch-size", "3", "--out"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = max_rel_err(
+        &npy(&dir.path().join("logits.npy")),
+        &npy(&golden("wrn10_logits.npy")),
+    );
+    assert!(err < 1e-4, "{err}");
+    let err = max_rel_err(
+        &npy(&dir.path().join("features.npy")),
+        &npy(&golden("wrn10_features.npy")),
+    );
+    assert!(err < 1e-4, "{err}");
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("extract.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["rows"], 4);
+    assert_eq!(record["classes"], 10);
+    assert_eq!(record["feature_dim"], 64);
+    assert!(record["normalize"].is_null(), "float input is used as is");
+}
+
+#[test]
+fn torchscript_on_a_named_benchmark_array_with_explicit_normalization() {
+    // A cache holding fmnist-ood/test_x.npy (here: the 16x16x3 golden test images).
+    let cache = tempfile::tempdir().unwrap();
+    let built = cache.path().join("fmnist-ood");
+    std::fs::create_dir_all(&built).unwrap();
+    std::fs::copy(golden("odin_test_x.npy"), built.join("test_x.npy")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    eood()
+        .args(["extract", "--torchscript"])
+        .arg(golden("ts_pair.pt"))
+        .args(["--dataset", "fmnist-ood/test_x", "--cache"])
+        .arg(cache.path())
+        .args(["--features", "--mean", "0.49137256,0.48235294,0.44666666"])
+        .args(["--std", "0.24705882,0.24352941,0.2615686", "--out"])
+        .arg(out.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "normalization (from --mean/--std)",
+        ));
+    let err = max_rel_err(
+        &npy(&out.path().join("logits.npy")),
+        &npy(&golden("ts_logits.npy")),
+    );
+    assert!(err < 1e-4, "{err}");
+    let err = max_rel_err(
+        &npy(&out.path().join("features.npy")),
+        &npy(&golden("ts_features.npy")),
+    );
+    assert!(err < 1e-4, "{err}");
+
+    // Without --mean/--std a TorchScript model gets the 3-channel default (CIFAR constants,
+    // the values given above), so the logits are the same.
+    let out2 = tempfile::tempdir().unwrap();
+    eood()
+        .args(["extract", "--torchscript"])
+        .arg(golden("ts_pair.pt"))
+        .args(["--dataset", "fmnist-ood/test_x", "--cache"])
+        .arg(cache.path())
+        .arg("--out")
+        .arg(out2.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("default for the channel count"));
+    let err = max_rel_err(
+        &npy(&out2.path().join("logits.npy")),
+        &npy(&golden("ts_logits.npy")),
+    );
+    assert!(err < 1e-4, "{err}");
+
+    // A missing array names the file and the arrays there are.
+    eood()
+        .args(["extract", "--torchscript"])
+        .arg(golden("ts_pair.pt"))
+        .args(["--dataset", "fmnist-ood/ood_test/nope", "--cache"])
+        .arg(cache.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope.npy does not exist"));
+}
+
+fn fails(cmd: &mut Command, needle: &str) {
+    let out = cmd.assert().code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let gray = dir.path().join("gray.npy");
+    ndarray_npy::write_npy(&gray, &ndarray::Array3::<u8>::zeros((2, 32, 32))).unwrap();
+    // A 3-channel state_dict for 1-channel data: the mismatch names the key and shapes.
+    fails(
+        wrn10_args(&mut eood()).arg("--data").arg(&gray),
+        "conv1.weight",
+    );
+    // Normalization with the wrong number of channels.
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("tiny_script.pt"))
+            .arg("--data")
+            .arg(golden("odin_test_x.npy"))
+            .args(["--mean", "0.5", "--std", "0.5"]),
+        "1 means and 1 stds but the images have 3 channel(s)",
+    );
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("wrn10_zip.pt"))
+            .arg("--data")
+            .arg(golden("wrn10_x.npy")),
+        "not a loadable TorchScript module",
+    );
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("tiny_script.pt"))
+            .arg("--data")
+            .arg(dir.path().join("missing.npy")),
+        "missing.npy",
+    );
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("tiny_script.pt"))
+            .arg("--data")
+            .arg(golden("wrn10_x.npy"))
+            .args(["--device", "tpu"]),
+        "--device must be cpu, cuda or cuda:N",
+    );
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("tiny_script.pt"))
+            .arg("--data")
+            .arg(golden("wrn10_x.npy"))
+            .args(["--features", "--out"])
+            .arg(dir.path()),
+        "`features(x)` method",
+    );
+    fails(
+        eood()
+            .args(["extract", "--torchscript"])
+            .arg(golden("tiny_script.pt"))
+            .args(["--dataset", "cifar10/test"]),
+        "--dataset must be fmnist-ood/<array>",
+    );
+    // A failed run leaves no partial output.
+    assert!(!dir.path().join("logits.npy").exists());
+    assert!(!dir.path().join("features.npy").exists());
+    // Model and data are required (clap's usage error, exit 2).
+    eood()
+        .args(["extract", "--data"])
+        .arg(golden("wrn10_x.npy"))
+        .assert()
+        .code(2);
+}
