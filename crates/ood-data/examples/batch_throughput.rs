@@ -76,7 +76,13 @@ fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!("available cores: {cores}");
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    println!("available cores: {cores}; load average before: {}", load());
     let cases = [
         (
             "32x32x3 (CIFAR)",
@@ -135,4 +141,5 @@ fn main() {
             100.0 * waited.as_secs_f64() / total.as_secs_f64()
         );
     }
+    println!("load average after: {}", load());
 }

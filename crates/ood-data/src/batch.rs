@@ -114,7 +114,7 @@ impl std::fmt::Debug for BatchLoader {
 }
 
 /// Domain tags keeping the order and augmentation streams apart.
-const ORDER_STREAM: u64 = 0x6f72_6465_72; // "order"
+const ORDER_STREAM: u64 = 0x006f_7264_6572; // "order"
 const AUGMENT_STREAM: u64 = 0x6175_676d; // "augm"
 
 fn rng_for(seed: u64, epoch: u64, batch: u64, domain: u64) -> ChaCha8Rng {

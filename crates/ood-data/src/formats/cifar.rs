@@ -68,9 +68,10 @@ fn planar_rows_to_images(data: &[u8], n: usize) -> Array4<u8> {
 pub fn parse_bin(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<ImageSet> {
     let rec = labels.record_len();
     let cur = Cursor::new(bytes, path);
-    if bytes.is_empty() || bytes.len() % rec != 0 {
+    let partial = bytes.len() % rec;
+    if bytes.is_empty() || partial > 0 {
         return Err(cur.error_at(
-            bytes.len() - bytes.len() % rec,
+            bytes.len() - partial,
             format!(
                 "file size {} is not a positive multiple of the {rec}-byte {labels:?} record",
                 bytes.len()

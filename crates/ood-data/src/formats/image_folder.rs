@@ -89,8 +89,11 @@ fn images_recursive(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Image files with their class index (`None` in a flat folder), and the class names.
+pub type FolderListing = (Vec<(PathBuf, Option<i64>)>, Vec<String>);
+
 /// The files of a folder with their class index, and the class names (see the module doc).
-pub fn list_images(root: &Path) -> Result<(Vec<(PathBuf, Option<i64>)>, Vec<String>)> {
+pub fn list_images(root: &Path) -> Result<FolderListing> {
     let entries = sorted_entries(root)?;
     let mut classes = Vec::new();
     let mut files = Vec::new();

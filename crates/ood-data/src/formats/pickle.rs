@@ -217,7 +217,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if items.len() % 2 == 1 {
             return Err(self.err("SETITEMS with an odd number of values"));
         }
         for (i, v) in items.iter().enumerate() {
