@@ -16,6 +16,7 @@ pub mod io;
 pub mod metrics;
 pub mod protocol;
 pub mod scores;
+pub mod sort;
 
 pub use detector::Detector;
 pub use metrics::{Convention, Metrics, MetricsConfig, MetricsError};

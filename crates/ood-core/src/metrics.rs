@@ -146,7 +146,7 @@ pub fn sorted_desc(scores: &[f64], set: Set) -> Result<Vec<f64>, MetricsError> {
         return Err(MetricsError::NonFinite { set, index, value: scores[index] });
     }
     let mut v: Vec<f64> = scores.iter().map(|x| x + 0.0).collect();
-    v.sort_unstable_by(|a, b| b.total_cmp(a));
+    crate::sort::sort_desc(&mut v);
     Ok(v)
 }
 
@@ -154,6 +154,7 @@ pub fn sorted_desc(scores: &[f64], set: Set) -> Result<Vec<f64>, MetricsError> {
 pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics {
     let (p, n) = (id.len() as u64, ood.len() as u64);
     let (pf, nf) = (p as f64, n as f64);
+    let (inv_p, inv_n) = (1.0 / pf, 1.0 / nf);
     let level = cfg.tpr;
 
     // Counts at the previous and current threshold: tp = #ID >= t, fp = #OOD >= t.
@@ -162,28 +163,31 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
 
     // AUROC as an exact integer: twice the trapezoid area in count units.
     let mut auroc2: u128 = 0;
-    // ID positive, score s.
+    // ID positive, score s. Sums are in counts and divided by p once at the end.
     let mut ap_in = 0.0;
     let mut trap_in = 0.0;
-    let mut prec_in_prev = 1.0; // precision_recall_curve's (recall 0, precision 1) end point
-                                // OOD positive, score -s: its thresholds are ours in reverse order; every term below is
-                                // the reverse-walk term for the segment that our step closes.
+    // precision_recall_curve's (recall 0, precision 1) end point starts the first segment
+    let mut prec_in_prev = 1.0;
+    // OOD positive, score -s: its thresholds are ours in reverse order, and each of our steps
+    // closes one segment of its curve. The segment's far point (scores below the previous
+    // threshold: n - fp0 OOD, p - tp0 ID) was the near point of the previous step, so its
+    // precision is carried instead of recomputed; before the first step it is n / (n + p).
     let mut ap_out = 0.0;
     let mut trap_out = 0.0;
+    let mut prec_out_prev = nf / (nf + pf);
     // FPR at TPR.
     let mut paper_best = f64::INFINITY;
     let mut paper_fpr = 1.0;
     let mut paper_done = false;
     let mut oodpos_fpr = 1.0;
+    let mut oodpos_done = false;
     let mut det_err: f64 = 0.5; // threshold above every score: reject all
 
     while i < id.len() || j < ood.len() {
-        let t = match (id.get(i), ood.get(j)) {
-            (Some(&a), Some(&b)) => a.max(b),
-            (Some(&a), None) => a,
-            (None, Some(&b)) => b,
-            (None, None) => unreachable!(),
-        };
+        // scores are finite, so -inf marks an exhausted set
+        let a = id.get(i).copied().unwrap_or(f64::NEG_INFINITY);
+        let b = ood.get(j).copied().unwrap_or(f64::NEG_INFINITY);
+        let t = a.max(b);
         while i < id.len() && id[i] == t {
             i += 1;
         }
@@ -196,7 +200,6 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
 
         let prec_in = tp as f64 / (tp + fp) as f64;
         if tp > tp0 {
-            // recall steps in counts; divided by p once at the end (exact when precision is 1)
             let d_tp = (tp - tp0) as f64;
             ap_in += d_tp * prec_in;
             trap_in += d_tp * (prec_in + prec_in_prev) / 2.0;
@@ -204,18 +207,16 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
         // even without a recall step this point starts the next segment
         prec_in_prev = prec_in;
 
-        // Reverse walk (OOD positive): point "before" this threshold has OOD recall
-        // (n - fp0)/n and precision (n - fp0)/((n - fp0) + (p - tp0)); the point "after"
-        // uses (tp, fp), or the (0, 1) end point when nothing lies below this threshold.
-        let (pos_b, neg_b) = (n - fp0, p - tp0);
-        let prec_out_b = pos_b as f64 / (pos_b + neg_b) as f64;
+        // OOD positive, the point after this threshold: scores < t, i.e. (n - fp) OOD and
+        // (p - tp) ID; when nothing is left it is the (recall 0, precision 1) end point.
         let (pos_a, neg_a) = (n - fp, p - tp);
-        let prec_out_a = if pos_a + neg_a == 0 { 1.0 } else { pos_a as f64 / (pos_a + neg_a) as f64 };
+        let prec_out = if pos_a + neg_a == 0 { 1.0 } else { pos_a as f64 / (pos_a + neg_a) as f64 };
         if fp > fp0 {
             let d_fp = (fp - fp0) as f64;
-            ap_out += d_fp * prec_out_b;
-            trap_out += d_fp * (prec_out_b + prec_out_a) / 2.0;
+            ap_out += d_fp * prec_out_prev;
+            trap_out += d_fp * (prec_out_prev + prec_out) / 2.0;
         }
+        prec_out_prev = prec_out;
 
         // Paper: ID recall closest to the target, over thresholds down to the first full recall;
         // on equal distance the lower threshold wins (argmin over the reversed curve).
@@ -227,13 +228,18 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
             }
             paper_done = tp == p;
         }
-        // OOD positive: OOD recall of "score <= t" is (n - fp0)/n, falling as t falls;
-        // the first threshold of the reverse walk that reaches the target is the last one here.
-        if pos_b as f64 / nf >= level {
-            oodpos_fpr = neg_b as f64 / pf;
+        // OOD positive: OOD recall of "score <= t" is (n - fp0)/n, falling as t falls, so the
+        // thresholds reaching the target are a prefix here; the last of them is the first one
+        // of the reverse walk.
+        if !oodpos_done {
+            if (n - fp0) as f64 / nf >= level {
+                oodpos_fpr = (p - tp0) as f64 / pf;
+            } else {
+                oodpos_done = true;
+            }
         }
 
-        det_err = det_err.min(0.5 * (1.0 - tp as f64 / pf) + 0.5 * fp as f64 / nf);
+        det_err = det_err.min(0.5 * (1.0 - tp as f64 * inv_p) + 0.5 * fp as f64 * inv_n);
         tp0 = tp;
         fp0 = fp;
     }

@@ -119,7 +119,7 @@ fn summarize(id_sorted: &[f64], ood: &[f64], cfg: &ProtocolConfig) -> Result<Sum
     for _ in 0..cfg.draws {
         draw.clear();
         draw.extend(rand::seq::index::sample(&mut rng, ood.len(), samples).into_iter().map(|i| ood[i] + 0.0));
-        draw.sort_unstable_by(|a, b| b.total_cmp(a));
+        crate::sort::sort_desc(&mut draw);
         per_draw.push(evaluate_sorted(id_sorted, &draw, &cfg.metrics));
     }
     let (mean, std) = mean_std(&per_draw);
