@@ -191,11 +191,13 @@ fn take_quoted(s: &str) -> Option<(&str, &str)> {
 
 /// Map a descr to a dtype and byte order. `None` for anything unsupported.
 fn classify(descr: &str) -> Option<(Dtype, bool)> {
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // split on a char boundary: the descr comes from the file and may hold any UTF-8
+    let mut chars = descr.chars();
+    let order = chars.next()?;
+    let code = chars.as_str();
     let big = match order {
-        "<" | "=" => false,
-        ">" => true,
-        "|" => false,
+        '<' | '=' | '|' => false,
+        '>' => true,
         _ => return None,
     };
     let dtype = match code {
@@ -207,7 +209,7 @@ fn classify(descr: &str) -> Option<(Dtype, bool)> {
         _ => return None,
     };
     // '|' (no byte order) only makes sense for single bytes.
-    if order == "|" && dtype != Dtype::U8 {
+    if order == '|' && dtype != Dtype::U8 {
         return None;
     }
     Some((dtype, big))
@@ -253,7 +255,9 @@ fn read_raw(path: &Path) -> Result<Raw, NpyError> {
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| err(NpyErrorKind::BadHeader("shape overflows".into())))?;
-    let expected = (count as u64) * dtype.size() as u64;
+    let expected = (count as u64)
+        .checked_mul(dtype.size() as u64)
+        .ok_or_else(|| err(NpyErrorKind::BadHeader("shape overflows".into())))?;
     let found = (bytes.len() - data_start) as u64;
     if found < expected {
         return Err(err(NpyErrorKind::Truncated { expected, found }));
@@ -477,6 +481,8 @@ mod tests {
             &2.5f64.to_be_bytes(),
         );
         assert_eq!(read_f64_vector(&p).unwrap(), vec![2.5]);
+        let p = raw_file(dir.path(), "utf.npy", "{'descr': 'é4', 'fortran_order': False, 'shape': (1,), }\n", &[0; 4]);
+        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("unsupported dtype"));
         let p = raw_file(dir.path(), "u.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }\n", &[3, 255]);
         assert_eq!(read_labels(&p).unwrap(), vec![3, 255]);
         let mut payload = 5i32.to_le_bytes().to_vec();
@@ -535,6 +541,50 @@ mod tests {
         bytes.extend_from_slice(b"{'descr'");
         std::fs::write(&p, bytes).unwrap();
         assert!(msg(read_f64_vector(&p)).contains("file ends inside the header"));
+    }
+
+    #[test]
+    fn huge_shapes_are_refused_not_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = raw_file(
+            dir.path(),
+            "huge.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904,), }\n",
+            &[],
+        );
+        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("shape overflows"));
+        let p = raw_file(
+            dir.path(),
+            "big.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000,), }\n",
+            &[0; 8],
+        );
+        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("truncated"));
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes after a valid magic, or a mangled valid file: an error, never a panic.
+        #[test]
+        fn garbage_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200), cut in 0usize..200, flip in 0usize..200) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("g.npy");
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&tail);
+            std::fs::write(&p, &bytes).unwrap();
+            let _ = read_f64_vector(&p);
+            let _ = read_labels(&p);
+            let _ = read_f64_matrix(&p);
+            // a valid file, truncated at `cut` and with one byte flipped
+            let q = dir.path().join("v.npy");
+            write_f64_matrix(&q, &Array2::from_shape_vec((2, 3), vec![1.0; 6]).unwrap()).unwrap();
+            let mut good = std::fs::read(&q).unwrap();
+            let i = flip % good.len();
+            good[i] ^= 0x5a;
+            good.truncate(good.len().min(cut + 6));
+            std::fs::write(&q, &good).unwrap();
+            let _ = read_f64_matrix(&q);
+            let _ = read_f64_vector(&q);
+        }
     }
 
     #[test]
