@@ -517,20 +517,38 @@ impl Pipeline {
         let aff = self.normalize.affine(c);
         let src = src.as_standard_layout();
         let data = src.as_slice().expect("standard layout");
-        for y in 0..h {
-            let syy = y as isize + oy;
-            let row_ok = syy >= 0 && syy < sh as isize;
-            for x in 0..w {
-                let sxx = sx * x as isize + ox;
-                let inside = row_ok && sxx >= 0 && sxx < sw as isize;
-                let base = if inside {
-                    (syy as usize * sw + sxx as usize) * c
+        // Output columns whose source column is inside the image: `0 <= sx * x + ox < sw`.
+        let (x_lo, x_hi) = if sx > 0 {
+            (-ox, sw as isize - ox)
+        } else {
+            (ox - sw as isize + 1, ox + 1)
+        };
+        let (x_lo, x_hi) = (
+            x_lo.clamp(0, w as isize) as usize,
+            x_hi.clamp(0, w as isize) as usize,
+        );
+        for (ch, &(a, b)) in aff.iter().enumerate() {
+            let plane = &mut out[ch * h * w..(ch + 1) * h * w];
+            for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+                let syy = y as isize + oy;
+                if syy < 0 || syy >= sh as isize || x_lo >= x_hi {
+                    row.fill(b); // zero padding, normalized
+                    continue;
+                }
+                row[..x_lo].fill(b);
+                row[x_hi..].fill(b);
+                let src_row = &data[syy as usize * sw * c..(syy as usize + 1) * sw * c];
+                let inside = &mut row[x_lo..x_hi];
+                if sx > 0 {
+                    let start = (x_lo as isize + ox) as usize;
+                    for (o, px) in inside.iter_mut().zip(src_row[start * c..].chunks_exact(c)) {
+                        *o = px[ch] as f32 * a + b;
+                    }
                 } else {
-                    0
-                };
-                for (ch, &(a, b)) in aff.iter().enumerate() {
-                    let v = if inside { data[base + ch] as f32 } else { 0.0 };
-                    out[ch * h * w + y * w + x] = v * a + b;
+                    for (k, o) in inside.iter_mut().enumerate() {
+                        let sxx = (ox - (x_lo + k) as isize) as usize;
+                        *o = src_row[sxx * c + ch] as f32 * a + b;
+                    }
                 }
             }
         }
