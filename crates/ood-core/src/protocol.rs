@@ -110,8 +110,13 @@ fn summarize(id_sorted: &[f64], ood: &[f64], cfg: &ProtocolConfig) -> Result<Sum
     if cfg.samples == Some(0) {
         return Err(ProtocolError::NoSamples);
     }
-    // validates the whole OOD set once (empty, non-finite)
-    sorted_desc(ood, Set::Ood)?;
+    // validate the whole OOD set once; draws are then known to be finite and non-empty
+    if ood.is_empty() {
+        return Err(MetricsError::Empty(Set::Ood).into());
+    }
+    if let Some(index) = crate::finite::first_nonfinite(ood) {
+        return Err(MetricsError::NonFinite { set: Set::Ood, index, value: ood[index] }.into());
+    }
     let samples = cfg.samples.unwrap_or((id_sorted.len() / 5).max(1)).min(ood.len());
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut draw = Vec::with_capacity(samples);
