@@ -10,7 +10,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "eood", version, about = "Energy-based out-of-distribution detection (Liu et al., NeurIPS 2020)")]
+#[command(
+    name = "eood",
+    version,
+    about = "Energy-based out-of-distribution detection (Liu et al., NeurIPS 2020)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,10 +67,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// One line for the whole error chain. Many error types (ours with `"{path}: {source}"`, and
+/// std's) already print their cause in their own message, so a cause whose text is contained in
+/// what has been written is skipped instead of being repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", one_line(&err));
         std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let lib = ood_core::io::IoError::new("a.npy", io);
+        let err = anyhow::Error::new(lib).context("reading --id");
+        assert_eq!(one_line(&err), "reading --id: a.npy: No such file");
     }
 }
