@@ -40,7 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "energy" | "msp" => Some(1.0),
         _ => None,
     });
-    let det = Detector::calibrate(&scores, args.tpr, &args.method, temperature).map_err(|e| anyhow!("{e}"))?;
+    let det = Detector::calibrate(&scores, args.tpr, &args.method, temperature)
+        .map_err(|e| anyhow!("{e}"))?;
     det.save(&args.out).map_err(|e| anyhow!("{e}"))?;
     eprintln!(
         "tau = {} accepts {:.2}% of {} validation scores (target {:.2}%); wrote {}",
@@ -55,7 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Read scores under the command's non-finite policy, reporting drops on stderr.
 fn read_finite(path: &std::path::Path, drop: bool) -> anyhow::Result<Vec<f64>> {
-    let policy = if drop { NonFinitePolicy::Drop } else { NonFinitePolicy::Refuse };
+    let policy = if drop {
+        NonFinitePolicy::Drop
+    } else {
+        NonFinitePolicy::Refuse
+    };
     match read_scores(path, policy) {
         Ok((values, dropped)) => {
             if dropped > 0 {
@@ -63,7 +68,9 @@ fn read_finite(path: &std::path::Path, drop: bool) -> anyhow::Result<Vec<f64>> {
             }
             Ok(values)
         }
-        Err(e @ ScoresFileError::NonFinite { .. }) => Err(anyhow!("{e}; pass --drop-nonfinite to drop them")),
+        Err(e @ ScoresFileError::NonFinite { .. }) => {
+            Err(anyhow!("{e}; pass --drop-nonfinite to drop them"))
+        }
         Err(e) => Err(anyhow!("{e}")),
     }
 }

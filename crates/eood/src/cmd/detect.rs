@@ -24,7 +24,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let det = Detector::load(&args.detector).map_err(|e| anyhow!("{e}"))?;
-    let (scores, _) = read_scores(&args.scores, NonFinitePolicy::Refuse).map_err(|e| anyhow!("{e}"))?;
+    let (scores, _) =
+        read_scores(&args.scores, NonFinitePolicy::Refuse).map_err(|e| anyhow!("{e}"))?;
     let flags = det.apply(&scores);
     write_u8_vector(&args.out, &flags).map_err(|e| anyhow!("{e}"))?;
     let accepted = flags.iter().filter(|&&f| f == 1).count();

@@ -65,15 +65,24 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
     let x = read_f64_matrix(&a.features).map_err(|e| anyhow!("{e}"))?;
     let y = read_labels(&a.labels).map_err(|e| anyhow!("{e}"))?;
     if x.nrows() != y.len() {
-        bail!("{} has {} rows but {} has {} labels", a.features.display(), x.nrows(), a.labels.display(), y.len());
+        bail!(
+            "{} has {} rows but {} has {} labels",
+            a.features.display(),
+            x.nrows(),
+            a.labels.display(),
+            y.len()
+        );
     }
-    let fitted = MahalanobisParams { shrinkage: a.shrinkage }
-        .fit(x.view(), &y)
-        .map_err(|e| anyhow!("{}: {e}", a.features.display()))?;
+    let fitted = MahalanobisParams {
+        shrinkage: a.shrinkage,
+    }
+    .fit(x.view(), &y)
+    .map_err(|e| anyhow!("{}: {e}", a.features.display()))?;
     let mut text = serde_json::to_string(&fitted.to_file())?;
     text.push('\n');
     write_atomic::<ood_core::io::IoError>(&a.out, |w| {
-        w.write_all(text.as_bytes()).map_err(|e| ood_core::io::IoError::new(&a.out, e))
+        w.write_all(text.as_bytes())
+            .map_err(|e| ood_core::io::IoError::new(&a.out, e))
     })
     .map_err(|e| anyhow!("{}: {}", e.path.display(), e.source))?;
     eprintln!(
@@ -88,13 +97,24 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
 }
 
 fn score(a: ScoreArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.model).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
-    let file: MahalanobisFile = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("{}: not a fitted Mahalanobis detector: {e}", a.model.display()))?;
+    let text =
+        std::fs::read_to_string(&a.model).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
+    let file: MahalanobisFile = serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{}: not a fitted Mahalanobis detector: {e}",
+            a.model.display()
+        )
+    })?;
     let fitted = Mahalanobis::from_file(file).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
     let x = read_f64_matrix(&a.features).map_err(|e| anyhow!("{e}"))?;
-    let s = fitted.score(x.view()).map_err(|e| anyhow!("{}: {e}", a.features.display()))?;
+    let s = fitted
+        .score(x.view())
+        .map_err(|e| anyhow!("{}: {e}", a.features.display()))?;
     write_f64_vector(&a.out, &s).map_err(|e| anyhow!("{e}"))?;
-    eprintln!("wrote {} Mahalanobis scores to {}", s.len(), a.out.display());
+    eprintln!(
+        "wrote {} Mahalanobis scores to {}",
+        s.len(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -86,11 +86,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ConventionArg::Paper => Convention::Paper,
         ConventionArg::OodPositive => Convention::OodPositive,
     };
-    let cfg = MetricsConfig { convention, tpr: args.tpr };
+    let cfg = MetricsConfig {
+        convention,
+        tpr: args.tpr,
+    };
     let id = read_finite(&args.id, args.drop_nonfinite)?;
     let mut sets = Vec::with_capacity(args.ood.len());
     for path in &args.ood {
-        sets.push((set_name(path, &args.ood), read_finite(path, args.drop_nonfinite)?));
+        sets.push((
+            set_name(path, &args.ood),
+            read_finite(path, args.drop_nonfinite)?,
+        ));
     }
 
     let rows: Vec<Row> = match args.draws {
@@ -98,11 +104,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(name, ood)| {
                 let m = metrics::evaluate(&id, ood, &cfg).map_err(|e| anyhow!("{name}: {e}"))?;
-                Ok(Row { name: name.clone(), mean: m.percent(), std: None, n_ood: ood.len(), samples: None })
+                Ok(Row {
+                    name: name.clone(),
+                    mean: m.percent(),
+                    std: None,
+                    n_ood: ood.len(),
+                    samples: None,
+                })
             })
             .collect::<anyhow::Result<_>>()?,
         Some(draws) => {
-            let pcfg = ProtocolConfig { draws, samples: args.samples, seed: args.seed, metrics: cfg };
+            let pcfg = ProtocolConfig {
+                draws,
+                samples: args.samples,
+                seed: args.seed,
+                metrics: cfg,
+            };
             let table = evaluate_table(&id, &sets, &pcfg).map_err(|e| anyhow!("{e}"))?;
             table
                 .rows
@@ -136,7 +153,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
-    let policy = if drop { NonFinitePolicy::Drop } else { NonFinitePolicy::Refuse };
+    let policy = if drop {
+        NonFinitePolicy::Drop
+    } else {
+        NonFinitePolicy::Refuse
+    };
     match read_scores(path, policy) {
         Ok((values, dropped)) => {
             if dropped > 0 {
@@ -144,14 +165,20 @@ fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
             }
             Ok(values)
         }
-        Err(e @ ScoresFileError::NonFinite { .. }) => Err(anyhow!("{e}; pass --drop-nonfinite to drop them")),
+        Err(e @ ScoresFileError::NonFinite { .. }) => {
+            Err(anyhow!("{e}; pass --drop-nonfinite to drop them"))
+        }
         Err(e) => Err(anyhow!("{e}")),
     }
 }
 
 /// File stem, or the whole path when two OOD files share a stem.
 fn set_name(path: &Path, all: &[PathBuf]) -> String {
-    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     let s = stem(path);
     if all.iter().filter(|p| stem(p) == s).count() > 1 {
         path.display().to_string()
@@ -173,7 +200,13 @@ fn mean_of(ms: impl Iterator<Item = Metrics>) -> Metrics {
 
 fn metric_object(m: &Metrics, std: Option<&Metrics>, fpr_key: &str) -> Map<String, Value> {
     let mut o = Map::new();
-    let name = |k: &str| if k == "fpr" { fpr_key.to_string() } else { k.to_string() };
+    let name = |k: &str| {
+        if k == "fpr" {
+            fpr_key.to_string()
+        } else {
+            k.to_string()
+        }
+    };
     for (k, v) in KEYS.iter().zip(m.to_array()) {
         o.insert(name(k), json!(v));
     }
@@ -185,7 +218,13 @@ fn metric_object(m: &Metrics, std: Option<&Metrics>, fpr_key: &str) -> Map<Strin
     o
 }
 
-fn render_json(rows: &[Row], mean: Option<&Row>, fpr_key: &str, args: &Args, n_id: usize) -> String {
+fn render_json(
+    rows: &[Row],
+    mean: Option<&Row>,
+    fpr_key: &str,
+    args: &Args,
+    n_id: usize,
+) -> String {
     // one object: the metrics of the single set, or the mean over sets plus a "sets" list
     let mut o = match (rows, mean) {
         ([only], None) => {
@@ -235,8 +274,16 @@ fn convention_name(c: ConventionArg) -> &'static str {
 
 fn render_csv(rows: &[Row], mean: Option<&Row>, fpr_key: &str) -> String {
     let with_std = rows.iter().any(|r| r.std.is_some());
-    let names: Vec<String> =
-        KEYS.iter().map(|k| if *k == "fpr" { fpr_key.to_string() } else { k.to_string() }).collect();
+    let names: Vec<String> = KEYS
+        .iter()
+        .map(|k| {
+            if *k == "fpr" {
+                fpr_key.to_string()
+            } else {
+                k.to_string()
+            }
+        })
+        .collect();
     let mut out = format!("ood,{}", names.join(","));
     if with_std {
         for n in &names {
@@ -270,10 +317,22 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn render_table(rows: &[Row], mean: Option<&Row>, fpr_key: &str, args: &Args, n_id: usize) -> String {
+fn render_table(
+    rows: &[Row],
+    mean: Option<&Row>,
+    fpr_key: &str,
+    args: &Args,
+    n_id: usize,
+) -> String {
     let fpr_head = fpr_key.replacen("fpr", "FPR", 1);
     let heads = [fpr_head.as_str(), "AUROC", "AUPR-In", "AUPR-Out", "DetErr"];
-    let width = rows.iter().chain(mean).map(|r| r.name.len()).max().unwrap_or(0).max(7);
+    let width = rows
+        .iter()
+        .chain(mean)
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     let with_std = rows.iter().any(|r| r.std.is_some());
     let cell = if with_std { 15 } else { 9 };
     let mut out = String::new();
@@ -298,11 +357,19 @@ fn render_table(rows: &[Row], mean: Option<&Row>, fpr_key: &str, args: &Args, n_
             let mut sizes: Vec<usize> = rows.iter().filter_map(|r| r.samples).collect();
             sizes.dedup();
             let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-            format!("{d} draws of {} OOD scores (seed {}), mean ± std", sizes.join("/"), args.seed)
+            format!(
+                "{d} draws of {} OOD scores (seed {}), mean ± std",
+                sizes.join("/"),
+                args.seed
+            )
         }
         None => "all OOD scores".to_string(),
     };
-    let _ =
-        writeln!(out, "({} ID scores; {protocol}; convention {}; percentages)", n_id, convention_name(args.convention));
+    let _ = writeln!(
+        out,
+        "({} ID scores; {protocol}; convention {}; percentages)",
+        n_id,
+        convention_name(args.convention)
+    );
     out
 }

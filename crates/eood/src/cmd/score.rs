@@ -31,9 +31,14 @@ fn parse_method(s: &str) -> Result<Method, String> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let logits = read_f64_matrix(&args.logits).map_err(|e| anyhow!("{e}"))?;
     let scorer = args.method.scorer(args.temperature);
-    let scores = scorer.score(logits.view()).map_err(|e| anyhow!("{}: {e}", args.logits.display()))?;
+    let scores = scorer
+        .score(logits.view())
+        .map_err(|e| anyhow!("{}: {e}", args.logits.display()))?;
     write_f64_vector(&args.out, &scores).map_err(|e| anyhow!("{e}"))?;
-    let t = scorer.temperature().map(|t| format!(", T = {t}")).unwrap_or_default();
+    let t = scorer
+        .temperature()
+        .map(|t| format!(", T = {t}"))
+        .unwrap_or_default();
     eprintln!(
         "wrote {} {} scores{t} ({} x {} logits) to {}",
         scores.len(),
