@@ -5,7 +5,7 @@
 //!   (1024 red, 1024 green, 1024 blue, each row-major 32 x 32).
 //! - Python release: protocol-2 pickles of a dict with `data` (numpy `uint8`, `N x 3072`, same
 //!   planar layout) and `labels` (CIFAR-10) or `fine_labels` / `coarse_labels` (CIFAR-100),
-//!   read by the non-executing reader in [`super::pickle`].
+//!   read by the crate's own non-executing pickle reader (`formats/pickle.rs`).
 //!
 //! Both give `N x 32 x 32 x 3` images with labels checked against the class count.
 

@@ -11,12 +11,25 @@
 //!   raw or gzip (MNIST, Fashion-MNIST, notMNIST).
 //! - [`zip_images`]: `read_zip_images(path, mode) -> Vec<ZipImage { name, image }>` sorted by path in
 //!   the archive (`ZipImage::folder()` groups e.g. Omniglot `alphabet/character`),
-//!   `read_zip_images_where(path, mode, |name| keep)`, `image_names(path)`.
+//!   `read_zip_images_where(path, mode, |name| keep)`, `parse_zip_images(bytes, name, mode)`, `image_names(path)`.
 //! - [`gimp_pat`]: `read_pat(path) / parse_pat(bytes, path) -> GimpPattern { name, image }`
 //!   (`H x W x bpp`), `GimpPattern::pixels(mode)` drops alpha.
+//! - [`cifar`]: `read_batches(paths, CifarLabels::{Cifar10, Cifar100Fine, Cifar100Coarse}) -> ImageSet`
+//!   (binary or python release, recognised per file), `parse_bin`, `parse_pickle`.
+//! - [`svhn_mat`]: `read_svhn(path) -> ImageSet` (`N x 32 x 32 x 3`, label 10 -> 0), `parse_mat` (MAT v5).
+//! - [`image_folder`]: `read_image_folder(root, &FolderOptions) -> ImageFolder { set, classes, files }`
+//!   (default: shorter side 32 + center crop 32, RGB), `list_images(root)`.
+//! - [`npy_images`]: `NpyImages::open(path)` (memory-mapped `N x H x W (x C)` `uint8`), `image(i)`,
+//!   `view()`, `to_image_set()`; implements [`crate::batch::ImageSource`].
+//! - [`tiny_images`]: `TinyImages::open(bin)?.with_exclusion_file(idxs)?` (memory-mapped, column-major
+//!   records, 1-based CIFAR-overlap list; kept images renumbered `0..len()`), `image(k)`;
+//!   implements [`crate::batch::ImageSource`].
 //!
 //! Transforms used with them live in [`crate::transforms`]: `resize(img, h, w, Filter::{Area,
-//! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`.
+//! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`, and the
+//! seeded augmentation `Pipeline` (`Step::RandomCrop`, `Step::HorizontalFlip`, ..., `Normalize`).
+//! Batches: [`crate::batch::BatchLoader`] over any [`crate::batch::ImageSource`] (`ImageSet` included).
+//! The format details, decisions and the fuzzing record are in `docs/formats.md`.
 
 pub(crate) mod bytes;
 pub mod cifar;
