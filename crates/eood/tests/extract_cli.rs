@@ -224,3 +224,135 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
         .assert()
         .code(2);
 }
+
+fn golden_json() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(golden("odin_golden.json")).unwrap()).unwrap()
+}
+
+fn scores(dir: &Path) -> Vec<f64> {
+    ood_core::io::npy::read_f64_vector(&dir.join("scores.npy")).unwrap()
+}
+
+fn close(got: &[f64], want: &Value, rel: f64) {
+    let want: Vec<f64> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= rel * w.abs().max(1e-3), "{g} vs {w}");
+    }
+}
+
+#[test]
+fn odin_and_mahalanobis_with_fixed_settings_match_pytorch() {
+    let want = golden_json();
+    let dir = tempfile::tempdir().unwrap();
+    wrn10_args(&mut eood())
+        .arg("--data")
+        .arg(golden("odin_test_x.npy"))
+        .args([
+            "--method",
+            "odin",
+            "--temperature",
+            "10",
+            "--epsilon",
+            "0.0048",
+            "--out",
+        ])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let case = want["odin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["temperature"] == 10.0 && c["epsilon"] == 0.0048)
+        .unwrap();
+    close(&scores(dir.path()), &case["scores"], 1e-5);
+
+    let dir = tempfile::tempdir().unwrap();
+    wrn10_args(&mut eood())
+        .arg("--data")
+        .arg(golden("odin_test_x.npy"))
+        .args([
+            "--method",
+            "mahalanobis",
+            "--epsilon",
+            "0.002",
+            "--shrinkage",
+            "0.01",
+        ])
+        .arg("--fit-images")
+        .arg(golden("odin_train_x.npy"))
+        .arg("--fit-labels")
+        .arg(golden("odin_train_y.npy"))
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let case = want["mahalanobis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["epsilon"] == 0.002)
+        .unwrap();
+    close(&scores(dir.path()), &case["scores"], 1e-4);
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("mahalanobis.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["chosen"]["epsilon"], 0.002);
+    assert_eq!(record["fit"]["classes"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn odin_grid_is_chosen_on_validation_sets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Validation: the 8 test images as "ID", the first 20 training images as "OOD".
+    wrn10_args(&mut eood())
+        .arg("--data")
+        .arg(golden("odin_test_x.npy"))
+        .args(["--method", "odin", "--val-max", "20", "--val-id"])
+        .arg(golden("odin_test_x.npy"))
+        .arg("--val-ood")
+        .arg(golden("odin_train_x.npy"))
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("odin.json")).unwrap())
+            .unwrap();
+    let fpr: Vec<f64> = record["validation"]["mean_fpr95"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(fpr.len(), 40, "T x eps grid of the code of record");
+    let best = fpr.iter().cloned().fold(f64::INFINITY, f64::min);
+    let first_best = fpr.iter().position(|&f| f == best).unwrap();
+    assert_eq!(record["chosen"], record["settings"][first_best]);
+    assert_eq!(record["validation"]["max_images"], 20);
+    assert_eq!(scores(dir.path()).len(), 8);
+
+    // Without validation sets the grid cannot be chosen.
+    fails(
+        wrn10_args(&mut eood())
+            .arg("--data")
+            .arg(golden("odin_test_x.npy"))
+            .args(["--method", "odin", "--out"])
+            .arg(dir.path()),
+        "needs --val-id and --val-ood",
+    );
+    fails(
+        wrn10_args(&mut eood())
+            .arg("--data")
+            .arg(golden("odin_test_x.npy"))
+            .args(["--method", "mahalanobis", "--epsilon", "0"]),
+        "needs --fit-images and --fit-labels",
+    );
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ood_data::batch::{BatchConfig, BatchLoader};
+use ood_data::batch::{BatchConfig, BatchLoader, ImageSource};
 use ood_data::formats::npy_images::NpyImages;
 use ood_data::transforms::{Normalize, Pipeline};
 use tch::{Device, Kind, Tensor};
@@ -74,8 +74,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InferError + '_ {
 /// A `.npy` array to run a model on.
 #[derive(Debug)]
 pub enum InputSet {
-    /// `uint8` images, normalized per channel on the fly.
-    Images(Arc<NpyImages>),
+    /// `uint8` images, normalized per channel on the fly (the first `len` of the file).
+    Images { images: Arc<NpyImages>, len: usize },
     /// `float32` `N x C x H x W` model input.
     Tensors(F32Array),
 }
@@ -194,20 +194,25 @@ impl InputSet {
         if is_float_npy(path) {
             Ok(InputSet::Tensors(F32Array::open(path)?))
         } else {
-            Ok(InputSet::Images(Arc::new(NpyImages::open(path)?)))
+            let images = NpyImages::open(path)?;
+            let len = images.len();
+            Ok(InputSet::Images {
+                images: Arc::new(images),
+                len,
+            })
         }
     }
 
     pub fn path(&self) -> &Path {
         match self {
-            InputSet::Images(i) => i.path(),
+            InputSet::Images { images, .. } => images.path(),
             InputSet::Tensors(a) => &a.path,
         }
     }
 
     pub fn len(&self) -> usize {
         match self {
-            InputSet::Images(i) => i.len(),
+            InputSet::Images { len, .. } => *len,
             InputSet::Tensors(a) => a.len(),
         }
     }
@@ -219,14 +224,28 @@ impl InputSet {
     /// Channels of the model input.
     pub fn channels(&self) -> usize {
         match self {
-            InputSet::Images(i) => i.image_shape().2,
+            InputSet::Images { images, .. } => images.image_shape().2,
             InputSet::Tensors(a) => a.shape[1],
         }
     }
 
     /// `true` for `uint8` images (which need a normalization).
     pub fn needs_normalization(&self) -> bool {
-        matches!(self, InputSet::Images(_))
+        matches!(self, InputSet::Images { .. })
+    }
+
+    /// Only the first `n` rows (all of them if there are fewer).
+    pub fn head(self, n: usize) -> Self {
+        match self {
+            InputSet::Images { images, len } => InputSet::Images {
+                images,
+                len: len.min(n),
+            },
+            InputSet::Tensors(mut a) => {
+                a.shape[0] = a.shape[0].min(n);
+                InputSet::Tensors(a)
+            }
+        }
     }
 
     /// Batches in file order. `normalize` is required for `uint8` images and ignored for float
@@ -241,12 +260,20 @@ impl InputSet {
             return Err(InferError::Config("batch size must be positive".into()));
         }
         match self {
-            InputSet::Images(images) => {
+            InputSet::Images { images, len } => {
+                let source: Arc<dyn ImageSource> = if *len == images.len() {
+                    images.clone()
+                } else {
+                    Arc::new(Head {
+                        inner: images.clone(),
+                        len: *len,
+                    })
+                };
                 let normalize = normalize.ok_or_else(|| {
                     InferError::Config("uint8 images need a normalization (mean, std)".into())
                 })?;
                 let loader = BatchLoader::new(
-                    images.clone(),
+                    source,
                     Pipeline {
                         steps: vec![],
                         normalize: normalize.clone(),
@@ -283,6 +310,24 @@ impl InputSet {
                 })))
             }
         }
+    }
+}
+
+/// The first `len` images of a file.
+struct Head {
+    inner: Arc<NpyImages>,
+    len: usize,
+}
+
+impl ImageSource for Head {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.inner.image_shape()
+    }
+    fn read_image(&self, index: usize, out: &mut [u8]) {
+        ImageSource::read_image(&*self.inner, index, out)
     }
 }
 

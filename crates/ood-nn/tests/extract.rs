@@ -219,3 +219,34 @@ fn row_writer_streams_a_valid_npy_and_checks_the_row_count() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn head_keeps_the_first_rows_of_either_input_kind() {
+    for (file, normalize) in [
+        ("odin_test_x.npy", Some(Normalize::cifar())),
+        ("wrn10_x.npy", None),
+    ] {
+        let full = InputSet::open(&golden(file)).unwrap();
+        let all: Vec<Tensor> = full
+            .batches(64, normalize.as_ref(), 0)
+            .unwrap()
+            .map(|b| b.unwrap().x)
+            .collect();
+        let head = InputSet::open(&golden(file)).unwrap().head(3);
+        assert_eq!(head.len(), 3);
+        let got: Vec<Tensor> = head
+            .batches(2, normalize.as_ref(), 1)
+            .unwrap()
+            .map(|b| b.unwrap().x)
+            .collect();
+        assert_eq!(got.len(), 2, "{file}: batches of 2 + 1");
+        assert!(
+            Tensor::cat(&got, 0).equal(&all[0].narrow(0, 0, 3)),
+            "{file}"
+        );
+        assert_eq!(
+            InputSet::open(&golden(file)).unwrap().head(1000).len(),
+            full.len()
+        );
+    }
+}
