@@ -396,7 +396,7 @@ impl NpyRowWriter {
             }
             Some(_) => {}
         }
-        if cols == 0 || values.len() % cols != 0 {
+        if cols == 0 || !values.len().is_multiple_of(cols) {
             return Err(InferError::Config(format!(
                 "{}: {} values do not make rows of {cols}",
                 self.path.display(),

@@ -30,6 +30,8 @@ pub enum ModelSource {
 }
 
 /// A loaded classifier in evaluation mode.
+// One per process; boxing the WRN variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Classifier {
     Wrn {
         vs: VarStore,
