@@ -197,6 +197,17 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
             .args(["--device", "tpu"]),
         "--device must be cpu, cuda or cuda:N",
     );
+    if !ood_nn_has_cuda() {
+        fails(
+            eood()
+                .args(["extract", "--torchscript"])
+                .arg(golden("tiny_script.pt"))
+                .arg("--data")
+                .arg(golden("wrn10_x.npy"))
+                .args(["--device", "cuda"]),
+            "CUDA device(s)",
+        );
+    }
     fails(
         eood()
             .args(["extract", "--torchscript"])
@@ -355,4 +366,9 @@ fn odin_grid_is_chosen_on_validation_sets_only() {
             .args(["--method", "mahalanobis", "--epsilon", "0"]),
         "needs --fit-images and --fit-labels",
     );
+}
+
+/// Whether this machine has a GPU libtorch can use (then `--device cuda` is valid).
+fn ood_nn_has_cuda() -> bool {
+    std::path::Path::new("/proc/driver/nvidia/version").exists()
 }
