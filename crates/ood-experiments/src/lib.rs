@@ -6,7 +6,9 @@
 //! - [`figures`]: Figure 3 (score histograms), 4a (FPR95 vs T), 4b (FPR95 over the margin grid) as
 //!   PNG and SVG. Framework-free.
 //! - [`run_info`]: machine, versions and timings recorded with every results folder.
+//! - [`bench`]: the benchmark runner (`eood bench`): pretrain or load, score, fine-tune, report.
 //! - [`results`]: the results folder (atomic writes).
+pub mod bench;
 pub mod figures;
 pub mod report;
 pub mod results;

@@ -1,8 +1,358 @@
-//! `eood bench` (not implemented yet: owned by its issue).
+//! `eood bench`: the paper's evaluation end to end, in one results folder (tables as markdown,
+//! CSV and JSON; figures as PNG and SVG; config, seeds, versions, machine, timings).
+//!
+//! ```text
+//! eood bench fmnist-ood [--quick] [--shipped | --from-checkpoint CKPT] [--out DIR] [--seed S] [--threads N]
+//! eood bench cifar10|cifar100|svhn --data DIR [--prepare-from RELEASE_DIR] [--device cuda]
+//!            [--state-dict PRETRAINED.pt] [--oe-state-dict OE.pt] [--energy-ft-state-dict FT.pt]
+//! ```
+//! Steps: (1) pretrain, or load the given model; (2) score the ID and OOD test sets with MSP,
+//! energy (T = 1), ODIN and Mahalanobis, their hyper-parameters chosen on the validation OOD
+//! sets; (3) fine-tune with Outlier Exposure and the energy-bounded loss (margins chosen on
+//! validation data, or the code of record's for CIFAR), score again; (4) Table 1, Table 2,
+//! Figures 3, 4a, 4b, a calibrated detector. See docs/experiments.md.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use ood_data::cache::Cache;
+use ood_experiments::bench::cifar::{self, PaperBench};
+use ood_experiments::bench::data::{BenchData, FMNIST_OOD_TEST};
+use ood_experiments::bench::finetune::Weights;
+use ood_experiments::bench::{self, Models, Options, Plan};
+use ood_nn::tch::Device;
+use ood_nn::WrnConfig;
+
+/// The shipped Fashion-MNIST model (relative to the repository root).
+pub const SHIPPED_MODEL: &str = "models/fmnist-wrn-10-1.json";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Benchmark: fmnist-ood (runs on CPU), cifar10, cifar100 or svhn (the paper's; GPU advised).
+    pub benchmark: String,
+    /// Smoke version: small subsets everywhere (a few minutes on 2 cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Start from the shipped pre-trained Fashion-MNIST model (models/fmnist-wrn-10-1.json).
+    #[arg(long, conflicts_with_all = ["from_checkpoint", "state_dict"])]
+    pub shipped: bool,
+    /// Start from this pre-trained checkpoint (our format, `<name>.json`).
+    #[arg(long, value_name = "CKPT")]
+    pub from_checkpoint: Option<PathBuf>,
+    /// Start from a PyTorch state_dict of the code of record's WideResNet (--depth/--widen-factor).
+    #[arg(long, value_name = "PT", conflicts_with = "from_checkpoint")]
+    pub state_dict: Option<PathBuf>,
+    /// Evaluate this OE-fine-tuned PyTorch state_dict instead of fine-tuning.
+    #[arg(long, value_name = "PT")]
+    pub oe_state_dict: Option<PathBuf>,
+    /// Evaluate this energy-fine-tuned PyTorch state_dict instead of fine-tuning.
+    #[arg(long, value_name = "PT")]
+    pub energy_ft_state_dict: Option<PathBuf>,
+    /// Evaluate this OE-fine-tuned checkpoint (our format) instead of fine-tuning.
+    #[arg(long, value_name = "CKPT", conflicts_with = "oe_state_dict")]
+    pub oe_checkpoint: Option<PathBuf>,
+    /// Evaluate this energy-fine-tuned checkpoint (our format) instead of fine-tuning.
+    #[arg(long, value_name = "CKPT", conflicts_with = "energy_ft_state_dict")]
+    pub energy_ft_checkpoint: Option<PathBuf>,
+    /// WideResNet depth of --state-dict files and of pretraining (default: 10 for fmnist-ood, 40 otherwise).
+    #[arg(long)]
+    pub depth: Option<i64>,
+    /// WideResNet width (default: 1 for fmnist-ood, 2 otherwise).
+    #[arg(long)]
+    pub widen_factor: Option<i64>,
+    /// Dropout (default: 0 for fmnist-ood, 0.3 otherwise).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Benchmark folder (fmnist-ood layout). Default for fmnist-ood: <cache>/fmnist-ood.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// CIFAR/SVHN: first write the ID part of --data from the original release files in this folder.
+    #[arg(long, value_name = "DIR")]
+    pub prepare_from: Option<PathBuf>,
+    /// With --prepare-from: training images held out as ID validation data.
+    #[arg(long, default_value_t = 5000)]
+    pub val_images: usize,
+    /// With --prepare-from: images per synthetic validation OOD set.
+    #[arg(long, default_value_t = 2000)]
+    pub val_ood_images: usize,
+    /// Results folder (default results/<benchmark>[-quick]).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seeds subsets, training, fine-tuning and the OOD draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// cpu or cuda (cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Score the pre-trained model only (no fine-tuning).
+    #[arg(long)]
+    pub no_finetune: bool,
+    /// Pretraining epochs when no model is given (default: the plan's).
+    #[arg(long)]
+    pub pretrain_epochs: Option<u64>,
+    /// Fine-tuning epochs (default: the plan's).
+    #[arg(long)]
+    pub finetune_epochs: Option<u64>,
+    /// In-distribution images per fine-tuning epoch (0 = the whole training set).
+    #[arg(long)]
+    pub finetune_images: Option<usize>,
+    /// Energy margins m_in,m_out instead of the validation grid (e.g. -23,-5).
+    #[arg(long, value_name = "M_IN,M_OUT", allow_hyphen_values = true)]
+    pub margins: Option<String>,
+    /// Number of OOD draws (paper: 10).
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Threads preparing training batches.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`eood bench` is not implemented yet")
+fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Ok(Device::Cuda(n)),
+            None => bail!("--device must be cpu, cuda or cuda:N, got {s:?}"),
+        },
+    }
+}
+
+/// The shipped model: `./models/...` (run from the repository root), else the checkout this
+/// binary was built from.
+pub fn shipped_model() -> anyhow::Result<PathBuf> {
+    let here = PathBuf::from(SHIPPED_MODEL);
+    if here.is_file() {
+        return Ok(here);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(SHIPPED_MODEL);
+    if built.is_file() {
+        return Ok(built);
+    }
+    bail!("the shipped model {SHIPPED_MODEL} is not here (run from the repository root)")
+}
+
+fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {
+    let (a, b) = s
+        .split_once(',')
+        .context("--margins must be M_IN,M_OUT, e.g. -23,-5")?;
+    let (a, b): (f64, f64) = (
+        a.trim().parse().context("--margins m_in")?,
+        b.trim().parse().context("--margins m_out")?,
+    );
+    if !(a.is_finite() && b.is_finite() && a < b) {
+        bail!("--margins needs finite m_in < m_out, got {a},{b}");
+    }
+    Ok((a, b))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = parse_device(&args.device)?;
+    if let Device::Cuda(_) = device {
+        if !ood_nn::tch::Cuda::is_available() {
+            bail!(
+                "--device {}: CUDA is not available to libtorch here",
+                args.device
+            );
+        }
+    }
+    if args.threads.is_some_and(|n| n < 1) {
+        bail!("--threads must be at least 1");
+    }
+    let fmnist = args.benchmark == "fmnist-ood";
+    let paper: Option<PaperBench> = if fmnist {
+        None
+    } else {
+        Some(args.benchmark.parse().map_err(anyhow::Error::msg)?)
+    };
+    if args.shipped && !fmnist {
+        bail!(
+            "--shipped is the Fashion-MNIST model; it does not apply to {}",
+            args.benchmark
+        );
+    }
+
+    let data_dir = match (&args.data, fmnist) {
+        (Some(d), _) => d.clone(),
+        (None, true) => Cache::locate(None).0.built("fmnist-ood"),
+        (None, false) => bail!(
+            "{} needs --data DIR (see docs/experiments.md)",
+            args.benchmark
+        ),
+    };
+    if let (Some(src), Some(p)) = (&args.prepare_from, paper) {
+        if !args.quiet {
+            eprintln!(
+                "preparing {} from {} into {}",
+                p.name(),
+                src.display(),
+                data_dir.display()
+            );
+        }
+        let (tr, va, te) = cifar::prepare(
+            p,
+            src,
+            &data_dir,
+            args.val_images,
+            args.val_ood_images,
+            args.seed,
+        )?;
+        if !args.quiet {
+            eprintln!(
+                "wrote {tr} training, {va} validation, {te} test images and {} validation OOD sets",
+                cifar::VALIDATION_SETS.len()
+            );
+        }
+    } else if args.prepare_from.is_some() {
+        bail!("--prepare-from applies to cifar10, cifar100 and svhn");
+    }
+    let data = if fmnist {
+        if !data_dir.join("manifest.json").is_file() {
+            bail!(
+                "{} is not built: run `eood data build fmnist-ood` (or give --data DIR)",
+                data_dir.display()
+            );
+        }
+        BenchData::from_layout("fmnist-ood", &data_dir, Some(&FMNIST_OOD_TEST))?
+    } else {
+        let p = paper.expect("paper benchmark");
+        BenchData::from_layout(p.name(), &data_dir, p.ood_test_sets())?
+    };
+
+    let mut plan = match (paper, args.quick) {
+        (None, false) => Plan::fmnist(),
+        (None, true) => Plan::fmnist_quick(),
+        (Some(p), false) => Plan::paper(p.num_classes()),
+        (Some(p), true) => Plan {
+            arch: Plan::paper(p.num_classes()).arch,
+            margins: Plan::paper(p.num_classes()).margins,
+            ..Plan::fmnist_quick()
+        },
+    };
+    let arch = WrnConfig {
+        depth: args.depth.unwrap_or(plan.arch.depth),
+        widen_factor: args.widen_factor.unwrap_or(plan.arch.widen_factor),
+        dropout: args.dropout.unwrap_or(plan.arch.dropout),
+        ..plan.arch.clone()
+    };
+    arch.blocks_per_stage()?;
+    plan.arch = arch.clone();
+    if let Some(e) = args.pretrain_epochs {
+        plan.pretrain_epochs = e;
+    }
+    if let Some(e) = args.finetune_epochs {
+        plan.finetune_epochs = e;
+    }
+    if let Some(n) = args.finetune_images {
+        plan.finetune_images = if n == 0 { None } else { Some(n) };
+    }
+    if let Some(m) = &args.margins {
+        plan.margins = Some(parse_margins(m)?);
+    }
+    if let Some(d) = args.draws {
+        if d == 0 {
+            bail!("--draws must be at least 1");
+        }
+        plan.protocol.draws = d;
+    }
+    plan.protocol.seed = args.seed;
+    if plan.pretrain_epochs == 0 || plan.finetune_epochs == 0 {
+        bail!("--pretrain-epochs and --finetune-epochs must be positive");
+    }
+
+    let ckpt = |path: &PathBuf| -> anyhow::Result<Weights> {
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        Ok(Weights::Checkpoint(path.clone()))
+    };
+    // a state_dict's input channels and classes come from the data
+    let channels = ood_data::formats::npy_images::NpyImages::open(&data.train_x)?
+        .image_shape()
+        .2;
+    let classes = ood_core::io::npy::read_labels(&data.train_y)?
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let arch_for_data = WrnConfig {
+        in_channels: channels as i64,
+        num_classes: classes,
+        ..arch.clone()
+    };
+    let with_arch = |path: &PathBuf| -> anyhow::Result<Weights> {
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        Ok(Weights::StateDict {
+            path: path.clone(),
+            arch: arch_for_data.clone(),
+        })
+    };
+    let pretrained = if args.shipped {
+        Some(Weights::Checkpoint(shipped_model()?))
+    } else if let Some(p) = &args.from_checkpoint {
+        Some(ckpt(p)?)
+    } else if let Some(p) = &args.state_dict {
+        Some(with_arch(p)?)
+    } else {
+        None
+    };
+    let oe = match (&args.oe_state_dict, &args.oe_checkpoint) {
+        (Some(p), _) => Some(with_arch(p)?),
+        (_, Some(p)) => Some(ckpt(p)?),
+        _ => None,
+    };
+    let energy_ft = match (&args.energy_ft_state_dict, &args.energy_ft_checkpoint) {
+        (Some(p), _) => Some(with_arch(p)?),
+        (_, Some(p)) => Some(ckpt(p)?),
+        _ => None,
+    };
+
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!(
+            "{}{}",
+            args.benchmark,
+            if args.quick { "-quick" } else { "" }
+        ))
+    });
+    let command = std::iter::once("eood".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = Options {
+        data,
+        out,
+        plan,
+        models: Models {
+            pretrained,
+            oe,
+            energy_ft,
+        },
+        seed: args.seed,
+        device,
+        threads: args.threads,
+        finetune: !args.no_finetune,
+        progress: !args.quiet,
+        command,
+        workers: args.workers,
+    };
+    let outcome = bench::run(&opts)?;
+    println!(
+        "{}",
+        std::fs::read_to_string(outcome.dir.join("table2.md")).unwrap_or_default()
+    );
+    println!(
+        "results: {} ({:.0} s)",
+        outcome.dir.display(),
+        outcome.seconds
+    );
+    Ok(())
 }

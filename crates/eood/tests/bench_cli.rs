@@ -1,0 +1,393 @@
+//! `eood bench` end to end on tiny fixtures written here (feature `nn`): a folder in the
+//! fmnist-ood layout (28x28x1), and CIFAR-10 binary release files (32x32x3) prepared by
+//! `--prepare-from`, evaluated from PyTorch state_dicts (the code of record's checkpoint format).
+//! Tiny WideResNets, one optimizer step per training run: this tests the plumbing, not the numbers.
+#![cfg(feature = "nn")]
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use ndarray::{Array1, Array4};
+use ndarray_npy::write_npy;
+use predicates::prelude::*;
+
+fn eood() -> Command {
+    let mut c = Command::cargo_bin("eood").unwrap();
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+/// `n` images; class k = i % 3 brightens the k-th horizontal band; `shift` changes the texture.
+fn images(n: usize, side: usize, c: usize, shift: usize, banded: bool) -> Array4<u8> {
+    Array4::from_shape_fn((n, side, side, c), |(i, r, col, ch)| {
+        let band = if banded && r * 3 / side == i % 3 {
+            150
+        } else {
+            0
+        };
+        band + ((i * 31 + r * 7 * (shift + 1) + col * 13 + ch) % 61) as u8 + (shift * 20) as u8
+    })
+}
+
+fn labels(n: usize) -> Array1<i64> {
+    Array1::from_shape_fn(n, |i| (i % 3) as i64)
+}
+
+/// A benchmark folder in the fmnist-ood layout with `side x side x c` images.
+fn layout(dir: &Path, side: usize, c: usize, test_sets: &[&str], with_id: bool) {
+    std::fs::create_dir_all(dir.join("ood_test")).unwrap();
+    std::fs::create_dir_all(dir.join("ood_val")).unwrap();
+    if with_id {
+        write_npy(dir.join("train_x.npy"), &images(48, side, c, 0, true)).unwrap();
+        write_npy(dir.join("train_y.npy"), &labels(48)).unwrap();
+        write_npy(dir.join("val_x.npy"), &images(24, side, c, 0, true)).unwrap();
+        write_npy(dir.join("test_x.npy"), &images(30, side, c, 0, true)).unwrap();
+        write_npy(dir.join("test_y.npy"), &labels(30)).unwrap();
+        for (i, v) in ["gaussian", "inverted"].iter().enumerate() {
+            write_npy(
+                dir.join("ood_val").join(format!("{v}.npy")),
+                &images(12, side, c, 3 + i, false),
+            )
+            .unwrap();
+        }
+    }
+    for (i, t) in test_sets.iter().enumerate() {
+        write_npy(
+            dir.join("ood_test").join(format!("{t}.npy")),
+            &images(10 + i, side, c, 1 + i % 3, false),
+        )
+        .unwrap();
+    }
+    write_npy(dir.join("aux_outliers.npy"), &images(40, side, c, 2, false)).unwrap();
+}
+
+fn fmnist_fixture(dir: &Path) -> PathBuf {
+    let d = dir.join("fmnist-ood");
+    layout(
+        &d,
+        28,
+        1,
+        &[
+            "mnist",
+            "notmnist",
+            "omniglot",
+            "textures",
+            "photo_crop",
+            "photo_resize",
+        ],
+        true,
+    );
+    std::fs::write(d.join("manifest.json"), "{}").unwrap();
+    d
+}
+
+const TINY: [&str; 6] = ["--depth", "10", "--widen-factor", "1", "--draws", "2"];
+
+#[test]
+fn fmnist_quick_run_writes_tables_figures_and_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fmnist_fixture(tmp.path());
+    let out = tmp.path().join("res");
+    eood()
+        .args([
+            "bench",
+            "fmnist-ood",
+            "--quick",
+            "--threads",
+            "1",
+            "--workers",
+            "0",
+            "--seed",
+            "3",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(TINY)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "| Energy fine-tuning (energy score) | fine-tuned |",
+        ))
+        .stderr(predicate::str::contains(
+            "step 7/7: tables, figures, detector",
+        ));
+    for f in [
+        "table1.md",
+        "table2.md",
+        "results.csv",
+        "report.json",
+        "config.json",
+        "run.json",
+        "README.md",
+        "detector.json",
+        "figures/fig3_score_histograms.png",
+        "figures/fig3_score_histograms.svg",
+        "figures/fig4a_fpr_vs_temperature.png",
+        "figures/fig4a_fpr_vs_temperature.svg",
+        "figures/fig4b_margins.png",
+        "figures/fig4b_margins.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let t1 = std::fs::read_to_string(out.join("table1.md")).unwrap();
+    // header + separator + 6 sets x 2 blocks + 2 average rows
+    assert_eq!(t1.lines().count(), 2 + 12 + 2, "{t1}");
+    assert!(t1.contains("| photo_resize | fine-tuned |"));
+    let t2 = std::fs::read_to_string(out.join("table2.md")).unwrap();
+    for m in [
+        "Softmax score",
+        "Energy score",
+        "ODIN",
+        "Mahalanobis",
+        "Outlier Exposure (softmax score)",
+    ] {
+        assert!(t2.contains(&format!("| {m} |")), "{m} missing from {t2}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["entries"].as_array().unwrap().len(), 6);
+    // every OOD test set has fewer than 1000/5 images: draws use the whole set
+    assert_eq!(report["entries"][0]["table"]["rows"][0][1]["samples"], 6);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["seed"], 3);
+    assert_eq!(config["plan"]["protocol"]["draws"], 2);
+    assert!(config["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("eood bench fmnist-ood --quick"));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["machine"]["torch_threads"], 1);
+    assert!(run["timings"]["steps"].as_array().unwrap().len() >= 8);
+    // a 2 x 2 margin grid around the mean energies, each judged on validation data
+    let grid = &run["record"]["margin_grid"];
+    assert_eq!(grid["validation_fpr"].as_array().unwrap().len(), 2);
+    assert!(grid["validation_fpr"][1][1].as_f64().is_some());
+    // the detector scores with energy at T = 1
+    let det: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("detector.json")).unwrap()).unwrap();
+    assert_eq!(
+        (det["method"].as_str(), det["temperature"].as_f64()),
+        (Some("energy"), Some(1.0))
+    );
+    // CSV: header + 6 methods x (6 sets + average)
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        1 + 6 * 7
+    );
+
+    // the pre-trained checkpoint of that run can be given back; --no-finetune scores it only
+    let out2 = tmp.path().join("res2");
+    eood()
+        .args([
+            "bench",
+            "fmnist-ood",
+            "--quick",
+            "--no-finetune",
+            "--threads",
+            "1",
+            "--quiet",
+            "--draws",
+            "2",
+            "--seed",
+            "3",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--from-checkpoint")
+        .arg(out.join("work/pretrained.json"))
+        .arg("--out")
+        .arg(&out2)
+        .assert()
+        .success();
+    let t2b = std::fs::read_to_string(out2.join("table2.md")).unwrap();
+    assert_eq!(t2b.lines().count(), 2 + 4, "{t2b}");
+    // same model, same seed: the pre-trained rows are identical to the first run's
+    let row = |t: &str, m: &str| {
+        t.lines()
+            .find(|l| l.starts_with(&format!("| {m} |")))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(row(&t2, "Energy score"), row(&t2b, "Energy score"));
+    assert!(!out2.join("figures/fig4b_margins.png").exists());
+}
+
+/// CIFAR-10 binary records: label byte + 1024 R + 1024 G + 1024 B.
+fn cifar_bin(path: &Path, n: usize, offset: usize) {
+    let mut bytes = Vec::new();
+    let imgs = images(n, 32, 3, 0, true);
+    for i in 0..n {
+        bytes.push(((i + offset) % 3) as u8);
+        for ch in 0..3 {
+            for r in 0..32 {
+                for c in 0..32 {
+                    bytes.push(imgs[[i, r, c, ch]]);
+                }
+            }
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn cifar10_prepare_and_evaluate_pytorch_state_dicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&src).unwrap();
+    for b in 1..=5 {
+        cifar_bin(&src.join(format!("data_batch_{b}.bin")), 12, b);
+    }
+    cifar_bin(&src.join("test_batch.bin"), 20, 0);
+    let data = tmp.path().join("cifar10");
+    layout(
+        &data,
+        32,
+        3,
+        &[
+            "textures",
+            "svhn",
+            "places365",
+            "lsun_crop",
+            "lsun_resize",
+            "isun",
+        ],
+        false,
+    );
+    // the golden WRN-10-1 (3 channels, 10 classes) saved by PyTorch stands in for the code of
+    // record's published pretrained / OE / energy-fine-tuned state_dicts
+    let sd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ood-nn/tests/golden/wrn10_zip.pt");
+    let out = tmp.path().join("res");
+    let assert = eood()
+        .args([
+            "bench",
+            "cifar10",
+            "--quick",
+            "--threads",
+            "1",
+            "--val-images",
+            "10",
+            "--val-ood-images",
+            "8",
+        ])
+        .args(TINY)
+        .arg("--data")
+        .arg(&data)
+        .arg("--prepare-from")
+        .arg(&src)
+        .arg("--state-dict")
+        .arg(&sd)
+        .arg("--oe-state-dict")
+        .arg(&sd)
+        .arg("--energy-ft-state-dict")
+        .arg(&sd)
+        .arg("--out")
+        .arg(&out)
+        .assert();
+    // the golden model has 10 classes while the fixture labels use 3: the architecture comes from
+    // the data's labels, so loading must refuse with the state_dict's shape mismatch
+    assert
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains("fc.weight"));
+    // prepared: 60 - 10 training images, 10 validation, 20 test, synthetic validation OOD sets
+    let n = |p: &str| {
+        ood_data::formats::npy_images::NpyImages::open(&data.join(p))
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        (
+            n("train_x.npy"),
+            n("val_x.npy"),
+            n("test_x.npy"),
+            n("ood_val/inverted.npy")
+        ),
+        (50, 10, 20, 8)
+    );
+
+    // with labels over all 10 classes the published-checkpoint path runs end to end
+    let y: Array1<i64> = Array1::from_shape_fn(50, |i| (i % 10) as i64);
+    write_npy(data.join("train_y.npy"), &y).unwrap();
+    eood()
+        .args(["bench", "cifar10", "--quick", "--threads", "1"])
+        .args(TINY)
+        .arg("--data")
+        .arg(&data)
+        .arg("--state-dict")
+        .arg(&sd)
+        .arg("--oe-state-dict")
+        .arg(&sd)
+        .arg("--energy-ft-state-dict")
+        .arg(&sd)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "energy fine-tuned model: PyTorch state_dict",
+        ));
+    let t1 = std::fs::read_to_string(out.join("table1.md")).unwrap();
+    assert!(
+        t1.contains("| isun | fine-tuned |") && t1.contains("| textures | pre-trained |"),
+        "{t1}"
+    );
+    // the same weights everywhere: OE's softmax row equals the pre-trained softmax row
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let e = report["entries"].as_array().unwrap();
+    assert_eq!(e[0]["table"]["mean"], e[4]["table"]["mean"]);
+    assert_eq!(e[1]["table"]["mean"], e[5]["table"]["mean"]);
+}
+
+#[test]
+fn bad_invocations_exit_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    eood()
+        .args(["bench", "mnist"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown benchmark \"mnist\""));
+    eood()
+        .args(["bench", "cifar10"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cifar10 needs --data DIR"));
+    eood()
+        .args(["bench", "cifar10", "--shipped", "--data"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--shipped is the Fashion-MNIST model",
+        ));
+    eood()
+        .args(["bench", "fmnist-ood", "--data"])
+        .arg(tmp.path().join("nope"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "is not built: run `eood data build fmnist-ood`",
+        ));
+    let data = fmnist_fixture(tmp.path());
+    std::fs::remove_file(data.join("ood_test/omniglot.npy")).unwrap();
+    eood()
+        .args(["bench", "fmnist-ood", "--data"])
+        .arg(&data)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("omniglot.npy is missing"));
+    eood()
+        .args(["bench", "fmnist-ood", "--margins", "-3,-7", "--data"])
+        .arg(fmnist_fixture(&tmp.path().join("b")))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--margins needs finite m_in < m_out",
+        ));
+}

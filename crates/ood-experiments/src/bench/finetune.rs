@@ -1,0 +1,179 @@
+//! Pretraining and fine-tuning inside a benchmark run, through ood-nn's trainer
+//! ([`ood_nn::train::run`], the code of record's recipe): the in-distribution data of an epoch can
+//! be a seeded subset of the training set (a shorter epoch), which is how a run fits a time budget.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ood_data::batch::ImageSource;
+use ood_nn::checkpoint::{self, CheckpointMeta};
+use ood_nn::data::{loader, InputSpec, NpySet};
+use ood_nn::losses::FinetuneLoss;
+use ood_nn::tch::{nn::VarStore, Device};
+use ood_nn::train::{self, EpochLog, RunConfig, RunData, RunOutput};
+use ood_nn::{state_dict, WideResNet, WrnConfig};
+
+use super::data::{choose, Subset};
+use super::{BenchError, Result};
+
+/// Where starting weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    /// Our checkpoint (JSON sidecar).
+    Checkpoint(PathBuf),
+    /// A PyTorch `state_dict` of the code of record's WideResNet with this architecture.
+    StateDict { path: PathBuf, arch: WrnConfig },
+}
+
+impl Weights {
+    /// Loads a trainable copy on `device`, with the input spec recorded in a checkpoint.
+    pub fn load(&self, device: Device) -> Result<(VarStore, WideResNet, Option<InputSpec>)> {
+        let vs = VarStore::new(device);
+        match self {
+            Weights::Checkpoint(json) => {
+                let ck = checkpoint::load(json)?;
+                let net = WideResNet::new(&vs.root(), &ck.meta.architecture)?;
+                state_dict::load_into(&vs, &ck.weights)?;
+                Ok((vs, net, ck.meta.input))
+            }
+            Weights::StateDict { path, arch } => {
+                let sd = ood_nn::pytorch::load_state_dict(path)?;
+                let net = WideResNet::new(&vs.root(), arch)?;
+                state_dict::load_into(&vs, &sd)?;
+                Ok((vs, net, None))
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Weights::Checkpoint(p) => format!("checkpoint {}", p.display()),
+            Weights::StateDict { path, arch } => {
+                format!("PyTorch state_dict {} ({})", path.display(), arch.name())
+            }
+        }
+    }
+}
+
+/// One training run of a benchmark.
+pub struct TrainJob<'a> {
+    pub config: RunConfig,
+    pub spec: InputSpec,
+    pub train: Arc<NpySet>,
+    /// In-distribution images per epoch (a seeded subset; `None` = all).
+    pub images_per_epoch: Option<usize>,
+    pub outliers: Option<Arc<NpySet>>,
+    pub test: Option<Arc<NpySet>>,
+    pub checkpoint: &'a Path,
+    pub progress: bool,
+    pub workers: usize,
+}
+
+/// Runs `job` on `vs`/`net` (random or pretrained weights) and returns the epoch logs.
+pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<EpochLog>> {
+    let seed = job.config.seed;
+    let train: Arc<dyn ImageSource> = match job.images_per_epoch {
+        Some(k) if k < job.train.len() => {
+            // a different stream from the loaders' shuffling seed
+            let rows = choose(job.train.len(), k, seed ^ 0x5eed_0f5a_b5e7);
+            Arc::new(Subset {
+                source: job.train.clone(),
+                rows,
+            })
+        }
+        _ => job.train.clone(),
+    };
+    let train_loader = loader(
+        train,
+        job.spec.train_pipeline(),
+        job.config.batch_size,
+        true,
+        seed,
+        job.workers,
+    )?;
+    let out_loader = match &job.outliers {
+        Some(o) => Some(loader(
+            o.clone(),
+            job.spec.train_pipeline(),
+            job.config.outlier_batch_size,
+            true,
+            seed.wrapping_add(1),
+            job.workers,
+        )?),
+        None => None,
+    };
+    let test_loader = match &job.test {
+        Some(t) => Some(loader(
+            t.clone(),
+            job.spec.test_pipeline(),
+            256,
+            false,
+            0,
+            job.workers,
+        )?),
+        None => None,
+    };
+    let mut meta = CheckpointMeta::new(net.config().clone(), serde_json::Value::Null, seed);
+    meta.input = Some(job.spec.clone());
+    let data = RunData {
+        train: &train_loader,
+        outliers: out_loader.as_ref(),
+        test: test_loader.as_ref(),
+    };
+    let output = RunOutput {
+        checkpoint: job.checkpoint.to_path_buf(),
+        resume: false,
+        progress: job.progress,
+        stop_after: None,
+    };
+    if let Some(d) = job.checkpoint.parent() {
+        std::fs::create_dir_all(d).map_err(|e| BenchError::Io(format!("{}: {e}", d.display())))?;
+    }
+    // a stale log from an earlier run of the same folder would be appended to
+    let _ = std::fs::remove_file(output.log_path());
+    Ok(train::run(vs, net, &job.config, &data, &mut meta, &output)?)
+}
+
+/// Fine-tuning settings of the code of record with `epochs`, `seed`.
+pub fn finetune_config(loss: FinetuneLoss, epochs: u64, seed: u64) -> RunConfig {
+    RunConfig {
+        epochs,
+        seed,
+        ..RunConfig::finetune(loss)
+    }
+}
+
+/// Candidate margins around the mean energies of the pre-trained model (the paper's recipe,
+/// Section 4.1: "chosen around the mean of energy scores from a pre-trained model for in- and
+/// out-of-distribution samples"): `round(mean_in) + d_in`, `round(mean_out) + d_out`.
+/// (The loss is meaningful for m_in < m_out; the grids used here keep m_in well below m_out.)
+pub fn margin_grid(
+    mean_in: f64,
+    mean_out: f64,
+    offsets_in: &[f64],
+    offsets_out: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let m_in: Vec<f64> = offsets_in.iter().map(|d| mean_in.round() + d).collect();
+    let m_out: Vec<f64> = offsets_out.iter().map(|d| mean_out.round() + d).collect();
+    (m_in, m_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins_are_offsets_from_the_rounded_means() {
+        let (i, o) = margin_grid(-9.6, -3.2, &[-4.0, -2.0, 0.0], &[0.0, 2.0]);
+        assert_eq!(i, vec![-14.0, -12.0, -10.0]);
+        assert_eq!(o, vec![-3.0, -1.0]);
+    }
+
+    #[test]
+    fn finetune_config_keeps_the_code_of_record_settings() {
+        let c = finetune_config(FinetuneLoss::energy_cifar10(), 3, 9);
+        assert_eq!(
+            (c.epochs, c.seed, c.batch_size, c.outlier_batch_size, c.lr),
+            (3, 9, 128, 256, 0.001)
+        );
+    }
+}
