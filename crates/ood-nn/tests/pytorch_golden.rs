@@ -204,3 +204,26 @@ fn non_checkpoints_are_clear_errors() {
         .to_string();
     assert!(missing.contains("absent.pt"), "{missing}");
 }
+
+#[test]
+fn truncated_or_corrupted_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["wrn10_zip.pt", "wrn10_legacy.pt"] {
+        let bytes = std::fs::read(golden(file)).unwrap();
+        let path = dir.path().join(file);
+        // Truncations at many points, then single-byte corruptions across the pickle region.
+        for cut in (0..bytes.len()).step_by(4099) {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(
+                load_state_dict(&path).is_err(),
+                "{file} cut at {cut} was accepted"
+            );
+        }
+        for pos in (0..bytes.len().min(20_000)).step_by(97) {
+            let mut b = bytes.clone();
+            b[pos] ^= 0x5a;
+            std::fs::write(&path, &b).unwrap();
+            let _ = load_state_dict(&path); // may load (data bytes) or fail, must not panic
+        }
+    }
+}

@@ -276,12 +276,17 @@ fn build_state_dict(
         let storage = &cache[&t.storage.key];
         let numel = storage.size()[0];
         // Check the view stays inside its storage before letting libtorch read it.
-        let last = t.offset
-            + t.size
-                .iter()
-                .zip(&t.stride)
-                .map(|(s, st)| if *s == 0 { 0 } else { (s - 1) * st })
-                .sum::<i64>();
+        let last = t
+            .size
+            .iter()
+            .zip(&t.stride)
+            .fold(t.offset, |acc, (&n, &st)| {
+                if n <= 0 {
+                    acc
+                } else {
+                    acc.saturating_add((n - 1).saturating_mul(st))
+                }
+            });
         let empty = t.size.iter().any(|&s| s == 0);
         if t.offset < 0 || t.stride.iter().any(|&s| s < 0) || (!empty && last >= numel) {
             return Err(bad(
