@@ -322,3 +322,89 @@ fn bad_input_is_a_one_line_error() {
         .code(2)
         .stderr(predicate::str::contains("JSON sidecar"));
 }
+
+#[test]
+fn margin_grid_selects_by_validation_fpr() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (x, y) = write_set(d, "train", 24, 28, 1, true);
+    let (vx, _) = write_set(d, "val", 9, 28, 1, true);
+    let (noise, _) = write_set(d, "noise", 16, 28, 1, false);
+    let (vood, _) = write_set(d, "valood", 9, 28, 1, false);
+    let model = d.join("pre.json");
+    eood()
+        .args([
+            "train",
+            "--depth",
+            "10",
+            "--widen-factor",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--quiet",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--out",
+            &s(&model),
+        ])
+        .assert()
+        .success();
+    let out = d.join("ft.json");
+    eood()
+        .args([
+            "finetune",
+            "--from",
+            &s(&model),
+            "--m-in-grid=-2,-8",
+            "--m-out-grid=-1",
+            "--quiet",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--outliers",
+            &s(&noise),
+        ])
+        .args(["--val-images", &s(&vx), "--val-ood", &s(&vood)])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--outlier-batch-size",
+            "8",
+            "--out",
+            &s(&out),
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("best margins"));
+    let grid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ft.grid.json")).unwrap()).unwrap();
+    let points = grid["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    let fprs: Vec<f64> = points
+        .iter()
+        .map(|p| p["mean_val_fpr95"].as_f64().unwrap())
+        .collect();
+    let best = fprs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(meta["metrics"]["mean_val_fpr95"].as_f64().unwrap(), best);
+    let chosen = &meta["training"]["objective"]["finetune"];
+    let best_point = points
+        .iter()
+        .find(|p| p["mean_val_fpr95"].as_f64().unwrap() == best)
+        .unwrap();
+    assert_eq!(chosen["m_in"], best_point["m_in"]);
+    assert!(d.join("ft.grid-0.json").exists() && d.join("ft.grid-1.json").exists());
+}

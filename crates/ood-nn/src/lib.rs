@@ -14,6 +14,7 @@ pub mod pytorch;
 pub mod sgd;
 pub mod state_dict;
 pub mod train;
+pub mod validation;
 pub mod wrn;
 
 pub use cuda_link::LINKS_TORCH_CUDA;

@@ -5,7 +5,12 @@
 //!   E = -logsumexp(logits); code-of-record margins m_in -23, m_out -5 (CIFAR-10); `auto` picks
 //!   each margin as the pretrained model's mean energy on (up to 2048) training images / outliers;
 //! - `--loss oe`: Outlier Exposure, CE + 0.5 * mean over outliers of CE to the uniform distribution.
-use std::path::PathBuf;
+//!
+//! `--m-in-grid`/`--m-out-grid` follow the paper's validation recipe instead: one fine-tuning run
+//! per margin pair from the same pretrained weights (`<name>.grid-<i>.json`), each scored by the
+//! mean FPR at 95% TPR of -E on the validation OOD sets (never the test sets); the best is saved
+//! as `--out` and the whole table as `<name>.grid.json`.
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
@@ -67,6 +72,30 @@ pub struct Args {
     /// Outlier energy margin (energy loss), or `auto`.
     #[arg(long, default_value = "-5", value_parser = parse_margin, allow_hyphen_values = true)]
     pub m_out: Margin,
+    /// Select m_in from these values by validation FPR95 (energy loss), e.g. `-19,-23,-27`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "m_out_grid",
+        value_name = "LIST"
+    )]
+    pub m_in_grid: Vec<f64>,
+    /// Select m_out from these values by validation FPR95 (energy loss), e.g. `-3,-5,-7`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "m_in_grid",
+        value_name = "LIST"
+    )]
+    pub m_out_grid: Vec<f64>,
+    /// In-distribution validation images for the grid (default with --fmnist-ood: val_x.npy).
+    #[arg(long, value_name = "NPY")]
+    pub val_images: Option<PathBuf>,
+    /// Validation OOD sets for the grid (default with --fmnist-ood: every ood_val/*.npy).
+    #[arg(long, value_name = "NPY", num_args = 1..)]
+    pub val_ood: Vec<PathBuf>,
     /// Weight of the outlier term (default: 0.1 for energy, 0.5 for oe).
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -249,15 +278,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         ..RunConfig::finetune(loss)
     };
+    let data = RunData {
+        train: &train_loader,
+        outliers: Some(&outlier_loader),
+        test: test_loader.as_ref(),
+    };
+    let progress = !args.data.quiet;
+    if !args.m_in_grid.is_empty() {
+        return grid_search(&args, &vs, &net, &pretrained, &spec, &config, &data, device);
+    }
     let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, args.seed);
     meta.input = Some(spec);
     let output = RunOutput {
         checkpoint: args.out.clone(),
         resume: args.resume,
-        progress: !args.data.quiet,
+        progress,
         stop_after: args.stop_after,
     };
-    if !args.data.quiet {
+    if progress {
         eprintln!(
             "fine-tuning {} from {} with {:?}: {} images + {} outliers, {} epochs",
             arch.name(),
@@ -268,11 +306,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.epochs
         );
     }
-    let data = RunData {
-        train: &train_loader,
-        outliers: Some(&outlier_loader),
-        test: test_loader.as_ref(),
-    };
     let logs = train::run(&vs, &net, &config, &data, &mut meta, &output)
         .with_context(|| format!("fine-tuning into {}", args.out.display()))?;
     let last = logs.last().ok_or_else(|| {
@@ -290,6 +323,185 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         last.test_accuracy
             .map(|a| format!(", test accuracy {a:.4}"))
             .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// One record of the margin grid.
+#[derive(serde::Serialize)]
+struct GridPoint {
+    m_in: f64,
+    m_out: f64,
+    checkpoint: String,
+    mean_val_fpr95: f64,
+    val: Vec<(String, ood_core::Metrics)>,
+}
+
+/// The paper's validation recipe over `--m-in-grid x --m-out-grid` (see the module docs).
+#[allow(clippy::too_many_arguments)]
+fn grid_search(
+    args: &Args,
+    vs: &VarStore,
+    net: &WideResNet,
+    pretrained: &[(String, tch::Tensor)],
+    spec: &InputSpec,
+    base: &RunConfig,
+    data: &RunData,
+    device: Device,
+) -> anyhow::Result<()> {
+    let lambda = match base.objective {
+        train::Objective::Finetune(FinetuneLoss::Energy { lambda, .. }) => lambda,
+        _ => bail!("--m-in-grid/--m-out-grid select margins of the energy loss (--loss energy)"),
+    };
+    let val_images = match (&args.val_images, &args.data.fmnist_ood) {
+        (Some(p), _) => p.clone(),
+        (None, Some(dir)) => dir.join("val_x.npy"),
+        (None, None) => {
+            bail!("the margin grid needs --val-images (in-distribution validation images)")
+        }
+    };
+    let mut val_ood = args.val_ood.clone();
+    if val_ood.is_empty() {
+        if let Some(dir) = &args.data.fmnist_ood {
+            let ood_dir = dir.join("ood_val");
+            let entries = std::fs::read_dir(&ood_dir)
+                .with_context(|| format!("reading {}", ood_dir.display()))?;
+            val_ood = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+                .collect();
+            val_ood.sort();
+        }
+    }
+    if val_ood.is_empty() {
+        bail!("the margin grid needs --val-ood (validation OOD image sets)");
+    }
+    let open_eval = |p: &PathBuf| -> anyhow::Result<ood_data::batch::BatchLoader> {
+        let set = Arc::new(NpySet::open(p, None)?);
+        if set.image_shape() != (spec.height, spec.width, spec.channels) {
+            bail!(
+                "{} has images of {:?}, the model expects {}x{}x{}",
+                p.display(),
+                set.image_shape(),
+                spec.height,
+                spec.width,
+                spec.channels
+            );
+        }
+        Ok(loader(
+            set as Arc<dyn ImageSource>,
+            spec.test_pipeline(),
+            256,
+            false,
+            0,
+            args.data.workers,
+        )?)
+    };
+    let id_loader = open_eval(&val_images)?;
+    let ood_loaders: Vec<(String, ood_data::batch::BatchLoader)> = val_ood
+        .iter()
+        .map(|p| {
+            Ok((
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("ood")
+                    .to_owned(),
+                open_eval(p)?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let out_dir = args.out.parent().map(PathBuf::from).unwrap_or_default();
+    let stem = args
+        .out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("finetune")
+        .to_owned();
+    let mut points = Vec::new();
+    let grid: Vec<(f64, f64)> = args
+        .m_in_grid
+        .iter()
+        .flat_map(|&a| args.m_out_grid.iter().map(move |&b| (a, b)))
+        .collect();
+    for (i, &(m_in, m_out)) in grid.iter().enumerate() {
+        state_dict::load_into(vs, pretrained)?;
+        let config = RunConfig {
+            objective: train::Objective::Finetune(FinetuneLoss::Energy {
+                m_in,
+                m_out,
+                lambda,
+            }),
+            ..base.clone()
+        };
+        let ck = out_dir.join(format!("{stem}.grid-{i}.json"));
+        let mut meta =
+            CheckpointMeta::new(net.config().clone(), serde_json::Value::Null, args.seed);
+        meta.input = Some(spec.clone());
+        let output = RunOutput {
+            checkpoint: ck.clone(),
+            resume: args.resume,
+            progress: !args.data.quiet,
+            stop_after: None,
+        };
+        if !args.data.quiet {
+            eprintln!("grid {}/{}: m_in {m_in}, m_out {m_out}", i + 1, grid.len());
+        }
+        train::run(vs, net, &config, data, &mut meta, &output)
+            .with_context(|| format!("fine-tuning into {}", ck.display()))?;
+        if args.resume {
+            // A finished point is not retrained: evaluate the weights it saved.
+            state_dict::load_into(vs, &checkpoint::load(&ck)?.weights)?;
+        }
+        let (mean_fpr, per_set) =
+            ood_nn::validation::energy_validation(net, &id_loader, &ood_loaders, device)?;
+        if !args.data.quiet {
+            eprintln!(
+                "grid {}/{}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {:.4}",
+                i + 1,
+                grid.len(),
+                mean_fpr
+            );
+        }
+        points.push(GridPoint {
+            m_in,
+            m_out,
+            checkpoint: ck.display().to_string(),
+            mean_val_fpr95: mean_fpr,
+            val: per_set,
+        });
+    }
+    let best = points
+        .iter()
+        .min_by(|a, b| a.mean_val_fpr95.total_cmp(&b.mean_val_fpr95))
+        .ok_or_else(|| anyhow!("empty margin grid"))?;
+    let mut ck = checkpoint::load(Path::new(&best.checkpoint))?;
+    ck.meta
+        .metrics
+        .insert("mean_val_fpr95".into(), best.mean_val_fpr95);
+    checkpoint::save(&args.out, &mut ck.meta, &ck.weights, None)?;
+    let summary = serde_json::json!({
+        "selection": "minimum mean FPR at 95% TPR of -E over the validation OOD sets",
+        "val_images": val_images.display().to_string(),
+        "val_ood": val_ood.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "best": {"m_in": best.m_in, "m_out": best.m_out, "checkpoint": args.out.display().to_string()},
+        "points": points,
+    });
+    let grid_path = out_dir.join(format!("{stem}.grid.json"));
+    let text = serde_json::to_string_pretty(&summary)?;
+    ood_core::io::write_atomic(&grid_path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())
+            .map_err(|e| ood_core::io::IoError::new(&grid_path, e))
+    })?;
+    eprintln!(
+        "best margins m_in {}, m_out {} (mean validation FPR95 {:.4}): wrote {} and {}",
+        best.m_in,
+        best.m_out,
+        best.mean_val_fpr95,
+        args.out.display(),
+        grid_path.display()
     );
     Ok(())
 }
