@@ -8,7 +8,8 @@
 # `EOOD_TORCH=full bash scripts/setup-python.sh`). Each run is its own process (so peak RSS is per run);
 # the order alternates every round (tch, PyTorch, then PyTorch, tch) so drifting load hits both sides.
 # Prints every run's JSON line, then per mode: median images/s of each side, the median over rounds of
-# the per-round ratio tch / PyTorch, and peak RSS. Writes all runs to $OUT (default
+# the per-round ratio tch / PyTorch, peak RSS, and the same ratio for images per CPU second (user +
+# system time of the process: less sensitive than wall time to other processes sharing the cores). Writes all runs to $OUT (default
 # target/bench-nn-vs-pytorch.jsonl). Results and the command line: docs/bench-nn-speed.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,10 @@ PROFILE="${PROFILE:-dev}"   # the Rust side only dispatches to libtorch; see doc
 }
 cargo build --quiet --profile "$PROFILE" -p ood-nn --example bench_vs_pytorch
 dir=debug; [ "$PROFILE" = dev ] || dir="$PROFILE"
-RUST_BIN="target/$dir/examples/bench_vs_pytorch"
+# A private copy: another build sharing target/ must not swap the binary between rounds.
+tmp_bin="$(mktemp -d)"; trap 'rm -rf "$tmp_bin"' EXIT
+cp "target/$dir/examples/bench_vs_pytorch" "$tmp_bin/"
+RUST_BIN="$tmp_bin/bench_vs_pytorch"
 mkdir -p "$(dirname "$OUT")"; : > "$OUT"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 run() { # impl mode iterations
@@ -52,9 +56,12 @@ for mode in ("infer", "step"):
     med = {i: [statistics.median(by[(i, k)]["images_per_second"]) for k in rounds] for i in ("tch", "pytorch")}
     ratios = [t / p for t, p in zip(med["tch"], med["pytorch"])]
     rss = {i: max(by[(i, k)]["peak_rss_mb"] for k in rounds) for i in ("tch", "pytorch")}
-    batch = runs[0]["batch"] if mode == "infer" else 384
+    cpu = {i: [by[(i, k)]["images_per_cpu_second"] for k in rounds] for i in ("tch", "pytorch")}
+    cpu_ratios = [t / p for t, p in zip(cpu["tch"], cpu["pytorch"])]
     print(f"{mode}: tch {statistics.median(med['tch']):.1f} img/s (rounds {', '.join(f'{v:.1f}' for v in med['tch'])}), "
           f"PyTorch {statistics.median(med['pytorch']):.1f} img/s (rounds {', '.join(f'{v:.1f}' for v in med['pytorch'])}); "
           f"median ratio tch/PyTorch {statistics.median(ratios):.3f} (rounds {', '.join(f'{v:.3f}' for v in ratios)}); "
           f"peak RSS tch {rss['tch']:.0f} MB, PyTorch {rss['pytorch']:.0f} MB")
+    print(f"{mode} per CPU second: tch {statistics.median(cpu['tch']):.1f}, PyTorch {statistics.median(cpu['pytorch']):.1f} img/cpu-s; "
+          f"median ratio {statistics.median(cpu_ratios):.3f} (rounds {', '.join(f'{v:.3f}' for v in cpu_ratios)})")
 PY

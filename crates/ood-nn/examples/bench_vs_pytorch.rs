@@ -9,8 +9,9 @@
 //!   outlier images concatenated, training mode, energy-bounded loss (m_in -23, m_out -5,
 //!   lambda 0.1), backward, SGD Nesterov (momentum 0.9, weight decay 5e-4).
 //!
-//! One untimed warm-up iteration, then prints one JSON line: images/s of each timed iteration
-//! and the process's peak resident set size (VmHWM).
+//! One untimed warm-up iteration, then prints one JSON line: images/s of each timed iteration,
+//! images per CPU second (user + system) over the timed iterations (less sensitive than wall
+//! time to other processes competing for the cores), and the peak resident set size (VmHWM).
 use std::time::Instant;
 
 use ood_nn::losses::FinetuneLoss;
@@ -30,6 +31,23 @@ fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// User + system CPU seconds of this process so far (`/proc/self/stat` fields 14 and 15, in
+/// clock ticks of 1/100 s on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name (which may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    // `rest` starts at field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 fn main() {
@@ -59,7 +77,11 @@ fn main() {
     let x = Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(10, [n_in], (Kind::Int64, Device::Cpu));
     let mut ips = Vec::with_capacity(iters);
+    let mut cpu_start = 0.0;
     for i in 0..=iters {
+        if i == 1 {
+            cpu_start = cpu_seconds();
+        }
         let t = Instant::now();
         if mode == "infer" {
             let _ = tch::no_grad(|| net.forward(&x, false))
@@ -72,6 +94,7 @@ fn main() {
             ips.push(n as f64 / t.elapsed().as_secs_f64());
         }
     }
+    let cpu = cpu_seconds() - cpu_start;
     println!(
         "{}",
         serde_json::json!({
@@ -80,6 +103,7 @@ fn main() {
             "batch": n,
             "threads": tch::get_num_threads(),
             "images_per_second": ips,
+            "images_per_cpu_second": (n as f64 * iters as f64) / cpu,
             "peak_rss_mb": peak_rss_mb(),
         })
     );
