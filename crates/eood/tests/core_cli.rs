@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use ndarray::{array, Array2};
-use ood_core::io::npy::{read_f64_vector, read_labels, write_f64_matrix, write_f64_vector, write_i64_vector};
+use ood_core::io::npy::{
+    read_f64_vector, read_labels, write_f64_matrix, write_f64_vector, write_i64_vector,
+};
 use ood_core::{metrics, Convention, MetricsConfig};
 use serde_json::Value;
 
@@ -20,7 +22,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -62,7 +66,11 @@ fn fails_with(cmd: &mut Command, needles: &[&str]) {
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected, got: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected, got: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     for n in needles {
@@ -72,7 +80,11 @@ fn fails_with(cmd: &mut Command, needles: &[&str]) {
 
 fn stdout_json(cmd: &mut Command) -> Value {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
@@ -83,18 +95,43 @@ fn score_writes_each_method() {
     let l = f.matrix("logits.npy", &logits);
     let out = f.path("s.npy");
     for (method, t, expected) in [
-        ("energy", "1", vec![2f64.ln(), 4f64.ln(), 5.0 + (1.0 + (-6f64).exp()).ln()]),
+        (
+            "energy",
+            "1",
+            vec![2f64.ln(), 4f64.ln(), 5.0 + (1.0 + (-6f64).exp()).ln()],
+        ),
         ("msp", "1", vec![0.5, 0.75, 1.0 / (1.0 + (-6f64).exp())]),
         ("maxlogit", "1", vec![0.0, 3f64.ln(), 5.0]),
-        ("energy", "2", vec![2.0 * 2f64.ln(), 2.0 * (3f64.sqrt() + 1.0).ln(), 5.0 + 2.0 * (1.0 + (-3f64).exp()).ln()]),
+        (
+            "energy",
+            "2",
+            vec![
+                2.0 * 2f64.ln(),
+                2.0 * (3f64.sqrt() + 1.0).ln(),
+                5.0 + 2.0 * (1.0 + (-3f64).exp()).ln(),
+            ],
+        ),
     ] {
         eood()
-            .args(["score", "--method", method, "--temperature", t, "--logits", s(&l), "--out", s(&out)])
+            .args([
+                "score",
+                "--method",
+                method,
+                "--temperature",
+                t,
+                "--logits",
+                s(&l),
+                "--out",
+                s(&out),
+            ])
             .assert()
             .success();
         let got = read_f64_vector(&out).unwrap();
         for (a, b) in got.iter().zip(&expected) {
-            assert!((a - b).abs() < 1e-12, "{method} T={t}: {got:?} vs {expected:?}");
+            assert!(
+                (a - b).abs() < 1e-12,
+                "{method} T={t}: {got:?} vs {expected:?}"
+            );
         }
     }
 }
@@ -106,7 +143,15 @@ fn score_refusals() {
     let good = f.matrix("l.npy", &array![[1.0, 2.0]]);
     for t in ["0", "-1"] {
         fails_with(
-            eood().args(["score", "--temperature", t, "--logits", s(&good), "--out", s(&out)]),
+            eood().args([
+                "score",
+                "--temperature",
+                t,
+                "--logits",
+                s(&good),
+                "--out",
+                s(&out),
+            ]),
             &["l.npy", "temperature must be a positive finite number"],
         );
     }
@@ -116,13 +161,22 @@ fn score_refusals() {
         &["nan.npy", "logit at row 1, column 0 is NaN"],
     );
     let v = f.vector("v.npy", &[1.0, 2.0]);
-    fails_with(eood().args(["score", "--logits", s(&v), "--out", s(&out)]), &["v.npy", "expected a 2-D array"]);
+    fails_with(
+        eood().args(["score", "--logits", s(&v), "--out", s(&out)]),
+        &["v.npy", "expected a 2-D array"],
+    );
     // output directory missing: error names the temporary file beside the target, nothing written
     let nowhere = f.path("no/such/dir/s.npy");
-    fails_with(eood().args(["score", "--logits", s(&good), "--out", s(&nowhere)]), &["no/such/dir"]);
+    fails_with(
+        eood().args(["score", "--logits", s(&good), "--out", s(&nowhere)]),
+        &["no/such/dir"],
+    );
     // a failed run never touches an existing output
     std::fs::write(&out, "old").unwrap();
-    fails_with(eood().args(["score", "--logits", s(&nan), "--out", s(&out)]), &["nan.npy"]);
+    fails_with(
+        eood().args(["score", "--logits", s(&nan), "--out", s(&out)]),
+        &["nan.npy"],
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
 }
 
@@ -130,7 +184,10 @@ fn score_refusals() {
 fn metrics_json_is_one_object_matching_the_library() {
     let f = Fixture::new();
     let (id, ood) = f.id_ood();
-    for (conv, c) in [("paper", Convention::Paper), ("ood-positive", Convention::OodPositive)] {
+    for (conv, c) in [
+        ("paper", Convention::Paper),
+        ("ood-positive", Convention::OodPositive),
+    ] {
         let v = stdout_json(eood().args([
             "metrics",
             "--id",
@@ -145,7 +202,10 @@ fn metrics_json_is_one_object_matching_the_library() {
         let lib = metrics::evaluate(
             &read_f64_vector(&id).unwrap(),
             &read_f64_vector(&ood).unwrap(),
-            &MetricsConfig { convention: c, tpr: 0.95 },
+            &MetricsConfig {
+                convention: c,
+                tpr: 0.95,
+            },
         )
         .unwrap()
         .percent();
@@ -157,7 +217,11 @@ fn metrics_json_is_one_object_matching_the_library() {
             ("detection_error", lib.detection_error),
         ] {
             // serde_json's default float parser may be one ulp off
-            assert!((v[key].as_f64().unwrap() - want).abs() < 1e-12, "{conv} {key}: {} vs {want}", v[key]);
+            assert!(
+                (v[key].as_f64().unwrap() - want).abs() < 1e-12,
+                "{conv} {key}: {} vs {want}",
+                v[key]
+            );
         }
         assert!(v.get("auroc_std").is_none());
         assert_eq!(v["convention"], conv);
@@ -185,13 +249,30 @@ fn metrics_with_draws_reports_std_and_is_reproducible() {
     ];
     let a = stdout_json(eood().args(args));
     for key in ["fpr95", "auroc", "aupr_in", "aupr_out", "detection_error"] {
-        assert!(a[key].is_f64() && a[format!("{key}_std")].is_f64(), "{key} missing in {a}");
+        assert!(
+            a[key].is_f64() && a[format!("{key}_std")].is_f64(),
+            "{key} missing in {a}"
+        );
     }
     assert!(a["auroc_std"].as_f64().unwrap() > 0.0);
-    assert_eq!((a["draws"].as_u64(), a["samples"].as_u64()), (Some(5), Some(10)));
+    assert_eq!(
+        (a["draws"].as_u64(), a["samples"].as_u64()),
+        (Some(5), Some(10))
+    );
     assert_eq!(stdout_json(eood().args(args)), a);
     // --samples needs --draws
-    let out = eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--samples", "3"]).output().unwrap();
+    let out = eood()
+        .args([
+            "metrics",
+            "--id",
+            s(&id),
+            "--ood",
+            s(&ood),
+            "--samples",
+            "3",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -200,16 +281,48 @@ fn metrics_several_sets_table_and_csv() {
     let f = Fixture::new();
     let (id, ood) = f.id_ood();
     let far = f.vector("far.npy", &[-10.0, -9.0, -8.0]);
-    let out = eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--ood", s(&far)]).output().unwrap();
+    let out = eood()
+        .args([
+            "metrics",
+            "--id",
+            s(&id),
+            "--ood",
+            s(&ood),
+            "--ood",
+            s(&far),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].contains("FPR95") && lines[0].contains("AUROC") && lines[0].contains("AUPR-Out"), "{table}");
-    assert!(lines[1].starts_with("ood ") && lines[2].starts_with("far ") && lines[3].starts_with("mean "), "{table}");
-    assert!(lines[2].contains("100.00"), "far set is perfectly separated: {table}");
+    assert!(
+        lines[0].contains("FPR95") && lines[0].contains("AUROC") && lines[0].contains("AUPR-Out"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("ood ")
+            && lines[2].starts_with("far ")
+            && lines[3].starts_with("mean "),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("100.00"),
+        "far set is perfectly separated: {table}"
+    );
 
     let out = eood()
-        .args(["metrics", "--id", s(&id), "--ood", s(&ood), "--ood", s(&far), "--format", "csv"])
+        .args([
+            "metrics",
+            "--id",
+            s(&id),
+            "--ood",
+            s(&ood),
+            "--ood",
+            s(&far),
+            "--format",
+            "csv",
+        ])
         .output()
         .unwrap();
     let csv = String::from_utf8(out.stdout).unwrap();
@@ -218,8 +331,17 @@ fn metrics_several_sets_table_and_csv() {
     assert_eq!(rows.len(), 4);
     assert!(rows[2].starts_with("far,0,100,100,100,0"), "{csv}");
 
-    let v =
-        stdout_json(eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--ood", s(&far), "--format", "json"]));
+    let v = stdout_json(eood().args([
+        "metrics",
+        "--id",
+        s(&id),
+        "--ood",
+        s(&ood),
+        "--ood",
+        s(&far),
+        "--format",
+        "json",
+    ]));
     let sets = v["sets"].as_array().unwrap();
     assert_eq!(sets.len(), 2);
     let mean = (sets[0]["auroc"].as_f64().unwrap() + sets[1]["auroc"].as_f64().unwrap()) / 2.0;
@@ -230,8 +352,12 @@ fn metrics_several_sets_table_and_csv() {
 fn metrics_refuses_bad_inputs() {
     let f = Fixture::new();
     let (id, ood) = f.id_ood();
-    let run =
-        |idp: &Path, needles: &[&str]| fails_with(eood().args(["metrics", "--id", s(idp), "--ood", s(&ood)]), needles);
+    let run = |idp: &Path, needles: &[&str]| {
+        fails_with(
+            eood().args(["metrics", "--id", s(idp), "--ood", s(&ood)]),
+            needles,
+        )
+    };
 
     run(&f.path("missing.npy"), &["missing.npy", "No such file"]);
     // unreadable: a directory where a file is expected
@@ -240,36 +366,88 @@ fn metrics_refuses_bad_inputs() {
     let text = f.path("text.npy");
     std::fs::write(&text, "id,score\n1,0.5\n").unwrap();
     run(&text, &["text.npy", "not a .npy file"]);
-    let int = f.raw("int.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }\n", &[0; 16]);
-    run(&int, &["int.npy", "unsupported dtype", "expected float32 or float64"]);
-    let half = f.raw("half.npy", "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }\n", &[0; 4]);
+    let int = f.raw(
+        "int.npy",
+        "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }\n",
+        &[0; 16],
+    );
+    run(
+        &int,
+        &[
+            "int.npy",
+            "unsupported dtype",
+            "expected float32 or float64",
+        ],
+    );
+    let half = f.raw(
+        "half.npy",
+        "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }\n",
+        &[0; 4],
+    );
     run(&half, &["half.npy", "unsupported dtype '<f2'"]);
     let two_d = f.matrix("twod.npy", &array![[1.0, 2.0], [3.0, 4.0]]);
-    run(&two_d, &["twod.npy", "expected a 1-D array, found shape (2, 2)"]);
-    let fortran = f.raw("fortran.npy", "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }\n", &[0; 16]);
+    run(
+        &two_d,
+        &["twod.npy", "expected a 1-D array, found shape (2, 2)"],
+    );
+    let fortran = f.raw(
+        "fortran.npy",
+        "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }\n",
+        &[0; 16],
+    );
     run(&fortran, &["fortran.npy", "Fortran-order"]);
-    let trunc = f.raw("trunc.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n", &[0; 30]);
-    run(&trunc, &["trunc.npy", "truncated: header announces 32 data bytes, file holds 30"]);
-    let empty = f.raw("empty.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }\n", &[]);
+    let trunc = f.raw(
+        "trunc.npy",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n",
+        &[0; 30],
+    );
+    run(
+        &trunc,
+        &[
+            "trunc.npy",
+            "truncated: header announces 32 data bytes, file holds 30",
+        ],
+    );
+    let empty = f.raw(
+        "empty.npy",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }\n",
+        &[],
+    );
     run(&empty, &["empty.npy", "array is empty"]);
     let nan = f.vector("nan.npy", &[1.0, 2.0, f64::NAN, 3.0]);
-    run(&nan, &["nan.npy", "value at index 2 is NaN", "--drop-nonfinite"]);
+    run(
+        &nan,
+        &["nan.npy", "value at index 2 is NaN", "--drop-nonfinite"],
+    );
     let inf = f.vector("inf.npy", &[f64::NEG_INFINITY, 2.0]);
     run(&inf, &["inf.npy", "value at index 0 is -inf"]);
     let all_nan = f.vector("allnan.npy", &[f64::NAN]);
     fails_with(
-        eood().args(["metrics", "--id", s(&all_nan), "--ood", s(&ood), "--drop-nonfinite"]),
+        eood().args([
+            "metrics",
+            "--id",
+            s(&all_nan),
+            "--ood",
+            s(&ood),
+            "--drop-nonfinite",
+        ]),
         &["allnan.npy", "all 1 values are non-finite"],
     );
     // the OOD file is checked just as well
-    fails_with(eood().args(["metrics", "--id", s(&id), "--ood", s(&nan)]), &["nan.npy", "index 2"]);
+    fails_with(
+        eood().args(["metrics", "--id", s(&id), "--ood", s(&nan)]),
+        &["nan.npy", "index 2"],
+    );
     for tpr in ["0", "1", "1.5", "-0.2"] {
         fails_with(
             eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--tpr", tpr]),
             &["--tpr must be in (0, 1)"],
         );
     }
-    fails_with(eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--draws", "0"]), &["--draws"]);
+    fails_with(
+        eood().args(["metrics", "--id", s(&id), "--ood", s(&ood), "--draws", "0"]),
+        &["--draws"],
+    );
 }
 
 #[test]
@@ -278,12 +456,24 @@ fn metrics_drop_nonfinite_says_how_many() {
     let (_, ood) = f.id_ood();
     let nan = f.vector("nan.npy", &[50.0, f64::NAN, 60.0, f64::INFINITY, 70.0]);
     let out = eood()
-        .args(["metrics", "--id", s(&nan), "--ood", s(&ood), "--drop-nonfinite", "--format", "json"])
+        .args([
+            "metrics",
+            "--id",
+            s(&nan),
+            "--ood",
+            s(&ood),
+            "--drop-nonfinite",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nan.npy: dropped 2 non-finite values"), "{err}");
+    assert!(
+        err.contains("nan.npy: dropped 2 non-finite values"),
+        "{err}"
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n_id"], 3);
     assert_eq!(v["auroc"].as_f64().unwrap(), 100.0);
@@ -295,7 +485,10 @@ fn calibrate_then_detect() {
     let val: Vec<f64> = (0..100).map(f64::from).collect();
     let v = f.vector("val.npy", &val);
     let det = f.path("det.json");
-    eood().args(["calibrate", "--id-scores", s(&v), "--out", s(&det)]).assert().success();
+    eood()
+        .args(["calibrate", "--id-scores", s(&v), "--out", s(&det)])
+        .assert()
+        .success();
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&det).unwrap()).unwrap();
     assert_eq!(d["tau"], 4.5);
     assert_eq!(d["target_tpr"], 0.95);
@@ -305,7 +498,18 @@ fn calibrate_then_detect() {
 
     let new = f.vector("new.npy", &[4.0, 4.5, 4.6, 100.0, -3.0]);
     let flags = f.path("flags.npy");
-    let out = eood().args(["detect", "--detector", s(&det), "--scores", s(&new), "--out", s(&flags)]).output().unwrap();
+    let out = eood()
+        .args([
+            "detect",
+            "--detector",
+            s(&det),
+            "--scores",
+            s(&new),
+            "--out",
+            s(&flags),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("accepted 2 of 5"));
     assert_eq!(read_labels(&flags).unwrap(), vec![0, 0, 1, 1, 0]);
@@ -318,31 +522,82 @@ fn calibrate_and_detect_refusals() {
     let det = f.path("det.json");
     for tpr in ["0", "1", "2"] {
         fails_with(
-            eood().args(["calibrate", "--id-scores", s(&v), "--tpr", tpr, "--out", s(&det)]),
+            eood().args([
+                "calibrate",
+                "--id-scores",
+                s(&v),
+                "--tpr",
+                tpr,
+                "--out",
+                s(&det),
+            ]),
             &["--tpr must be in (0, 1)"],
         );
     }
     let nan = f.vector("nan.npy", &[1.0, f64::NAN]);
-    fails_with(eood().args(["calibrate", "--id-scores", s(&nan), "--out", s(&det)]), &["nan.npy", "index 1 is NaN"]);
-    eood().args(["calibrate", "--id-scores", s(&nan), "--out", s(&det), "--drop-nonfinite"]).assert().success();
     fails_with(
-        eood().args(["calibrate", "--id-scores", s(&f.path("none.npy")), "--out", s(&det)]),
+        eood().args(["calibrate", "--id-scores", s(&nan), "--out", s(&det)]),
+        &["nan.npy", "index 1 is NaN"],
+    );
+    eood()
+        .args([
+            "calibrate",
+            "--id-scores",
+            s(&nan),
+            "--out",
+            s(&det),
+            "--drop-nonfinite",
+        ])
+        .assert()
+        .success();
+    fails_with(
+        eood().args([
+            "calibrate",
+            "--id-scores",
+            s(&f.path("none.npy")),
+            "--out",
+            s(&det),
+        ]),
         &["none.npy", "No such file"],
     );
 
     let flags = f.path("flags.npy");
     fails_with(
-        eood().args(["detect", "--detector", s(&det), "--scores", s(&nan), "--out", s(&flags)]),
+        eood().args([
+            "detect",
+            "--detector",
+            s(&det),
+            "--scores",
+            s(&nan),
+            "--out",
+            s(&flags),
+        ]),
         &["nan.npy", "index 1 is NaN"],
     );
     let bad = f.path("bad.json");
     std::fs::write(&bad, "{\"format\": \"something-else\"}").unwrap();
     fails_with(
-        eood().args(["detect", "--detector", s(&bad), "--scores", s(&v), "--out", s(&flags)]),
+        eood().args([
+            "detect",
+            "--detector",
+            s(&bad),
+            "--scores",
+            s(&v),
+            "--out",
+            s(&flags),
+        ]),
         &["bad.json", "not a valid detector file"],
     );
     fails_with(
-        eood().args(["detect", "--detector", s(&f.path("gone.json")), "--scores", s(&v), "--out", s(&flags)]),
+        eood().args([
+            "detect",
+            "--detector",
+            s(&f.path("gone.json")),
+            "--scores",
+            s(&v),
+            "--out",
+            s(&flags),
+        ]),
         &["gone.json"],
     );
     assert!(!flags.exists());
@@ -353,16 +608,46 @@ fn mahalanobis_fit_and_score() {
     let f = Fixture::new();
     let x = f.matrix(
         "x.npy",
-        &array![[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [11.0, 0.0], [9.0, 0.0], [10.0, 1.0], [10.0, -1.0]],
+        &array![
+            [1.0, 0.0],
+            [-1.0, 0.0],
+            [0.0, 1.0],
+            [0.0, -1.0],
+            [11.0, 0.0],
+            [9.0, 0.0],
+            [10.0, 1.0],
+            [10.0, -1.0]
+        ],
     );
     let y = f.path("y.npy");
     write_i64_vector(&y, &[0, 0, 0, 0, 1, 1, 1, 1]).unwrap();
     let model = f.path("maha.json");
-    eood().args(["mahalanobis", "fit", "--features", s(&x), "--labels", s(&y), "--out", s(&model)]).assert().success();
+    eood()
+        .args([
+            "mahalanobis",
+            "fit",
+            "--features",
+            s(&x),
+            "--labels",
+            s(&y),
+            "--out",
+            s(&model),
+        ])
+        .assert()
+        .success();
     let t = f.matrix("t.npy", &array![[1.0, 1.0], [10.0, 0.0]]);
     let out = f.path("s.npy");
     eood()
-        .args(["mahalanobis", "score", "--model", s(&model), "--features", s(&t), "--out", s(&out)])
+        .args([
+            "mahalanobis",
+            "score",
+            "--model",
+            s(&model),
+            "--features",
+            s(&t),
+            "--out",
+            s(&out),
+        ])
         .assert()
         .success();
     let sc = read_f64_vector(&out).unwrap();
@@ -372,12 +657,30 @@ fn mahalanobis_fit_and_score() {
     let y3 = f.path("y3.npy");
     write_i64_vector(&y3, &[0, 1, 0]).unwrap();
     fails_with(
-        eood().args(["mahalanobis", "fit", "--features", s(&x), "--labels", s(&y3), "--out", s(&model)]),
+        eood().args([
+            "mahalanobis",
+            "fit",
+            "--features",
+            s(&x),
+            "--labels",
+            s(&y3),
+            "--out",
+            s(&model),
+        ]),
         &["x.npy has 8 rows but", "y3.npy has 3 labels"],
     );
     let flat = f.matrix("flat.npy", &array![[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]);
     fails_with(
-        eood().args(["mahalanobis", "fit", "--features", s(&flat), "--labels", s(&y3), "--out", s(&model)]),
+        eood().args([
+            "mahalanobis",
+            "fit",
+            "--features",
+            s(&flat),
+            "--labels",
+            s(&y3),
+            "--out",
+            s(&model),
+        ]),
         &["flat.npy", "singular", "shrinkage"],
     );
     eood()
@@ -397,18 +700,45 @@ fn mahalanobis_fit_and_score() {
         .success();
     let wide = f.matrix("wide.npy", &array![[1.0, 2.0, 3.0]]);
     fails_with(
-        eood().args(["mahalanobis", "score", "--model", s(&model), "--features", s(&wide), "--out", s(&out)]),
+        eood().args([
+            "mahalanobis",
+            "score",
+            "--model",
+            s(&model),
+            "--features",
+            s(&wide),
+            "--out",
+            s(&out),
+        ]),
         &["wide.npy", "3 columns", "fitted on 2"],
     );
     let fl = f.vector("flabels.npy", &[0.0, 1.0]);
     fails_with(
-        eood().args(["mahalanobis", "fit", "--features", s(&x), "--labels", s(&fl), "--out", s(&model)]),
+        eood().args([
+            "mahalanobis",
+            "fit",
+            "--features",
+            s(&x),
+            "--labels",
+            s(&fl),
+            "--out",
+            s(&model),
+        ]),
         &["flabels.npy", "expected int32, int64 or uint8"],
     );
     let junk = f.path("junk.json");
     std::fs::write(&junk, "[]").unwrap();
     fails_with(
-        eood().args(["mahalanobis", "score", "--model", s(&junk), "--features", s(&t), "--out", s(&out)]),
+        eood().args([
+            "mahalanobis",
+            "score",
+            "--model",
+            s(&junk),
+            "--features",
+            s(&t),
+            "--out",
+            s(&out),
+        ]),
         &["junk.json", "not a fitted Mahalanobis detector"],
     );
 }

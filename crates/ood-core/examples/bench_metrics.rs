@@ -26,7 +26,10 @@ fn main() {
     let repeats: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(5);
     let mut out = serde_json::Map::new();
     for conv in [Convention::Paper, Convention::OodPositive] {
-        let cfg = MetricsConfig { convention: conv, tpr: 0.95 };
+        let cfg = MetricsConfig {
+            convention: conv,
+            tpr: 0.95,
+        };
         let mut times = Vec::with_capacity(repeats);
         let mut result = None;
         for _ in 0..repeats {

@@ -33,15 +33,20 @@ impl Problem {
 
     /// In-distribution: class mean plus unit noise.
     fn id(&self, rng: &mut ChaCha8Rng, n: usize) -> (Array2<f64>, Vec<i64>) {
-        let labels: Vec<i64> = (0..n).map(|_| rng.random_range(0..CLASSES as i64)).collect();
-        let x = Array2::from_shape_fn((n, DIMS), |(i, d)| self.means[[labels[i] as usize, d]] + normal(rng));
+        let labels: Vec<i64> = (0..n)
+            .map(|_| rng.random_range(0..CLASSES as i64))
+            .collect();
+        let x = Array2::from_shape_fn((n, DIMS), |(i, d)| {
+            self.means[[labels[i] as usize, d]] + normal(rng)
+        });
         (x, labels)
     }
 
     /// Near OOD: halfway between two class means, plus noise.
     fn near(&self, rng: &mut ChaCha8Rng, n: usize) -> Array2<f64> {
-        let pairs: Vec<(usize, usize)> =
-            (0..n).map(|_| (rng.random_range(0..CLASSES), rng.random_range(0..CLASSES))).collect();
+        let pairs: Vec<(usize, usize)> = (0..n)
+            .map(|_| (rng.random_range(0..CLASSES), rng.random_range(0..CLASSES)))
+            .collect();
         Array2::from_shape_fn((n, DIMS), |(i, d)| {
             let (a, b) = pairs[i];
             0.5 * (self.means[[a, d]] + self.means[[b, d]]) + normal(rng)
@@ -67,7 +72,9 @@ fn main() {
         std::process::exit(2)
     });
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let p = Problem { means: Array2::from_shape_fn((CLASSES, DIMS), |_| 1.2 * normal(&mut rng)) };
+    let p = Problem {
+        means: Array2::from_shape_fn((CLASSES, DIMS), |_| 1.2 * normal(&mut rng)),
+    };
 
     let (train_x, train_y) = p.id(&mut rng, 5000);
     let (val_x, _) = p.id(&mut rng, 2000);
@@ -83,9 +90,17 @@ fn main() {
     };
     save("train_features.npy", &train_x);
     write_i64_vector(&out.join("train_labels.npy"), &train_y).expect("write labels");
-    for (name, x) in [("val", &val_x), ("test", &test_x), ("ood_near", &near), ("ood_far", &far)] {
+    for (name, x) in [
+        ("val", &val_x),
+        ("test", &test_x),
+        ("ood_near", &near),
+        ("ood_far", &far),
+    ] {
         save(&format!("{name}_features.npy"), x);
         save(&format!("{name}_logits.npy"), &p.logits(x));
     }
-    eprintln!("wrote train/val/test/ood_near/ood_far features and logits ({CLASSES} classes) to {}", out.display());
+    eprintln!(
+        "wrote train/val/test/ood_near/ood_far features and logits ({CLASSES} classes) to {}",
+        out.display()
+    );
 }

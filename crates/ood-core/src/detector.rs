@@ -40,7 +40,13 @@ impl ScoreStats {
         let var = scores.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / n;
         let min = scores.iter().copied().fold(f64::INFINITY, f64::min);
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Self { count: scores.len(), mean, std: var.sqrt(), min, max }
+        Self {
+            count: scores.len(),
+            mean,
+            std: var.sqrt(),
+            min,
+            max,
+        }
     }
 }
 
@@ -103,7 +109,10 @@ impl Detector {
             return Err(DetectorError::Empty);
         }
         if let Some(index) = crate::finite::first_nonfinite(scores) {
-            return Err(DetectorError::NonFinite { index, value: scores[index] });
+            return Err(DetectorError::NonFinite {
+                index,
+                value: scores[index],
+            });
         }
         let mut sorted: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
         sorted.sort_unstable_by(f64::total_cmp);
@@ -112,7 +121,11 @@ impl Detector {
         let k = ((target_tpr * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
         let lowest_accepted = sorted[n - k];
         // largest score strictly below the lowest accepted one (ties are accepted together)
-        let below = sorted[..n - k].iter().rev().find(|&&s| s < lowest_accepted).copied();
+        let below = sorted[..n - k]
+            .iter()
+            .rev()
+            .find(|&&s| s < lowest_accepted)
+            .copied();
         let tau = match below {
             Some(b) => {
                 let mid = b + (lowest_accepted - b) / 2.0;
@@ -154,17 +167,26 @@ impl Detector {
         text.push('\n');
         write_atomic::<DetectorError>(path, |w| {
             use std::io::Write;
-            w.write_all(text.as_bytes()).map_err(|e| IoError::new(path, e).into())
+            w.write_all(text.as_bytes())
+                .map_err(|e| IoError::new(path, e).into())
         })
     }
 
     pub fn load(path: &Path) -> Result<Self, DetectorError> {
         let text = std::fs::read_to_string(path).map_err(|e| IoError::new(path, e))?;
-        let d: Detector =
-            serde_json::from_str(&text).map_err(|source| DetectorError::Json { path: path.into(), source })?;
-        let bad = |message: String| DetectorError::Format { path: path.into(), message };
+        let d: Detector = serde_json::from_str(&text).map_err(|source| DetectorError::Json {
+            path: path.into(),
+            source,
+        })?;
+        let bad = |message: String| DetectorError::Format {
+            path: path.into(),
+            message,
+        };
         if d.format != FORMAT {
-            return Err(bad(format!("format is {:?}, expected {FORMAT:?}", d.format)));
+            return Err(bad(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                d.format
+            )));
         }
         if d.version != FORMAT_VERSION {
             return Err(bad(format!(
@@ -207,7 +229,12 @@ mod tests {
         assert!(d.accepts(4.6) && !d.accepts(4.5) && !d.accepts(f64::NAN));
         // 20 scores: exactly 19 accepted despite 0.95 * 20 rounding
         let s20: Vec<f64> = (0..20).map(|i| i as f64).collect();
-        assert_eq!(Detector::calibrate(&s20, 0.95, "energy", None).unwrap().accepted_fraction, 0.95);
+        assert_eq!(
+            Detector::calibrate(&s20, 0.95, "energy", None)
+                .unwrap()
+                .accepted_fraction,
+            0.95
+        );
     }
 
     #[test]
@@ -226,11 +253,23 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(matches!(Detector::calibrate(&[1.0], 1.0, "e", None), Err(DetectorError::Tpr(_))));
-        assert!(matches!(Detector::calibrate(&[1.0], 0.0, "e", None), Err(DetectorError::Tpr(_))));
-        assert!(matches!(Detector::calibrate(&[], 0.9, "e", None), Err(DetectorError::Empty)));
+        assert!(matches!(
+            Detector::calibrate(&[1.0], 1.0, "e", None),
+            Err(DetectorError::Tpr(_))
+        ));
+        assert!(matches!(
+            Detector::calibrate(&[1.0], 0.0, "e", None),
+            Err(DetectorError::Tpr(_))
+        ));
+        assert!(matches!(
+            Detector::calibrate(&[], 0.9, "e", None),
+            Err(DetectorError::Empty)
+        ));
         let e = Detector::calibrate(&[1.0, f64::NAN], 0.9, "e", None).unwrap_err();
-        assert_eq!(e.to_string(), "calibration score at index 1 is NaN (non-finite scores are refused)");
+        assert_eq!(
+            e.to_string(),
+            "calibration score at index 1 is NaN (non-finite scores are refused)"
+        );
     }
 
     #[test]
@@ -247,7 +286,13 @@ mod tests {
         let e = Detector::load(&p).unwrap_err().to_string();
         assert!(e.contains("det.json: not a valid detector file"), "{e}");
         std::fs::write(&p, text.replace("eood-detector", "other")).unwrap();
-        assert!(Detector::load(&p).unwrap_err().to_string().contains("expected \"eood-detector\""));
-        assert!(Detector::load(&dir.path().join("none.json")).unwrap_err().to_string().contains("none.json"));
+        assert!(Detector::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("expected \"eood-detector\""));
+        assert!(Detector::load(&dir.path().join("none.json"))
+            .unwrap_err()
+            .to_string()
+            .contains("none.json"));
     }
 }

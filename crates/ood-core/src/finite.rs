@@ -21,24 +21,38 @@ pub enum ScoresFileError {
     #[error(transparent)]
     Npy(#[from] NpyError),
     #[error("{}: value at index {index} is {} (non-finite scores are refused)", path.display(), describe(*value))]
-    NonFinite { path: PathBuf, index: usize, value: f64 },
+    NonFinite {
+        path: PathBuf,
+        index: usize,
+        value: f64,
+    },
     #[error("{}: all {count} values are non-finite", path.display())]
     AllNonFinite { path: PathBuf, count: usize },
 }
 
 /// Read a 1-D float `.npy` of scores and apply `policy`; returns the scores and how many were dropped.
-pub fn read_scores(path: &Path, policy: NonFinitePolicy) -> Result<(Vec<f64>, usize), ScoresFileError> {
+pub fn read_scores(
+    path: &Path,
+    policy: NonFinitePolicy,
+) -> Result<(Vec<f64>, usize), ScoresFileError> {
     let values = read_f64_vector(path)?;
     match policy {
         NonFinitePolicy::Refuse => match first_nonfinite(&values) {
-            Some(index) => Err(ScoresFileError::NonFinite { path: path.into(), index, value: values[index] }),
+            Some(index) => Err(ScoresFileError::NonFinite {
+                path: path.into(),
+                index,
+                value: values[index],
+            }),
             None => Ok((values, 0)),
         },
         NonFinitePolicy::Drop => {
             let count = values.len();
             let (kept, dropped) = drop_nonfinite(values);
             if kept.is_empty() {
-                return Err(ScoresFileError::AllNonFinite { path: path.into(), count });
+                return Err(ScoresFileError::AllNonFinite {
+                    path: path.into(),
+                    count,
+                });
             }
             Ok((kept, dropped))
         }
@@ -87,9 +101,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.npy");
         crate::io::npy::write_f64_vector(&p, &[1.0, f64::INFINITY, 2.0, f64::NAN]).unwrap();
-        let e = read_scores(&p, NonFinitePolicy::Refuse).unwrap_err().to_string();
-        assert!(e.ends_with("s.npy: value at index 1 is inf (non-finite scores are refused)"), "{e}");
-        assert_eq!(read_scores(&p, NonFinitePolicy::Drop).unwrap(), (vec![1.0, 2.0], 2));
+        let e = read_scores(&p, NonFinitePolicy::Refuse)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("s.npy: value at index 1 is inf (non-finite scores are refused)"),
+            "{e}"
+        );
+        assert_eq!(
+            read_scores(&p, NonFinitePolicy::Drop).unwrap(),
+            (vec![1.0, 2.0], 2)
+        );
         crate::io::npy::write_f64_vector(&p, &[f64::NAN]).unwrap();
         assert!(read_scores(&p, NonFinitePolicy::Drop)
             .unwrap_err()

@@ -17,7 +17,10 @@ pub struct IoError {
 
 impl IoError {
     pub fn new(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self { path: path.into(), source }
+        Self {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -72,7 +75,10 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        write_atomic::<IoError>(&path, |w| w.write_all(b"new").map_err(|e| IoError::new("w", e))).unwrap();
+        write_atomic::<IoError>(&path, |w| {
+            w.write_all(b"new").map_err(|e| IoError::new("w", e))
+        })
+        .unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
     }
 }

@@ -49,7 +49,9 @@ impl std::str::FromStr for Convention {
         match s {
             "paper" => Ok(Convention::Paper),
             "ood-positive" => Ok(Convention::OodPositive),
-            _ => Err(format!("unknown convention {s:?} (expected paper or ood-positive)")),
+            _ => Err(format!(
+                "unknown convention {s:?} (expected paper or ood-positive)"
+            )),
         }
     }
 }
@@ -64,7 +66,10 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { convention: Convention::Paper, tpr: 0.95 }
+        Self {
+            convention: Convention::Paper,
+            tpr: 0.95,
+        }
     }
 }
 
@@ -82,11 +87,23 @@ pub struct Metrics {
 impl Metrics {
     /// The five values in a fixed order: fpr, auroc, aupr_in, aupr_out, detection_error.
     pub fn to_array(self) -> [f64; 5] {
-        [self.fpr, self.auroc, self.aupr_in, self.aupr_out, self.detection_error]
+        [
+            self.fpr,
+            self.auroc,
+            self.aupr_in,
+            self.aupr_out,
+            self.detection_error,
+        ]
     }
 
     pub fn from_array(a: [f64; 5]) -> Self {
-        Self { fpr: a[0], auroc: a[1], aupr_in: a[2], aupr_out: a[3], detection_error: a[4] }
+        Self {
+            fpr: a[0],
+            auroc: a[1],
+            aupr_in: a[2],
+            aupr_out: a[3],
+            detection_error: a[4],
+        }
     }
 
     /// Every value times 100.
@@ -143,7 +160,11 @@ pub fn sorted_desc(scores: &[f64], set: Set) -> Result<Vec<f64>, MetricsError> {
         return Err(MetricsError::Empty(set));
     }
     if let Some(index) = crate::finite::first_nonfinite(scores) {
-        return Err(MetricsError::NonFinite { set, index, value: scores[index] });
+        return Err(MetricsError::NonFinite {
+            set,
+            index,
+            value: scores[index],
+        });
     }
     let mut v: Vec<f64> = scores.iter().map(|x| x + 0.0).collect();
     crate::sort::sort_desc(&mut v);
@@ -210,7 +231,11 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
         // OOD positive, the point after this threshold: scores < t, i.e. (n - fp) OOD and
         // (p - tp) ID; when nothing is left it is the (recall 0, precision 1) end point.
         let (pos_a, neg_a) = (n - fp, p - tp);
-        let prec_out = if pos_a + neg_a == 0 { 1.0 } else { pos_a as f64 / (pos_a + neg_a) as f64 };
+        let prec_out = if pos_a + neg_a == 0 {
+            1.0
+        } else {
+            pos_a as f64 / (pos_a + neg_a) as f64
+        };
         if fp > fp0 {
             let d_fp = (fp - fp0) as f64;
             ap_out += d_fp * prec_out_prev;
@@ -248,12 +273,20 @@ pub fn evaluate_sorted(id: &[f64], ood: &[f64], cfg: &MetricsConfig) -> Metrics 
     let (ap_in, trap_in) = (ap_in / pf, trap_in / pf);
     let (ap_out, trap_out) = (ap_out / nf, trap_out / nf);
     match cfg.convention {
-        Convention::Paper => {
-            Metrics { fpr: paper_fpr, auroc, aupr_in: ap_in, aupr_out: ap_out, detection_error: det_err }
-        }
-        Convention::OodPositive => {
-            Metrics { fpr: oodpos_fpr, auroc, aupr_in: trap_in, aupr_out: trap_out, detection_error: det_err }
-        }
+        Convention::Paper => Metrics {
+            fpr: paper_fpr,
+            auroc,
+            aupr_in: ap_in,
+            aupr_out: ap_out,
+            detection_error: det_err,
+        },
+        Convention::OodPositive => Metrics {
+            fpr: oodpos_fpr,
+            auroc,
+            aupr_in: trap_in,
+            aupr_out: trap_out,
+            detection_error: det_err,
+        },
     }
 }
 
@@ -263,7 +296,15 @@ mod tests {
 
     fn both(id: &[f64], ood: &[f64]) -> (Metrics, Metrics) {
         let p = evaluate(id, ood, &MetricsConfig::default()).unwrap();
-        let o = evaluate(id, ood, &MetricsConfig { convention: Convention::OodPositive, tpr: 0.95 }).unwrap();
+        let o = evaluate(
+            id,
+            ood,
+            &MetricsConfig {
+                convention: Convention::OodPositive,
+                tpr: 0.95,
+            },
+        )
+        .unwrap();
         (p, o)
     }
 
@@ -307,12 +348,28 @@ mod tests {
     fn refusals() {
         let c = MetricsConfig::default();
         assert_eq!(evaluate(&[], &[1.0], &c), Err(MetricsError::Empty(Set::Id)));
-        assert_eq!(evaluate(&[1.0], &[], &c), Err(MetricsError::Empty(Set::Ood)));
+        assert_eq!(
+            evaluate(&[1.0], &[], &c),
+            Err(MetricsError::Empty(Set::Ood))
+        );
         let e = evaluate(&[1.0], &[0.0, f64::INFINITY], &c).unwrap_err();
-        assert_eq!(e, MetricsError::NonFinite { set: Set::Ood, index: 1, value: f64::INFINITY });
-        assert_eq!(e.to_string(), "OOD score at index 1 is inf (non-finite scores are refused)");
+        assert_eq!(
+            e,
+            MetricsError::NonFinite {
+                set: Set::Ood,
+                index: 1,
+                value: f64::INFINITY
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "OOD score at index 1 is inf (non-finite scores are refused)"
+        );
         for bad in [0.0, 1.0, -0.1, f64::NAN] {
-            assert!(matches!(evaluate(&[1.0], &[0.0], &MetricsConfig { tpr: bad, ..c }), Err(MetricsError::Tpr(_))));
+            assert!(matches!(
+                evaluate(&[1.0], &[0.0], &MetricsConfig { tpr: bad, ..c }),
+                Err(MetricsError::Tpr(_))
+            ));
         }
     }
 

@@ -15,7 +15,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{check_tpr, evaluate_sorted, sorted_desc, Metrics, MetricsConfig, MetricsError, Set};
+use crate::metrics::{
+    check_tpr, evaluate_sorted, sorted_desc, Metrics, MetricsConfig, MetricsError, Set,
+};
 
 /// Settings of the protocol; defaults are the paper's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,7 +33,12 @@ pub struct ProtocolConfig {
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
-        Self { draws: 10, samples: None, seed: 1, metrics: MetricsConfig::default() }
+        Self {
+            draws: 10,
+            samples: None,
+            seed: 1,
+            metrics: MetricsConfig::default(),
+        }
     }
 }
 
@@ -74,7 +81,11 @@ pub struct Table {
 }
 
 /// Run the protocol on one OOD set.
-pub fn evaluate_draws(id: &[f64], ood: &[f64], cfg: &ProtocolConfig) -> Result<Summary, ProtocolError> {
+pub fn evaluate_draws(
+    id: &[f64],
+    ood: &[f64],
+    cfg: &ProtocolConfig,
+) -> Result<Summary, ProtocolError> {
     check_tpr(cfg.metrics.tpr)?;
     let id_sorted = sorted_desc(id, Set::Id)?;
     summarize(&id_sorted, ood, cfg)
@@ -94,16 +105,26 @@ pub fn evaluate_table(
     let mut rows = Vec::with_capacity(ood_sets.len());
     for (name, ood) in ood_sets {
         let summary = summarize(&id_sorted, ood, cfg).map_err(|e| match e {
-            ProtocolError::Metrics(source) => ProtocolError::OodSet { name: name.clone(), source },
+            ProtocolError::Metrics(source) => ProtocolError::OodSet {
+                name: name.clone(),
+                source,
+            },
             other => other,
         })?;
         rows.push((name.clone(), summary));
     }
     let means: Vec<Metrics> = rows.iter().map(|(_, s)| s.mean).collect();
-    Ok(Table { mean: mean_std(&means).0, rows })
+    Ok(Table {
+        mean: mean_std(&means).0,
+        rows,
+    })
 }
 
-fn summarize(id_sorted: &[f64], ood: &[f64], cfg: &ProtocolConfig) -> Result<Summary, ProtocolError> {
+fn summarize(
+    id_sorted: &[f64],
+    ood: &[f64],
+    cfg: &ProtocolConfig,
+) -> Result<Summary, ProtocolError> {
     if cfg.draws == 0 {
         return Err(ProtocolError::NoDraws);
     }
@@ -115,20 +136,38 @@ fn summarize(id_sorted: &[f64], ood: &[f64], cfg: &ProtocolConfig) -> Result<Sum
         return Err(MetricsError::Empty(Set::Ood).into());
     }
     if let Some(index) = crate::finite::first_nonfinite(ood) {
-        return Err(MetricsError::NonFinite { set: Set::Ood, index, value: ood[index] }.into());
+        return Err(MetricsError::NonFinite {
+            set: Set::Ood,
+            index,
+            value: ood[index],
+        }
+        .into());
     }
-    let samples = cfg.samples.unwrap_or((id_sorted.len() / 5).max(1)).min(ood.len());
+    let samples = cfg
+        .samples
+        .unwrap_or((id_sorted.len() / 5).max(1))
+        .min(ood.len());
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut draw = Vec::with_capacity(samples);
     let mut per_draw = Vec::with_capacity(cfg.draws);
     for _ in 0..cfg.draws {
         draw.clear();
-        draw.extend(rand::seq::index::sample(&mut rng, ood.len(), samples).into_iter().map(|i| ood[i] + 0.0));
+        draw.extend(
+            rand::seq::index::sample(&mut rng, ood.len(), samples)
+                .into_iter()
+                .map(|i| ood[i] + 0.0),
+        );
         crate::sort::sort_desc(&mut draw);
         per_draw.push(evaluate_sorted(id_sorted, &draw, &cfg.metrics));
     }
     let (mean, std) = mean_std(&per_draw);
-    Ok(Summary { mean, std, draws: cfg.draws, samples, per_draw })
+    Ok(Summary {
+        mean,
+        std,
+        draws: cfg.draws,
+        samples,
+        per_draw,
+    })
 }
 
 /// Mean and population standard deviation (ddof = 0) of each metric.
@@ -146,7 +185,10 @@ pub fn mean_std(values: &[Metrics]) -> (Metrics, Metrics) {
             *s += (x - m) * (x - m) / n;
         }
     }
-    (Metrics::from_array(mean), Metrics::from_array(var.map(f64::sqrt)))
+    (
+        Metrics::from_array(mean),
+        Metrics::from_array(var.map(f64::sqrt)),
+    )
 }
 
 #[cfg(test)]
@@ -156,7 +198,9 @@ mod tests {
 
     fn scores(n: usize, shift: f64) -> Vec<f64> {
         // deterministic, spread out, with ties
-        (0..n).map(|i| ((i * 37 % 101) as f64 / 10.0).round() + shift).collect()
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f64 / 10.0).round() + shift)
+            .collect()
     }
 
     #[test]
@@ -169,7 +213,11 @@ mod tests {
     fn mean_and_std_over_draws_are_consistent() {
         let id = scores(500, 3.0);
         let ood = scores(2000, 0.0);
-        let cfg = ProtocolConfig { draws: 7, seed: 42, ..Default::default() };
+        let cfg = ProtocolConfig {
+            draws: 7,
+            seed: 42,
+            ..Default::default()
+        };
         let s = evaluate_draws(&id, &ood, &cfg).unwrap();
         assert_eq!((s.draws, s.samples, s.per_draw.len()), (7, 100, 7));
         // recompute mean and population std by hand
@@ -180,14 +228,23 @@ mod tests {
         assert!(s.std.auroc > 0.0, "different draws give different AUROCs");
         // same seed, same result; another seed, another result
         assert_eq!(evaluate_draws(&id, &ood, &cfg).unwrap(), s);
-        assert_ne!(evaluate_draws(&id, &ood, &ProtocolConfig { seed: 43, ..cfg }).unwrap().mean, s.mean);
+        assert_ne!(
+            evaluate_draws(&id, &ood, &ProtocolConfig { seed: 43, ..cfg })
+                .unwrap()
+                .mean,
+            s.mean
+        );
     }
 
     #[test]
     fn a_draw_of_the_whole_set_equals_the_plain_metrics() {
         let id = scores(50, 2.0);
         let ood = scores(30, 0.0);
-        let cfg = ProtocolConfig { draws: 3, samples: Some(1000), ..Default::default() };
+        let cfg = ProtocolConfig {
+            draws: 3,
+            samples: Some(1000),
+            ..Default::default()
+        };
         let s = evaluate_draws(&id, &ood, &cfg).unwrap();
         assert_eq!(s.samples, 30);
         let full = evaluate(&id, &ood, &cfg.metrics).unwrap();
@@ -214,10 +271,20 @@ mod tests {
     #[test]
     fn errors_name_the_set() {
         let cfg = ProtocolConfig::default();
-        let e = evaluate_table(&[1.0, 2.0], &[("svhn".into(), vec![0.0, f64::NAN])], &cfg).unwrap_err();
-        assert_eq!(e.to_string(), "OOD set \"svhn\": OOD score at index 1 is NaN (non-finite scores are refused)");
-        assert_eq!(evaluate_table(&[1.0], &[], &cfg).unwrap_err(), ProtocolError::NoSets);
+        let e =
+            evaluate_table(&[1.0, 2.0], &[("svhn".into(), vec![0.0, f64::NAN])], &cfg).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OOD set \"svhn\": OOD score at index 1 is NaN (non-finite scores are refused)"
+        );
+        assert_eq!(
+            evaluate_table(&[1.0], &[], &cfg).unwrap_err(),
+            ProtocolError::NoSets
+        );
         let c0 = ProtocolConfig { draws: 0, ..cfg };
-        assert_eq!(evaluate_draws(&[1.0], &[0.0], &c0).unwrap_err(), ProtocolError::NoDraws);
+        assert_eq!(
+            evaluate_draws(&[1.0], &[0.0], &c0).unwrap_err(),
+            ProtocolError::NoDraws
+        );
     }
 }

@@ -16,7 +16,11 @@ fn desc_key(x: f64) -> u64 {
 #[inline]
 fn from_desc_key(k: u64) -> f64 {
     let asc = !k;
-    f64::from_bits(if asc >> 63 == 1 { asc & !(1 << 63) } else { !asc })
+    f64::from_bits(if asc >> 63 == 1 {
+        asc & !(1 << 63)
+    } else {
+        !asc
+    })
 }
 
 /// Sort finite values (with -0.0 already folded into 0.0) in descending order.
@@ -35,7 +39,17 @@ mod tests {
 
     #[test]
     fn keys_roundtrip_and_order() {
-        let xs = [f64::MAX, 1.5, 1.0, f64::MIN_POSITIVE, 0.0, -f64::MIN_POSITIVE, -1.0, -2.5, f64::MIN];
+        let xs = [
+            f64::MAX,
+            1.5,
+            1.0,
+            f64::MIN_POSITIVE,
+            0.0,
+            -f64::MIN_POSITIVE,
+            -1.0,
+            -2.5,
+            f64::MIN,
+        ];
         for w in xs.windows(2) {
             assert!(desc_key(w[0]) < desc_key(w[1]), "{} vs {}", w[0], w[1]);
         }

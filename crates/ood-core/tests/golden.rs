@@ -19,7 +19,11 @@ fn golden() -> Value {
 }
 
 fn vec_f64(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn matrix(v: &Value) -> Array2<f64> {
@@ -53,8 +57,19 @@ fn metrics_match_sklearn_and_code_of_record() {
         let name = case["name"].as_str().unwrap();
         let (id, ood) = (vec_f64(&case["id"]), vec_f64(&case["ood"]));
         let tpr = case["tpr"].as_f64().unwrap();
-        for (conv, key) in [(Convention::Paper, "paper"), (Convention::OodPositive, "ood_positive")] {
-            let got = metrics::evaluate(&id, &ood, &MetricsConfig { convention: conv, tpr }).unwrap();
+        for (conv, key) in [
+            (Convention::Paper, "paper"),
+            (Convention::OodPositive, "ood_positive"),
+        ] {
+            let got = metrics::evaluate(
+                &id,
+                &ood,
+                &MetricsConfig {
+                    convention: conv,
+                    tpr,
+                },
+            )
+            .unwrap();
             assert_close(&format!("{name}/{key}"), got, expected(&case[key]));
         }
     }
@@ -69,13 +84,21 @@ fn logit_scores_match_numpy() {
         let got = scorer.score(logits.view()).unwrap();
         let want = vec_f64(&s[key]);
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{key}[{i}]: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{key}[{i}]: {a} vs {b}"
+            );
         }
     };
     check(&Energy { temperature: 1.0 }, "energy_t1");
     check(&Energy { temperature: 2.0 }, "energy_t2");
     check(&Msp { temperature: 1.0 }, "msp_t1");
-    check(&Msp { temperature: 1000.0 }, "msp_t1000");
+    check(
+        &Msp {
+            temperature: 1000.0,
+        },
+        "msp_t1000",
+    );
     check(&MaxLogit, "maxlogit");
 }
 
@@ -84,16 +107,32 @@ fn mahalanobis_matches_numpy_and_sklearn_covariance() {
     let g = golden();
     let m = &g["mahalanobis"];
     let train = matrix(&m["train"]);
-    let labels: Vec<i64> = m["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let labels: Vec<i64> = m["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let test = matrix(&m["test"]);
-    let fitted = MahalanobisParams::default().fit(train.view(), &labels).unwrap();
-    let close = |a: &Array2<f64>, b: &Array2<f64>| a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-10);
+    let fitted = MahalanobisParams::default()
+        .fit(train.view(), &labels)
+        .unwrap();
+    let close = |a: &Array2<f64>, b: &Array2<f64>| {
+        a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-10)
+    };
     assert!(close(fitted.means(), &matrix(&m["means"])));
     assert!(close(fitted.covariance(), &matrix(&m["covariance"])));
     for (shrinkage, key) in [(0.0, "scores_shrink0"), (0.3, "scores_shrink0.3")] {
-        let got = MahalanobisParams { shrinkage }.fit(train.view(), &labels).unwrap().score(test.view()).unwrap();
+        let got = MahalanobisParams { shrinkage }
+            .fit(train.view(), &labels)
+            .unwrap()
+            .score(test.view())
+            .unwrap();
         for (i, (a, b)) in got.iter().zip(vec_f64(&m[key])).enumerate() {
-            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{key}[{i}]: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{key}[{i}]: {a} vs {b}"
+            );
         }
     }
 }
@@ -101,16 +140,33 @@ fn mahalanobis_matches_numpy_and_sklearn_covariance() {
 #[test]
 fn npy_files_written_by_numpy() {
     let d = dir().join("npy");
-    assert_eq!(read_f64_vector(&d.join("scores_f32.npy")).unwrap(), vec![0.5, -1.25, 3.0]);
-    assert_eq!(read_f64_vector(&d.join("scores_f64.npy")).unwrap(), vec![0.1, 2.0 / 3.0, -7.5]);
+    assert_eq!(
+        read_f64_vector(&d.join("scores_f32.npy")).unwrap(),
+        vec![0.5, -1.25, 3.0]
+    );
+    assert_eq!(
+        read_f64_vector(&d.join("scores_f64.npy")).unwrap(),
+        vec![0.1, 2.0 / 3.0, -7.5]
+    );
     let l = read_f64_matrix(&d.join("logits_f32.npy")).unwrap();
-    assert_eq!(l, Array2::from_shape_vec((2, 3), vec![0., 1., 2., 3., 4., 5.]).unwrap());
-    assert_eq!(read_labels(&d.join("labels_i32.npy")).unwrap(), vec![0, 2, 1]);
+    assert_eq!(
+        l,
+        Array2::from_shape_vec((2, 3), vec![0., 1., 2., 3., 4., 5.]).unwrap()
+    );
+    assert_eq!(
+        read_labels(&d.join("labels_i32.npy")).unwrap(),
+        vec![0, 2, 1]
+    );
     assert_eq!(read_labels(&d.join("labels_u8.npy")).unwrap(), vec![4, 0]);
 
     let err = |p: &str| read_f64_matrix(&d.join(p)).unwrap_err().to_string();
     assert!(err("fortran.npy").contains("fortran.npy: Fortran-order arrays are not supported"));
     assert!(err("f16.npy").contains("f16.npy: unsupported dtype '<f2'"));
-    let e = read_f64_vector(&d.join("truncated.npy")).unwrap_err().to_string();
-    assert!(e.contains("truncated.npy: truncated: header announces 24 data bytes, file holds 19"), "{e}");
+    let e = read_f64_vector(&d.join("truncated.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("truncated.npy: truncated: header announces 24 data bytes, file holds 19"),
+        "{e}"
+    );
 }

@@ -31,7 +31,9 @@ fn naive_curve(id: &[f64], ood: &[f64]) -> Vec<(f64, f64)> {
     ts.sort_by(|a, b| b.total_cmp(a));
     ts.dedup();
     let frac = |v: &[f64], t: f64| v.iter().filter(|&&x| x >= t).count() as f64 / v.len() as f64;
-    ts.into_iter().map(|t| (frac(id, t), frac(ood, t))).collect()
+    ts.into_iter()
+        .map(|t| (frac(id, t), frac(ood, t)))
+        .collect()
 }
 
 proptest! {

@@ -14,33 +14,59 @@ pub enum Error {
     },
     /// The file is not in the expected format (bad magic, truncated, inconsistent header...).
     #[error("{path}: at byte {offset}: {message}")]
-    Format { path: PathBuf, offset: u64, message: String },
+    Format {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
     /// A file's SHA-256 differs from every recorded digest (the file was not kept).
     #[error("{path}: checksum mismatch: expected {expected}, got {actual}")]
-    Checksum { path: PathBuf, expected: String, actual: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     /// An HTTP request failed (`status` is set when the server answered with an error code).
     #[error("{url}: {message}")]
-    Http { url: String, status: Option<u16>, message: String },
+    Http {
+        url: String,
+        status: Option<u16>,
+        message: String,
+    },
     #[error("unknown dataset `{name}` (known: {known})")]
     UnknownDataset { name: String, known: String },
     /// A dataset or source is not present in any local place.
     #[error("{name} is missing (looked in {}); to get it: {how}", tried.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    MissingSource { name: String, tried: Vec<(PathBuf, crate::registry::Place)>, how: String },
+    MissingSource {
+        name: String,
+        tried: Vec<(PathBuf, crate::registry::Place)>,
+        how: String,
+    },
     #[error("{0}")]
     Other(String),
 }
 
 impl From<ood_core::io::IoError> for Error {
     fn from(e: ood_core::io::IoError) -> Self {
-        Error::Io { path: e.path, source: e.source }
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn format(path: impl Into<PathBuf>, offset: u64, message: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), offset, message: message.into() }
+        Error::Format {
+            path: path.into(),
+            offset,
+            message: message.into(),
+        }
     }
 }

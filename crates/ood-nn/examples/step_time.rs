@@ -18,14 +18,24 @@ fn main() {
         std::process::exit(2);
     }
     let num = |i: usize| a[i].parse::<i64>().expect("integer argument");
-    let (depth, widen, side, channels, mode, batch) = (num(0), num(1), num(2), num(3), a[4].as_str(), num(5));
-    let steps = a.get(6).map(|s| s.parse::<usize>().expect("steps")).unwrap_or(5);
+    let (depth, widen, side, channels, mode, batch) =
+        (num(0), num(1), num(2), num(3), a[4].as_str(), num(5));
+    let steps = a
+        .get(6)
+        .map(|s| s.parse::<usize>().expect("steps"))
+        .unwrap_or(5);
     if let Some(t) = a.get(7) {
         tch::set_num_threads(t.parse().expect("threads"));
     }
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
-    let config = WrnConfig { depth, widen_factor: widen, dropout: 0.3, num_classes: 10, in_channels: channels };
+    let config = WrnConfig {
+        depth,
+        widen_factor: widen,
+        dropout: 0.3,
+        num_classes: 10,
+        in_channels: channels,
+    };
     let net = WideResNet::new(&vs.root(), &config).expect("config");
     let mut opt = Sgd::new(&vs, 0.1, 0.9, 5e-4, true);
     // finetune: `batch` in-distribution images + 2 x batch outliers, as 128 + 256.
@@ -40,7 +50,9 @@ fn main() {
     for i in 0..steps + 1 {
         let t = Instant::now();
         if mode == "infer" {
-            let _ = tch::no_grad(|| net.forward(&x, false)).sum(Kind::Float).double_value(&[]);
+            let _ = tch::no_grad(|| net.forward(&x, false))
+                .sum(Kind::Float)
+                .double_value(&[]);
         } else {
             let _ = train_step(&net, &mut opt, &objective, &x, &y, batch, 0.01);
         }

@@ -40,7 +40,10 @@ pub enum NpyErrorKind {
     #[error("malformed .npy header: {0}")]
     BadHeader(String),
     #[error("unsupported dtype '{found}' (expected {expected})")]
-    Dtype { found: String, expected: &'static str },
+    Dtype {
+        found: String,
+        expected: &'static str,
+    },
     #[error("Fortran-order arrays are not supported (save with np.ascontiguousarray)")]
     FortranOrder,
     #[error("expected a {expected}-D array, found shape {}", fmt_shape(found))]
@@ -64,13 +67,19 @@ fn fmt_shape(shape: &[usize]) -> String {
 
 impl NpyError {
     fn new(path: &Path, kind: NpyErrorKind) -> Self {
-        Self { path: path.to_path_buf(), kind }
+        Self {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
 impl From<IoError> for NpyError {
     fn from(e: IoError) -> Self {
-        Self { path: e.path, kind: NpyErrorKind::Io(e.source) }
+        Self {
+            path: e.path,
+            kind: NpyErrorKind::Io(e.source),
+        }
     }
 }
 
@@ -138,8 +147,13 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
     let mut shape = None;
     let mut rest = inner.trim();
     while !rest.is_empty() {
-        let (key, after) = take_quoted(rest).ok_or_else(|| format!("expected a quoted key at {rest:?}"))?;
-        let after = after.trim_start().strip_prefix(':').ok_or("expected ':' after key")?.trim_start();
+        let (key, after) =
+            take_quoted(rest).ok_or_else(|| format!("expected a quoted key at {rest:?}"))?;
+        let after = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or("expected ':' after key")?
+            .trim_start();
         let after = match key {
             "descr" => {
                 let (v, a) = take_quoted(after).ok_or("descr is not a string")?;
@@ -164,7 +178,11 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
                     .split(',')
                     .map(str::trim)
                     .filter(|d| !d.is_empty())
-                    .map(|d| d.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad dimension {d:?}")))
+                    .map(|d| {
+                        d.trim_end_matches('L')
+                            .parse::<usize>()
+                            .map_err(|_| format!("bad dimension {d:?}"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 shape = Some(dims);
                 &body[end + 1..]
@@ -227,9 +245,14 @@ fn read_raw(path: &Path) -> Result<Raw, NpyError> {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
-                return Err(err(NpyErrorKind::BadHeader("file ends inside the header".into())));
+                return Err(err(NpyErrorKind::BadHeader(
+                    "file ends inside the header".into(),
+                )));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         _ => return Err(err(NpyErrorKind::BadVersion(major, minor))),
     };
@@ -245,7 +268,10 @@ fn read_raw(path: &Path) -> Result<Raw, NpyError> {
         .map_err(|_| err(NpyErrorKind::BadHeader("header is not text".into())))?;
     let header = parse_header(text).map_err(|m| err(NpyErrorKind::BadHeader(m)))?;
     let (dtype, big_endian) = classify(&header.descr).ok_or_else(|| {
-        err(NpyErrorKind::Dtype { found: header.descr.clone(), expected: "float32, float64, int32, int64 or uint8" })
+        err(NpyErrorKind::Dtype {
+            found: header.descr.clone(),
+            expected: "float32, float64, int32, int64 or uint8",
+        })
     })?;
     if header.fortran_order {
         return Err(err(NpyErrorKind::FortranOrder));
@@ -263,11 +289,19 @@ fn read_raw(path: &Path) -> Result<Raw, NpyError> {
         return Err(err(NpyErrorKind::Truncated { expected, found }));
     }
     if found > expected {
-        return Err(err(NpyErrorKind::TrailingBytes { expected, extra: found - expected }));
+        return Err(err(NpyErrorKind::TrailingBytes {
+            expected,
+            extra: found - expected,
+        }));
     }
     let mut data = bytes;
     data.drain(..data_start);
-    Ok(Raw { header, dtype, big_endian, data })
+    Ok(Raw {
+        header,
+        dtype,
+        big_endian,
+        data,
+    })
 }
 
 fn decode_f64(raw: &Raw) -> Vec<f64> {
@@ -278,7 +312,11 @@ fn decode_f64(raw: &Raw) -> Vec<f64> {
             .chunks_exact(4)
             .map(|c| {
                 let b = [c[0], c[1], c[2], c[3]];
-                f64::from(if be { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) })
+                f64::from(if be {
+                    f32::from_be_bytes(b)
+                } else {
+                    f32::from_le_bytes(b)
+                })
             })
             .collect(),
         Dtype::F64 => raw
@@ -306,7 +344,11 @@ fn decode_i64(raw: &Raw) -> Vec<i64> {
             .chunks_exact(4)
             .map(|c| {
                 let b = [c[0], c[1], c[2], c[3]];
-                i64::from(if be { i32::from_be_bytes(b) } else { i32::from_le_bytes(b) })
+                i64::from(if be {
+                    i32::from_be_bytes(b)
+                } else {
+                    i32::from_le_bytes(b)
+                })
             })
             .collect(),
         Dtype::I64 => raw
@@ -336,7 +378,10 @@ fn read_checked(path: &Path, ndim: usize, float: bool) -> Result<Raw, NpyError> 
         }));
     }
     if raw.header.shape.len() != ndim {
-        return Err(err(NpyErrorKind::Ndim { expected: ndim, found: raw.header.shape.clone() }));
+        return Err(err(NpyErrorKind::Ndim {
+            expected: ndim,
+            found: raw.header.shape.clone(),
+        }));
     }
     if raw.header.shape.contains(&0) {
         return Err(err(NpyErrorKind::Empty(raw.header.shape.clone())));
@@ -354,7 +399,8 @@ pub fn read_f64_vector(path: &Path) -> Result<Vec<f64>, NpyError> {
 pub fn read_f64_matrix(path: &Path) -> Result<Array2<f64>, NpyError> {
     let raw = read_checked(path, 2, true)?;
     let (r, c) = (raw.header.shape[0], raw.header.shape[1]);
-    Ok(Array2::from_shape_vec((r, c), decode_f64(&raw)).expect("payload length checked against shape"))
+    Ok(Array2::from_shape_vec((r, c), decode_f64(&raw))
+        .expect("payload length checked against shape"))
 }
 
 /// Read a non-empty 1-D int32/int64/uint8 array (class labels) as i64.
@@ -384,10 +430,18 @@ fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
-fn write_npy(path: &Path, descr: &str, shape: &[usize], payload: impl FnOnce(&mut Vec<u8>)) -> Result<(), NpyError> {
+fn write_npy(
+    path: &Path,
+    descr: &str,
+    shape: &[usize],
+    payload: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), NpyError> {
     let mut buf = header_bytes(descr, shape);
     payload(&mut buf);
-    write_atomic::<NpyError>(path, |w| w.write_all(&buf).map_err(|e| NpyError::new(path, NpyErrorKind::Io(e))))
+    write_atomic::<NpyError>(path, |w| {
+        w.write_all(&buf)
+            .map_err(|e| NpyError::new(path, NpyErrorKind::Io(e)))
+    })
 }
 
 /// Write a 1-D float64 array.
@@ -421,7 +475,9 @@ pub fn write_f64_matrix(path: &Path, m: &Array2<f64>) -> Result<(), NpyError> {
 
 /// Write a 1-D uint8 array (accept/reject flags).
 pub fn write_u8_vector(path: &Path, values: &[u8]) -> Result<(), NpyError> {
-    write_npy(path, "|u1", &[values.len()], |buf| buf.extend_from_slice(values))
+    write_npy(path, "|u1", &[values.len()], |buf| {
+        buf.extend_from_slice(values)
+    })
 }
 
 /// Write a 1-D int64 array (class labels).
@@ -481,13 +537,31 @@ mod tests {
             &2.5f64.to_be_bytes(),
         );
         assert_eq!(read_f64_vector(&p).unwrap(), vec![2.5]);
-        let p = raw_file(dir.path(), "utf.npy", "{'descr': 'é4', 'fortran_order': False, 'shape': (1,), }\n", &[0; 4]);
-        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("unsupported dtype"));
-        let p = raw_file(dir.path(), "u.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }\n", &[3, 255]);
+        let p = raw_file(
+            dir.path(),
+            "utf.npy",
+            "{'descr': 'é4', 'fortran_order': False, 'shape': (1,), }\n",
+            &[0; 4],
+        );
+        assert!(read_f64_vector(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported dtype"));
+        let p = raw_file(
+            dir.path(),
+            "u.npy",
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }\n",
+            &[3, 255],
+        );
         assert_eq!(read_labels(&p).unwrap(), vec![3, 255]);
         let mut payload = 5i32.to_le_bytes().to_vec();
         payload.extend_from_slice(&(-2i32).to_le_bytes());
-        let p = raw_file(dir.path(), "i.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n", &payload);
+        let p = raw_file(
+            dir.path(),
+            "i.npy",
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n",
+            &payload,
+        );
         assert_eq!(read_labels(&p).unwrap(), vec![5, -2]);
     }
 
@@ -497,33 +571,78 @@ mod tests {
         let d = dir.path();
         let msg = |r: Result<Vec<f64>, NpyError>| r.unwrap_err().to_string();
 
-        let p = raw_file(d, "fort.npy", "{'descr': '<f8', 'fortran_order': True, 'shape': (1, 2), }\n", &[0; 16]);
+        let p = raw_file(
+            d,
+            "fort.npy",
+            "{'descr': '<f8', 'fortran_order': True, 'shape': (1, 2), }\n",
+            &[0; 16],
+        );
         let e = read_f64_matrix(&p).unwrap_err().to_string();
         assert!(e.contains("fort.npy") && e.contains("Fortran"), "{e}");
 
-        let p = raw_file(d, "i2.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }\n", &[0; 4]);
-        let e = msg(read_f64_vector(&p));
-        assert!(e.contains("i2.npy") && e.contains("unsupported dtype '<i2'"), "{e}");
-
-        let p = raw_file(d, "int.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\n", &[0; 8]);
-        let e = msg(read_f64_vector(&p));
-        assert!(e.contains("int.npy") && e.contains("expected float32 or float64"), "{e}");
-
-        let p = raw_file(d, "two.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }\n", &[0; 8]);
-        let e = msg(read_f64_vector(&p));
-        assert!(e.contains("two.npy") && e.contains("expected a 1-D array, found shape (1, 1)"), "{e}");
-
-        let p = raw_file(d, "trunc.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }\n", &[0; 20]);
+        let p = raw_file(
+            d,
+            "i2.npy",
+            "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }\n",
+            &[0; 4],
+        );
         let e = msg(read_f64_vector(&p));
         assert!(
-            e.contains("trunc.npy") && e.contains("truncated: header announces 24 data bytes, file holds 20"),
+            e.contains("i2.npy") && e.contains("unsupported dtype '<i2'"),
             "{e}"
         );
 
-        let p = raw_file(d, "long.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n", &[0; 9]);
+        let p = raw_file(
+            d,
+            "int.npy",
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\n",
+            &[0; 8],
+        );
+        let e = msg(read_f64_vector(&p));
+        assert!(
+            e.contains("int.npy") && e.contains("expected float32 or float64"),
+            "{e}"
+        );
+
+        let p = raw_file(
+            d,
+            "two.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }\n",
+            &[0; 8],
+        );
+        let e = msg(read_f64_vector(&p));
+        assert!(
+            e.contains("two.npy") && e.contains("expected a 1-D array, found shape (1, 1)"),
+            "{e}"
+        );
+
+        let p = raw_file(
+            d,
+            "trunc.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }\n",
+            &[0; 20],
+        );
+        let e = msg(read_f64_vector(&p));
+        assert!(
+            e.contains("trunc.npy")
+                && e.contains("truncated: header announces 24 data bytes, file holds 20"),
+            "{e}"
+        );
+
+        let p = raw_file(
+            d,
+            "long.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n",
+            &[0; 9],
+        );
         assert!(msg(read_f64_vector(&p)).contains("1 unexpected bytes"));
 
-        let p = raw_file(d, "empty.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }\n", &[]);
+        let p = raw_file(
+            d,
+            "empty.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }\n",
+            &[],
+        );
         let e = msg(read_f64_vector(&p));
         assert!(e.contains("empty.npy: array is empty (shape (0,))"), "{e}");
 
@@ -532,7 +651,10 @@ mod tests {
         assert!(msg(read_f64_vector(&p)).contains("not a .npy file"));
 
         let e = msg(read_f64_vector(&d.join("missing.npy")));
-        assert!(e.contains("missing.npy") && e.contains("No such file"), "{e}");
+        assert!(
+            e.contains("missing.npy") && e.contains("No such file"),
+            "{e}"
+        );
 
         // header cut short
         let p = d.join("cut.npy");
@@ -552,14 +674,20 @@ mod tests {
             "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904,), }\n",
             &[],
         );
-        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("shape overflows"));
+        assert!(read_f64_vector(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("shape overflows"));
         let p = raw_file(
             dir.path(),
             "big.npy",
             "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000,), }\n",
             &[0; 8],
         );
-        assert!(read_f64_vector(&p).unwrap_err().to_string().contains("truncated"));
+        assert!(read_f64_vector(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
     }
 
     proptest::proptest! {
@@ -589,10 +717,19 @@ mod tests {
 
     #[test]
     fn header_parser_accepts_numpy_spellings() {
-        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }   \n").unwrap();
+        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }   \n")
+            .unwrap();
         assert_eq!(h.shape, vec![3, 4]);
-        let h = parse_header("{\"shape\": (5,), \"fortran_order\": False, \"descr\": \"<f8\"}").unwrap();
-        assert_eq!(h, Header { descr: "<f8".into(), fortran_order: false, shape: vec![5] });
+        let h = parse_header("{\"shape\": (5,), \"fortran_order\": False, \"descr\": \"<f8\"}")
+            .unwrap();
+        assert_eq!(
+            h,
+            Header {
+                descr: "<f8".into(),
+                fortran_order: false,
+                shape: vec![5]
+            }
+        );
         assert!(parse_header("{'descr': '<f8', 'shape': (1,)}").is_err());
     }
 }

@@ -84,10 +84,17 @@ const FORMAT: &str = "eood-mahalanobis";
 
 impl MahalanobisParams {
     /// Fit class means and the tied covariance on N x D features with N labels.
-    pub fn fit(&self, features: ArrayView2<f64>, labels: &[i64]) -> Result<Mahalanobis, MahalanobisError> {
+    pub fn fit(
+        &self,
+        features: ArrayView2<f64>,
+        labels: &[i64],
+    ) -> Result<Mahalanobis, MahalanobisError> {
         let (n, d) = features.dim();
         if n != labels.len() {
-            return Err(MahalanobisError::LengthMismatch { features: n, labels: labels.len() });
+            return Err(MahalanobisError::LengthMismatch {
+                features: n,
+                labels: labels.len(),
+            });
         }
         if n == 0 || d == 0 {
             return Err(MahalanobisError::Empty);
@@ -111,7 +118,8 @@ impl MahalanobisParams {
             }
             m /= rows.len() as f64;
         }
-        let class_index: BTreeMap<i64, usize> = classes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
+        let class_index: BTreeMap<i64, usize> =
+            classes.iter().enumerate().map(|(k, &c)| (c, k)).collect();
         let mut centered = features.to_owned();
         for (i, mut row) in centered.axis_iter_mut(Axis(0)).enumerate() {
             row -= &means.row(class_index[&labels[i]]);
@@ -138,7 +146,14 @@ impl Mahalanobis {
         let l = cholesky(&covariance)?;
         let whiten = lower_triangular_inverse(&l);
         let whitened_means = means.dot(&whiten.t());
-        Ok(Self { params, classes, means, covariance, whiten, whitened_means })
+        Ok(Self {
+            params,
+            classes,
+            means,
+            covariance,
+            whiten,
+            whitened_means,
+        })
     }
 
     pub fn params(&self) -> MahalanobisParams {
@@ -160,7 +175,10 @@ impl Mahalanobis {
     /// `max_c -(x - mu_c)^T Sigma^-1 (x - mu_c)` for every row of N x D features.
     pub fn score(&self, features: ArrayView2<f64>) -> Result<Vec<f64>, MahalanobisError> {
         if features.ncols() != self.dims() {
-            return Err(MahalanobisError::Dimension { expected: self.dims(), found: features.ncols() });
+            return Err(MahalanobisError::Dimension {
+                expected: self.dims(),
+                found: features.ncols(),
+            });
         }
         check_finite(features)?;
         let z = features.dot(&self.whiten.t());
@@ -170,7 +188,12 @@ impl Mahalanobis {
                 self.whitened_means
                     .rows()
                     .into_iter()
-                    .map(|m| -zr.iter().zip(m.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+                    .map(|m| {
+                        -zr.iter()
+                            .zip(m.iter())
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum::<f64>()
+                    })
                     .fold(f64::NEG_INFINITY, f64::max)
             })
             .collect())
@@ -191,15 +214,23 @@ impl Mahalanobis {
     pub fn from_file(f: MahalanobisFile) -> Result<Self, MahalanobisError> {
         let corrupt = |m: String| MahalanobisError::Corrupt(m);
         if f.format != FORMAT || f.version != 1 {
-            return Err(corrupt(format!("format {:?} version {} (expected {FORMAT:?} 1)", f.format, f.version)));
+            return Err(corrupt(format!(
+                "format {:?} version {} (expected {FORMAT:?} 1)",
+                f.format, f.version
+            )));
         }
         let k = f.classes.len();
         if k == 0 || f.means.len() != k {
-            return Err(corrupt(format!("{} classes but {} mean rows", k, f.means.len())));
+            return Err(corrupt(format!(
+                "{} classes but {} mean rows",
+                k,
+                f.means.len()
+            )));
         }
         let d = f.means[0].len();
         let means = to_array(&f.means, k, d).ok_or_else(|| corrupt("ragged means".into()))?;
-        let cov = to_array(&f.covariance, d, d).ok_or_else(|| corrupt(format!("covariance is not {d} x {d}")))?;
+        let cov = to_array(&f.covariance, d, d)
+            .ok_or_else(|| corrupt(format!("covariance is not {d} x {d}")))?;
         Self::from_parts(f.params, f.classes, means, cov)
     }
 }
@@ -234,7 +265,11 @@ fn cholesky(a: &Array2<f64>) -> Result<Array2<f64>, MahalanobisError> {
         }
         // also catches NaN pivots
         if s.is_nan() || s <= tol {
-            return Err(MahalanobisError::Singular { dim: j, dims: d, pivot: s });
+            return Err(MahalanobisError::Singular {
+                dim: j,
+                dims: d,
+                pivot: s,
+            });
         }
         let ljj = s.sqrt();
         l[[j, j]] = ljj;
@@ -291,7 +326,9 @@ mod tests {
         assert_eq!(m.classes(), &[0, 1]);
         assert_eq!(m.means(), &array![[0.0, 0.0], [10.0, 0.0]]);
         // covariance = diag(0.5, 0.5)
-        assert!((m.covariance() - &array![[0.5, 0.0], [0.0, 0.5]]).iter().all(|v| v.abs() < 1e-15));
+        assert!((m.covariance() - &array![[0.5, 0.0], [0.0, 0.5]])
+            .iter()
+            .all(|v| v.abs() < 1e-15));
         // point (1, 1): nearest mean (0,0), distance^2 = 2 / 0.5 = 4
         let s = m.score(array![[1.0, 1.0], [10.0, 0.0]].view()).unwrap();
         assert!((s[0] + 4.0).abs() < 1e-12 && s[1].abs() < 1e-12, "{s:?}");
@@ -306,9 +343,21 @@ mod tests {
         let x = array![[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]];
         let y = [0, 0, 1];
         let e = MahalanobisParams::default().fit(x.view(), &y).unwrap_err();
-        assert!(matches!(e, MahalanobisError::Singular { dim: 1, dims: 2, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                MahalanobisError::Singular {
+                    dim: 1,
+                    dims: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("shrinkage"));
-        let m = MahalanobisParams { shrinkage: 0.1 }.fit(x.view(), &y).unwrap();
+        let m = MahalanobisParams { shrinkage: 0.1 }
+            .fit(x.view(), &y)
+            .unwrap();
         assert!(m.score(x.view()).unwrap().iter().all(|s| s.is_finite()));
     }
 
@@ -316,17 +365,31 @@ mod tests {
     fn input_errors() {
         let x = array![[1.0], [2.0]];
         let p = MahalanobisParams::default();
-        assert_eq!(p.fit(x.view(), &[0]).unwrap_err(), MahalanobisError::LengthMismatch { features: 2, labels: 1 });
         assert_eq!(
-            MahalanobisParams { shrinkage: 2.0 }.fit(x.view(), &[0, 1]).unwrap_err(),
+            p.fit(x.view(), &[0]).unwrap_err(),
+            MahalanobisError::LengthMismatch {
+                features: 2,
+                labels: 1
+            }
+        );
+        assert_eq!(
+            MahalanobisParams { shrinkage: 2.0 }
+                .fit(x.view(), &[0, 1])
+                .unwrap_err(),
             MahalanobisError::Shrinkage(2.0)
         );
         let bad = array![[1.0], [f64::INFINITY]];
-        assert!(matches!(p.fit(bad.view(), &[0, 0]).unwrap_err(), MahalanobisError::NonFinite { row: 1, col: 0, .. }));
+        assert!(matches!(
+            p.fit(bad.view(), &[0, 0]).unwrap_err(),
+            MahalanobisError::NonFinite { row: 1, col: 0, .. }
+        ));
         let m = p.fit(array![[1.0], [3.0]].view(), &[0, 0]).unwrap();
         assert_eq!(
             m.score(array![[1.0, 2.0]].view()).unwrap_err(),
-            MahalanobisError::Dimension { expected: 1, found: 2 }
+            MahalanobisError::Dimension {
+                expected: 1,
+                found: 2
+            }
         );
     }
 }

@@ -52,7 +52,11 @@ pub trait LogitScore {
             row_buf.clear();
             row_buf.extend(row.iter().copied());
             if let Some(c) = row_buf.iter().position(|v| !v.is_finite()) {
-                return Err(ScoreError::NonFinite { row: r, col: c, value: row_buf[c] });
+                return Err(ScoreError::NonFinite {
+                    row: r,
+                    col: c,
+                    value: row_buf[c],
+                });
             }
             out.push(self.score_row(&row_buf));
         }
@@ -107,10 +111,16 @@ mod tests {
     #[test]
     fn refuses_bad_temperature_and_nonfinite() {
         let l = array![[1.0, 2.0], [0.0, f64::NAN]];
-        assert_eq!(Energy { temperature: 0.0 }.score(l.view()), Err(ScoreError::Temperature(0.0)));
+        assert_eq!(
+            Energy { temperature: 0.0 }.score(l.view()),
+            Err(ScoreError::Temperature(0.0))
+        );
         let e = Energy::default().score(l.view()).unwrap_err();
         assert!(matches!(e, ScoreError::NonFinite { row: 1, col: 1, .. }));
-        assert_eq!(e.to_string(), "logit at row 1, column 1 is NaN (scores need finite logits)");
+        assert_eq!(
+            e.to_string(),
+            "logit at row 1, column 1 is NaN (scores need finite logits)"
+        );
         // max-logit has no temperature to check
         assert!(MaxLogit.score(array![[1.0]].view()).is_ok());
     }
