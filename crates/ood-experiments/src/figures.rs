@@ -96,6 +96,23 @@ pub fn joint_range(a: &[f64], b: &[f64]) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Range from the `q` to the `1 - q` quantile of both sets together (finite values), padded by
+/// 2%: a few extreme scores do not squeeze the histograms (values outside land in the edge bins).
+pub fn quantile_range(a: &[f64], b: &[f64], q: f64) -> (f64, f64) {
+    let mut v: Vec<f64> = a
+        .iter()
+        .chain(b)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let at = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    joint_range(&[at(q)], &[at(1.0 - q)])
+}
+
 /// Writes `<stem>.png` and `<stem>.svg`; returns both paths.
 fn write_both(
     stem: &Path,
@@ -168,7 +185,7 @@ fn draw_histograms<DB: DrawingBackend>(
     let areas = root.split_evenly((rows, cols));
     const BINS: usize = 50;
     for (area, p) in areas.iter().zip(panels) {
-        let (lo, hi) = joint_range(p.id, p.ood);
+        let (lo, hi) = quantile_range(p.id, p.ood, 0.001);
         let frac = |v: &[f64]| {
             let n = v.iter().filter(|x| !x.is_nan()).count().max(1) as f64;
             bin_counts(v, lo, hi, BINS)
@@ -433,6 +450,18 @@ mod tests {
         );
         assert_eq!(joint_range(&[2.0], &[2.0]), (1.5, 2.5));
         assert_eq!(joint_range(&[], &[f64::NAN]), (0.0, 1.0));
+    }
+
+    #[test]
+    fn quantile_range_ignores_extremes() {
+        let a: Vec<f64> = (0..=1000).map(f64::from).collect();
+        // 0.1% and 99.9% of 0..=1000 are 1 and 999; padded by 2% of 998
+        let (lo, hi) = quantile_range(&a, &[], 0.001);
+        assert!(
+            (lo - (1.0 - 19.96)).abs() < 1e-9 && (hi - (999.0 + 19.96)).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        assert_eq!(quantile_range(&[], &[], 0.01), (0.0, 1.0));
     }
 
     #[test]
