@@ -12,7 +12,10 @@ shift || true
 cargo build --release --locked -p eood
 EOOD=target/release/eood
 DATA="$("$EOOD" data path cache)/fmnist-ood"
-[ -f "$DATA/manifest.json" ] || "$EOOD" data build fmnist-ood
+if [ ! -f "$DATA/manifest.json" ]; then
+  "$EOOD" data fetch mnist-test notmnist-test omniglot-small
+  "$EOOD" data build fmnist-ood
+fi
 MODEL=(--shipped)
 ARGS=()
 for a in "$@"; do

@@ -25,6 +25,8 @@ DATA="$("$EOOD" data path cache)/fmnist-ood"
 if [ -f "$DATA/manifest.json" ]; then
   echo "already built: $DATA"
 else
+  # MNIST / notMNIST / Omniglot test sets: found in the cache or shared data, else downloaded
+  "$EOOD" data fetch mnist-test notmnist-test omniglot-small
   "$EOOD" data build fmnist-ood
 fi
 
