@@ -348,7 +348,7 @@ pub fn margin_heatmap(
             fpr.len()
         )));
     }
-    let size = (160 + 110 * m_in.len() as u32, 140 + 80 * m_out.len() as u32);
+    let size = (280 + 110 * m_in.len() as u32, 140 + 80 * m_out.len() as u32);
     write_both(
         stem,
         size,
