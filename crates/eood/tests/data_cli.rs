@@ -174,3 +174,62 @@ fn show_writes_a_png_montage_of_a_npy_file() {
         .code(2)
         .stderr(predicate::str::contains("bad.npy"));
 }
+
+#[test]
+fn convert_writes_a_folder_as_a_preprocessed_npy_array() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("textures");
+    for (class, (w, h), rgb) in [("a", (64, 40), [255u8, 0, 0]), ("b", (32, 32), [0, 0, 255])] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        image::RgbImage::from_pixel(w, h, image::Rgb(rgb))
+            .save(root.join(class).join("x.png"))
+            .unwrap();
+    }
+    let out = tmp.path().join("textures.npy");
+    eood(tmp.path())
+        .args(["convert"])
+        .arg(&root)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("wrote 2 images of 32x32x3"));
+    let x: ndarray::Array4<u8> = ndarray_npy::read_npy(&out).unwrap();
+    assert_eq!(x.shape(), &[2, 32, 32, 3]);
+    // Shorter side 40 -> 32 then a centre crop: a constant image stays constant.
+    assert_eq!(
+        x.slice(ndarray::s![0, .., .., ..])
+            .iter()
+            .copied()
+            .collect::<Vec<_>>()[..3],
+        [255, 0, 0]
+    );
+    assert!(x.slice(ndarray::s![1, .., .., 2]).iter().all(|&v| v == 255));
+
+    // Gray at 28: PIL's L = (299 R + 587 G + 114 B) / 1000 -> 76 for pure red.
+    let gray = tmp.path().join("gray.npy");
+    eood(tmp.path())
+        .args(["convert", "--gray", "--size", "28"])
+        .arg(&root)
+        .arg("--out")
+        .arg(&gray)
+        .assert()
+        .success();
+    let g: ndarray::Array4<u8> = ndarray_npy::read_npy(&gray).unwrap();
+    assert_eq!(g.shape(), &[2, 28, 28, 1]);
+    assert!(g.slice(ndarray::s![0, .., .., 0]).iter().all(|&v| v == 76));
+
+    // A folder without images is one clear line, exit 2, and the old output is kept.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    eood(tmp.path())
+        .args(["convert"])
+        .arg(&empty)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no image files"));
+    let again: ndarray::Array4<u8> = ndarray_npy::read_npy(&out).unwrap();
+    assert_eq!(again, x);
+}

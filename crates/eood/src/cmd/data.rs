@@ -60,6 +60,26 @@ enum Command {
         #[arg(long)]
         allow_missing: bool,
     },
+    /// Convert an OOD test set to the `.npy` image array (N x H x W x C u8) that `eood bench`
+    /// reads: an image folder (Textures/DTD, Places365, LSUN-Crop, LSUN-Resize, iSUN; flat or in
+    /// class sub-folders) with the paper's preprocessing (shorter side to --size, center crop),
+    /// or an SVHN cropped-digits .mat file (--svhn).
+    Convert {
+        /// Image folder, or the SVHN .mat file with --svhn.
+        input: PathBuf,
+        /// Output .npy (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Side of the square output images.
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Convert to one gray channel (default: RGB).
+        #[arg(long)]
+        gray: bool,
+        /// The input is an SVHN .mat file (labels are dropped: OOD sets need none).
+        #[arg(long)]
+        svhn: bool,
+    },
     /// Write a PNG montage of samples of a dataset, a built set (fmnist-ood/ood_test/mnist) or a .npy file.
     /// `fmnist-ood` alone writes one montage per built array into a folder.
     Show {
@@ -135,6 +155,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Convert {
+            input,
+            out,
+            size,
+            gray,
+            svhn,
+        } => convert(&input, &out, size, gray, svhn),
         Command::Show {
             name,
             out,
@@ -417,5 +444,54 @@ fn collect(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> anyhow::Result<()> 
             out.push(p);
         }
     }
+    Ok(())
+}
+
+/// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy.
+fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> anyhow::Result<()> {
+    use ndarray_npy::WriteNpyExt;
+    use ood_data::formats::image_folder::{read_image_folder, FolderOptions, Preprocess};
+    if size == 0 {
+        bail!("--size must be at least 1");
+    }
+    let color = if gray {
+        ColorMode::Gray
+    } else {
+        ColorMode::Rgb
+    };
+    let images: Array4<u8> = if svhn {
+        let set = ood_data::formats::svhn_mat::read_svhn(input)?;
+        let (h, w, _) = set.image_shape();
+        if (h, w) != (size, size) || gray {
+            bail!(
+                "{}: SVHN images are {h}x{w} RGB; convert them with the default --size 32 and no --gray",
+                input.display()
+            );
+        }
+        set.images
+    } else {
+        let options = FolderOptions {
+            preprocess: Preprocess::ShorterSideCenterCrop {
+                size,
+                filter: Filter::Bilinear,
+            },
+            color,
+        };
+        read_image_folder(input, &options)?.set.images
+    };
+    ood_core::io::write_atomic(out, |w| {
+        images
+            .write_npy(w)
+            .map_err(|e| anyhow::anyhow!("{}: writing .npy: {e}", out.display()))
+    })?;
+    let s = images.shape();
+    eprintln!(
+        "wrote {} images of {}x{}x{} to {}",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        out.display()
+    );
     Ok(())
 }
