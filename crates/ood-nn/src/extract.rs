@@ -605,10 +605,8 @@ pub fn extract(
     })
 }
 
-/// Fashion-MNIST training-set channel mean and std (`[0, 1]` pixels), the trainer's default for
-/// one-channel input (same values as `ood_nn::data`).
-pub const FMNIST_MEAN: f32 = 0.2860;
-pub const FMNIST_STD: f32 = 0.3530;
+/// Fashion-MNIST training-set channel mean and std: the trainer's default for one-channel input.
+pub use crate::data::{FMNIST_MEAN, FMNIST_STD};
 
 /// The normalization used when neither the user nor the model records one, by channel count:
 /// the code of record's CIFAR constants for 3 channels, Fashion-MNIST's for 1, `[0, 1]` scaling
