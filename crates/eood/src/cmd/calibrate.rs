@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use super::metrics::read_finite;
 use anyhow::{anyhow, bail};
-use ood_core::finite::{read_scores, NonFinitePolicy, ScoresFileError};
 use ood_core::Detector;
 
 #[derive(clap::Args, Debug)]
@@ -52,25 +52,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// Read scores under the command's non-finite policy, reporting drops on stderr.
-fn read_finite(path: &std::path::Path, drop: bool) -> anyhow::Result<Vec<f64>> {
-    let policy = if drop {
-        NonFinitePolicy::Drop
-    } else {
-        NonFinitePolicy::Refuse
-    };
-    match read_scores(path, policy) {
-        Ok((values, dropped)) => {
-            if dropped > 0 {
-                eprintln!("{}: dropped {dropped} non-finite values", path.display());
-            }
-            Ok(values)
-        }
-        Err(e @ ScoresFileError::NonFinite { .. }) => {
-            Err(anyhow!("{e}; pass --drop-nonfinite to drop them"))
-        }
-        Err(e) => Err(anyhow!("{e}")),
-    }
 }

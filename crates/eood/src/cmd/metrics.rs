@@ -152,7 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
+/// Read scores under the command's non-finite policy (`--drop-nonfinite`), reporting drops on stderr.
+pub(crate) fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
     let policy = if drop {
         NonFinitePolicy::Drop
     } else {
