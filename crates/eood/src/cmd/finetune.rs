@@ -22,7 +22,7 @@ use ood_nn::tch::{self, nn::VarStore, Device, Kind};
 use ood_nn::train::{self, batch_tensors, RunConfig, RunData, RunOutput};
 use ood_nn::{pytorch, state_dict, WideResNet};
 
-use super::train::{check_out, check_positive, loaders, ArchArgs, DataArgs};
+use super::train::{check_out, check_positive, loaders, run_and_report, ArchArgs, DataArgs};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum LossKind {
@@ -306,25 +306,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.epochs
         );
     }
-    let logs = train::run(&vs, &net, &config, &data, &mut meta, &output)
-        .with_context(|| format!("fine-tuning into {}", args.out.display()))?;
-    let last = logs.last().ok_or_else(|| {
-        anyhow!(
-            "nothing to do: {} already has {} epochs",
-            args.out.display(),
-            meta.epoch
-        )
-    })?;
-    eprintln!(
-        "wrote {} (epoch {}/{}{})",
-        args.out.display(),
-        last.epoch,
+    run_and_report(
+        "fine-tuning",
+        &vs,
+        &net,
+        &config,
+        &data,
+        &mut meta,
+        &output,
+        &args.out,
         args.epochs,
-        last.test_accuracy
-            .map(|a| format!(", test accuracy {a:.4}"))
-            .unwrap_or_default()
-    );
-    Ok(())
+    )
 }
 
 /// One record of the margin grid.

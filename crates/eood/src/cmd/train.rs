@@ -280,20 +280,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outliers: None,
         test: test_loader.as_ref(),
     };
-    let logs = train::run(&vs, &net, &config, &data, &mut meta, &output)
-        .with_context(|| format!("training into {}", args.out.display()))?;
+    run_and_report(
+        "training",
+        &vs,
+        &net,
+        &config,
+        &data,
+        &mut meta,
+        &output,
+        &args.out,
+        args.epochs,
+    )
+}
+
+/// Runs the epochs still to do (a resumed run skips the done ones) and reports the last one;
+/// shared by `eood train` and `eood finetune`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_and_report(
+    what: &str,
+    vs: &VarStore,
+    net: &WideResNet,
+    config: &RunConfig,
+    data: &RunData,
+    meta: &mut CheckpointMeta,
+    output: &RunOutput,
+    out: &Path,
+    epochs: u64,
+) -> anyhow::Result<()> {
+    let logs = train::run(vs, net, config, data, meta, output)
+        .with_context(|| format!("{what} into {}", out.display()))?;
     let last = logs.last().ok_or_else(|| {
         anyhow!(
             "nothing to do: {} already has {} epochs",
-            args.out.display(),
+            out.display(),
             meta.epoch
         )
     })?;
     eprintln!(
-        "wrote {} (epoch {}/{}{})",
-        args.out.display(),
+        "wrote {} (epoch {}/{epochs}{})",
+        out.display(),
         last.epoch,
-        args.epochs,
         last.test_accuracy
             .map(|a| format!(", test accuracy {a:.4}"))
             .unwrap_or_default()
