@@ -57,7 +57,10 @@ where
     result
 }
 
+pub mod guard;
 pub mod npy;
+
+pub use guard::{check_new_output, check_output, open_regular, same_file, OutputError};
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,13 @@
 //! - [`metrics`]: FPR at a TPR, AUROC, AUPR-In/Out, detection error, from one sort.
 //! - [`protocol`]: the paper's repeated OOD draws (mean and std) and multi-set tables.
 //! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
-//! - [`io`]: atomic writes and `.npy` files; [`finite`]: NaN/inf policy helpers.
+//! - [`io`]: atomic writes, `.npy` files, input/output guards ([`io::guard`]);
+//!   [`finite`]: NaN/inf policy helpers; [`limits`]: sizes checked before allocating.
 
 pub mod detector;
 pub mod finite;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod scores;
