@@ -47,7 +47,7 @@ pub const ATTEMPTS: usize = 3;
 
 /// Downloads `req.url` to `req.dest` (see the module documentation). Returns how the file was
 /// verified.
-pub fn download(req: &Request) -> Result<crate::registry::Outcome> {
+pub fn download(req: &Request) -> Result<Outcome> {
     let part = part_path(req.dest);
     if let Some(dir) = req.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -224,8 +224,7 @@ fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
 
 /// Checks `path` against `digests`: a recorded whole-file digest, else the decompressed-content
 /// digest. A mismatch is [`Error::Checksum`].
-pub fn verify_file(path: &Path, digests: &Digests) -> Result<crate::registry::Outcome> {
-    use crate::registry::Outcome;
+pub fn verify_file(path: &Path, digests: &Digests) -> Result<Outcome> {
     let actual = sha256_file(path)?;
     if digests.is_empty() {
         return Ok(Outcome::Unchecked(actual));
@@ -254,4 +253,28 @@ pub fn verify_file(path: &Path, digests: &Digests) -> Result<crate::registry::Ou
         expected: digests.sha256.join(" or "),
         actual,
     })
+}
+
+/// How a file was found to be good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its SHA-256 is a recorded digest.
+    FileDigest(String),
+    /// The SHA-256 of its decompressed bytes is the recorded content digest.
+    ContentDigest(String),
+    /// No digest is recorded for it: here is its SHA-256, unchecked.
+    Unchecked(String),
+    /// A file of a Debian source (present; apt verified the package).
+    Present,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::FileDigest(d) => write!(f, "ok (sha256 {d})"),
+            Outcome::ContentDigest(d) => write!(f, "ok (decompressed sha256 {d})"),
+            Outcome::Unchecked(d) => write!(f, "UNCHECKED, no recorded digest (sha256 {d})"),
+            Outcome::Present => f.write_str("present"),
+        }
+    }
 }
