@@ -133,20 +133,27 @@ impl BatchLoader {
         config: BatchConfig,
     ) -> Result<Self> {
         if config.batch_size == 0 {
-            return Err(Error::Other("batch size must be positive".into()));
+            return Err(Error::Invalid {
+                what: "batch size",
+                reason: "must be positive".into(),
+            });
         }
         let (h, w, c) = pipeline.output_hwc(source.image_shape());
         if h == 0 || w == 0 || c == 0 {
-            return Err(Error::Other(format!(
-                "pipeline output {h}x{w}x{c} is empty"
-            )));
+            return Err(Error::Invalid {
+                what: "pipeline",
+                reason: format!("output {h}x{w}x{c} is empty"),
+            });
         }
         if pipeline.normalize.mean.len() != c || pipeline.normalize.std.len() != c {
-            return Err(Error::Other(format!(
-                "normalization has {} means / {} stds but images have {c} channels",
-                pipeline.normalize.mean.len(),
-                pipeline.normalize.std.len()
-            )));
+            return Err(Error::Invalid {
+                what: "normalization",
+                reason: format!(
+                    "{} means / {} stds but images have {c} channels",
+                    pipeline.normalize.mean.len(),
+                    pipeline.normalize.std.len()
+                ),
+            });
         }
         if pipeline
             .normalize
@@ -154,9 +161,10 @@ impl BatchLoader {
             .iter()
             .any(|&s| !(s.is_finite() && s > 0.0))
         {
-            return Err(Error::Other(
-                "normalization std must be positive and finite".into(),
-            ));
+            return Err(Error::Invalid {
+                what: "normalization std",
+                reason: "must be positive and finite".into(),
+            });
         }
         Ok(BatchLoader {
             source,

@@ -44,6 +44,38 @@ pub enum Error {
     },
     #[error("{0}")]
     Other(String),
+    /// A parameter given by the caller is unusable; names the parameter.
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// Images of another shape than where they are used needs.
+    #[error("{what}: expected {expected} images, found {found}")]
+    Shape {
+        what: String,
+        expected: &'static str,
+        found: String,
+    },
+    /// Encoding an output file (PNG, .npy, JSON) failed.
+    #[error("{path}: writing {format}: {source}")]
+    Encode {
+        path: PathBuf,
+        format: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An external program (apt-get, dpkg-deb) could not run or failed.
+    #[error("{command}: {message}")]
+    Command { command: String, message: String },
+    /// Every URL of a file failed.
+    #[error("{file}: every source failed ({}); copy the file into {} by hand and run `eood data verify {dataset}`", failures.join("; "), dir.display())]
+    AllSourcesFailed {
+        file: String,
+        dataset: String,
+        dir: PathBuf,
+        failures: Vec<String>,
+    },
+    /// A build needs sources that are not present (one line each, with how to get it).
+    #[error("cannot build {what}: {} missing source(s):\n  {}", lines.len(), lines.join("\n  "))]
+    MissingSources { what: String, lines: Vec<String> },
 }
 
 impl From<ood_core::io::IoError> for Error {

@@ -55,12 +55,16 @@ pub fn pick(n: usize, spec: &MontageSpec) -> Vec<usize> {
 pub fn render(images: ArrayView4<u8>, spec: &MontageSpec) -> Result<image::RgbImage> {
     let (n, h, w, c) = images.dim();
     if n == 0 {
-        return Err(Error::Other("nothing to show: the set is empty".into()));
+        return Err(Error::Invalid {
+            what: "montage",
+            reason: "nothing to show: the set is empty".into(),
+        });
     }
     if c != 1 && c != 3 {
-        return Err(Error::Other(format!(
-            "cannot show images with {c} channels"
-        )));
+        return Err(Error::Invalid {
+            what: "montage",
+            reason: format!("cannot show images with {c} channels"),
+        });
     }
     let idx = pick(n, spec);
     let cols = spec.cols.clamp(1, idx.len());
@@ -99,7 +103,11 @@ pub fn write_png(images: ArrayView4<u8>, spec: &MontageSpec, path: &Path) -> Res
     }
     ood_core::io::write_atomic(path, |w| {
         img.write_to(w, image::ImageFormat::Png)
-            .map_err(|e| Error::Other(format!("{}: writing PNG: {e}", path.display())))
+            .map_err(|e| Error::Encode {
+                path: path.to_path_buf(),
+                format: "PNG",
+                source: Box::new(e),
+            })
     })
 }
 

@@ -43,11 +43,10 @@ pub fn build(
     }
     missing_lines.dedup();
     if !missing_lines.is_empty() {
-        return Err(Error::Other(format!(
-            "cannot build {DIR_NAME}: {} missing source(s):\n  {}",
-            missing_lines.len(),
-            missing_lines.join("\n  ")
-        )));
+        return Err(Error::MissingSources {
+            what: DIR_NAME.to_string(),
+            lines: missing_lines,
+        });
     }
     let parent = out
         .parent()
@@ -140,10 +139,13 @@ impl Build<'_, '_> {
         check_side(&test_x, "fmnist test")?;
         let n = train_all.shape()[0];
         if self.cfg.val_size >= n {
-            return Err(Error::Other(format!(
-                "val_size {} must be below the {n} training images",
-                self.cfg.val_size
-            )));
+            return Err(Error::Invalid {
+                what: "val_size",
+                reason: format!(
+                    "{} must be below the {n} training images",
+                    self.cfg.val_size
+                ),
+            });
         }
         let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(&mut stream(self.cfg.seed, "split"));
@@ -331,8 +333,11 @@ impl Build<'_, '_> {
         };
         let path = dir.join("manifest.json");
         ood_core::io::write_atomic(&path, |f| {
-            serde_json::to_writer_pretty(&mut *f, &manifest)
-                .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            serde_json::to_writer_pretty(&mut *f, &manifest).map_err(|e| Error::Encode {
+                path: path.clone(),
+                format: "JSON",
+                source: Box::new(e),
+            })?;
             std::io::Write::write_all(f, b"\n").map_err(|e| Error::io(&path, e))
         })?;
         Ok(manifest)
@@ -346,10 +351,11 @@ fn crop_info(spec: &CropSpec, st: &CropStats) -> serde_json::Value {
 fn check_side(x: &Array4<u8>, what: &str) -> Result<()> {
     let s = x.shape();
     if s[1] != SIDE || s[2] != SIDE || s[3] != 1 {
-        return Err(Error::Other(format!(
-            "{what}: expected 28x28 gray images, found {}x{}x{}",
-            s[1], s[2], s[3]
-        )));
+        return Err(Error::Shape {
+            what: what.to_string(),
+            expected: "28x28 gray",
+            found: format!("{}x{}x{}", s[1], s[2], s[3]),
+        });
     }
     Ok(())
 }

@@ -164,8 +164,11 @@ impl Writer {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         ood_core::io::write_atomic(&path, |w| {
-            arr.write_npy(w)
-                .map_err(|e| Error::Other(format!("{}: writing .npy: {e}", path.display())))
+            arr.write_npy(w).map_err(|e| Error::Encode {
+                path: path.clone(),
+                format: ".npy",
+                source: Box::new(e),
+            })
         })?;
         self.arrays.insert(
             rel.to_string(),

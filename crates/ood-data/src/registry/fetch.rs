@@ -16,9 +16,10 @@ pub fn fetch(ds: &Dataset, loc: &Locations, progress: bool) -> Result<(PathBuf, 
         return Ok(found);
     }
     if ds.files.is_empty() {
-        let deb = ds
-            .debian
-            .ok_or_else(|| Error::Other(format!("{}: nothing to fetch", ds.name)))?;
+        let deb = ds.debian.ok_or_else(|| Error::Invalid {
+            what: "fetch",
+            reason: format!("{}: nothing to fetch", ds.name),
+        })?;
         fetch_debian(deb.package, loc)?;
         return ds.require(loc);
     }
@@ -50,13 +51,12 @@ pub fn fetch(ds: &Dataset, loc: &Locations, progress: bool) -> Result<(PathBuf, 
             }
         }
         if failures.len() == f.urls.len() {
-            return Err(Error::Other(format!(
-                "{}: every source failed ({}); copy the file into {} by hand and run `eood data verify {}`",
-                f.name,
-                failures.join("; "),
-                dir.display(),
-                ds.name
-            )));
+            return Err(Error::AllSourcesFailed {
+                file: f.name.to_string(),
+                dataset: ds.name.to_string(),
+                dir: dir.clone(),
+                failures,
+            });
         }
     }
     ds.require(loc)
@@ -70,12 +70,16 @@ pub fn fetch_debian(package: &str, loc: &Locations) -> Result<PathBuf> {
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     let work = tempfile_dir(&root)?;
     let run = |cmd: &mut Command, what: &str| -> Result<()> {
-        let out = cmd
-            .output()
-            .map_err(|e| Error::Other(format!("{what}: cannot run: {e}")))?;
+        let out = cmd.output().map_err(|e| Error::Command {
+            command: what.to_string(),
+            message: format!("cannot run: {e}"),
+        })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(Error::Other(format!("{what} failed: {}", err.trim())));
+            return Err(Error::Command {
+                command: what.to_string(),
+                message: format!("failed: {}", err.trim()),
+            });
         }
         Ok(())
     };
@@ -90,7 +94,10 @@ pub fn fetch_debian(package: &str, loc: &Locations) -> Result<PathBuf> {
             .map_err(|e| Error::io(&work, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| Error::Other(format!("apt-get download {package}: no .deb produced")))?;
+            .ok_or_else(|| Error::Command {
+                command: format!("apt-get download {package}"),
+                message: "no .deb produced".into(),
+            })?;
         let unpacked = work.join("root");
         run(
             Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked),
