@@ -1,0 +1,33 @@
+//! Predictive entropy of the softmax (the classic uncertainty baseline, e.g. Hendrycks et al.
+//! 2019; pytorch-ood's `Entropy`): `H(p) = -sum_k p_k ln p_k`, score `-H` (higher =
+//! in-distribution), with `0 ln 0 = 0`. pytorch-ood clips p at 1e-7 first, which differs only
+//! for probabilities below 1e-7. No hyper-parameters.
+
+use serde::{Deserialize, Serialize};
+
+use super::data::softmax_into;
+use super::{DetectorError, FitData, Inputs};
+
+/// Entropy has no parameters; fitting only validates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entropy;
+
+impl Entropy {
+    pub fn fit(&self, data: &FitData) -> Result<Entropy, DetectorError> {
+        data.check()?;
+        Ok(Entropy)
+    }
+    pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
+        x.check(None)?;
+        let logits = x.logits("entropy", None)?;
+        let mut p = Vec::new();
+        Ok(logits
+            .rows()
+            .into_iter()
+            .map(|r| {
+                softmax_into(r, &mut p);
+                p.iter().filter(|&&q| q > 0.0).map(|&q| q * q.ln()).sum()
+            })
+            .collect())
+    }
+}
