@@ -6,20 +6,31 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::softmax_into;
-use super::{DetectorError, FitData, Inputs};
+use super::{DetectorError, FitData, Head, Inputs};
 
-/// Entropy has no parameters; fitting only validates.
+/// Entropy has no parameters; fitting validates and keeps the head, if given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Entropy;
+pub struct EntropyParams;
 
-impl Entropy {
+impl EntropyParams {
     pub fn fit(&self, data: &FitData) -> Result<Entropy, DetectorError> {
         data.check()?;
-        Ok(Entropy)
+        Ok(Entropy {
+            head: data.head.cloned(),
+        })
     }
+}
+
+/// A ready entropy score.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entropy {
+    pub head: Option<Head>,
+}
+
+impl Entropy {
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
-        x.check(None)?;
-        let logits = x.logits("entropy", None)?;
+        x.check(self.head.as_ref())?;
+        let logits = x.logits("entropy", self.head.as_ref())?;
         let mut p = Vec::new();
         Ok(logits
             .rows()

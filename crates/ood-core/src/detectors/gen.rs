@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::{check_positive, softmax_into};
-use super::{DetectorError, FitData, Inputs};
+use super::{DetectorError, FitData, Head, Inputs};
 
 const KEY: &str = "gen";
 
@@ -50,11 +50,14 @@ impl GenParams {
         }
         Ok(())
     }
-    /// GEN learns nothing; fitting validates.
+    /// GEN learns nothing; it keeps the head if given, to score features too.
     pub fn fit(&self, data: &FitData) -> Result<Gen, DetectorError> {
         self.validate()?;
         data.check()?;
-        Ok(Gen { params: *self })
+        Ok(Gen {
+            params: *self,
+            head: data.head.cloned(),
+        })
     }
 }
 
@@ -62,12 +65,13 @@ impl GenParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gen {
     pub params: GenParams,
+    pub head: Option<Head>,
 }
 
 impl Gen {
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
-        x.check(None)?;
-        let logits = x.logits(KEY, None)?;
+        x.check(self.head.as_ref())?;
+        let logits = x.logits(KEY, self.head.as_ref())?;
         let g = self.params.gamma;
         let mut p = Vec::new();
         Ok(logits

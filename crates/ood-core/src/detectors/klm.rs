@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::{argmax, softmax_into, Matrix};
-use super::{DetectorError, FitData, Inputs};
+use super::{DetectorError, FitData, Head, Inputs};
 use ndarray::Array2;
 
 const KEY: &str = "klm";
@@ -43,6 +43,7 @@ impl KlmParams {
             dists.row_mut(i).assign(&(&sums.row(c) / counts[c] as f64));
         }
         Ok(Klm {
+            head: data.head.cloned(),
             classes,
             dists: Matrix(dists),
         })
@@ -52,14 +53,16 @@ impl KlmParams {
 /// Fitted KL-matching: the predicted classes seen and their mean posteriors (rows).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Klm {
+    /// Kept when given at fit, so that features can be scored too.
+    pub head: Option<Head>,
     pub classes: Vec<usize>,
     pub dists: Matrix,
 }
 
 impl Klm {
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
-        x.check(None)?;
-        let logits = x.logits(KEY, None)?;
+        x.check(self.head.as_ref())?;
+        let logits = x.logits(KEY, self.head.as_ref())?;
         let d = &self.dists.0;
         if logits.ncols() != d.ncols() {
             return Err(DetectorError::Dimension {

@@ -32,7 +32,7 @@ pub use ash::{Ash, AshParams, AshVariant};
 pub use baseline::{Logit, LogitParams};
 pub use data::{FitData, Head, Inputs};
 pub use dice::{Dice, DiceParams};
-pub use entropy::Entropy;
+pub use entropy::{Entropy, EntropyParams};
 pub use error::DetectorError;
 pub use gen::{Gen, GenParams};
 pub use gradnorm::{Gradnorm, GradnormParams};
@@ -282,7 +282,7 @@ impl Params {
             Params::Scale(p) => Fitted::Scale(p.fit(data)?),
             Params::Dice(p) => Fitted::Dice(p.fit(data)?),
             Params::Gen(p) => Fitted::Gen(p.fit(data)?),
-            Params::Entropy => Fitted::Entropy(Entropy.fit(data)?),
+            Params::Entropy => Fitted::Entropy(EntropyParams.fit(data)?),
             Params::Klm => Fitted::Klm(KlmParams.fit(data)?),
             Params::Knn(p) => Fitted::Knn(p.fit(data)?),
             Params::Vim(p) => Fitted::Vim(p.fit(data)?),
