@@ -13,18 +13,7 @@ use std::time::Instant;
 use ndarray::Array1;
 use ood_core::detectors::{FitData, Head, Inputs, KnnParams, Method, Params};
 use ood_core::io::npy::{read_f64_matrix, read_f64_vector, read_labels, write_i64_vector};
-
-/// Peak resident set size of this process (VmHWM), KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use ood_core::limits::peak_resident_kib;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -46,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .flat_map(|n| n.index.iter().map(|&i| i as i64))
                 .collect();
             write_i64_vector(Path::new(&args[5]), &idx)?;
-            println!("{{\"seconds\": {seconds}, \"peak_kib\": {}}}", peak_kib());
+            println!(
+                "{{\"seconds\": {seconds}, \"peak_kib\": {}}}",
+                peak_resident_kib().unwrap_or(0)
+            );
         }
         Some("zoo") if args.len() == 3 => {
             let dir = Path::new(&args[2]);
@@ -79,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{{{}, \"total\": {total}, \"peak_kib\": {}}}",
                 parts.join(", "),
-                peak_kib()
+                peak_resident_kib().unwrap_or(0)
             );
         }
         _ => {

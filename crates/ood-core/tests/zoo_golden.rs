@@ -38,6 +38,23 @@ fn golden() -> Golden {
     }
 }
 
+impl Golden {
+    /// Training data (features, labels, head) and the test features.
+    fn data(&self) -> (FitData<'_>, Inputs<'_>) {
+        let fit = FitData {
+            features: Some(self.train.view()),
+            logits: None,
+            labels: Some(&self.labels),
+            head: Some(&self.head),
+        };
+        let inputs = Inputs {
+            features: Some(self.test.view()),
+            logits: None,
+        };
+        (fit, inputs)
+    }
+}
+
 /// The detector a golden case names: `key` or `key@param`.
 fn params(case: &str, p: &Value) -> Params {
     let num = |k: &str| p[k].as_f64().unwrap();
@@ -95,16 +112,7 @@ fn assert_close(case: &str, got: &[f64], want: &[f64], tol: f64) {
 #[test]
 fn every_method_matches_the_reference() {
     let g = golden();
-    let fit = FitData {
-        features: Some(g.train.view()),
-        logits: None,
-        labels: Some(&g.labels),
-        head: Some(&g.head),
-    };
-    let inputs = Inputs {
-        features: Some(g.test.view()),
-        logits: None,
-    };
+    let (fit, inputs) = g.data();
     let mut seen = std::collections::BTreeSet::new();
     for (case, v) in &g.expected {
         let p = params(case, &v["params"]);
@@ -155,16 +163,7 @@ fn logits_given_directly_score_like_features_through_the_head() {
 #[test]
 fn saved_and_loaded_detectors_score_the_same() {
     let g = golden();
-    let fit = FitData {
-        features: Some(g.train.view()),
-        logits: None,
-        labels: Some(&g.labels),
-        head: Some(&g.head),
-    };
-    let inputs = Inputs {
-        features: Some(g.test.view()),
-        logits: None,
-    };
+    let (fit, inputs) = g.data();
     let dir = tempfile::tempdir().unwrap();
     for m in Method::ALL {
         let model = Params::default_for(m)

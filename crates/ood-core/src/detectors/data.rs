@@ -152,6 +152,17 @@ pub fn check_finite(what: &'static str, x: ArrayView2<f64>) -> Result<(), Detect
     }
 }
 
+fn check_nonempty_finite(
+    what: &'static str,
+    one: &'static str,
+    x: ArrayView2<f64>,
+) -> Result<(), DetectorError> {
+    if x.nrows() == 0 || x.ncols() == 0 {
+        return Err(DetectorError::Empty { what });
+    }
+    check_finite(one, x)
+}
+
 /// Features and logits checked against each other and against a head.
 fn check_pair(
     features: Option<ArrayView2<f64>>,
@@ -159,10 +170,7 @@ fn check_pair(
     head: Option<&Head>,
 ) -> Result<(), DetectorError> {
     if let Some(f) = features {
-        if f.nrows() == 0 || f.ncols() == 0 {
-            return Err(DetectorError::Empty { what: "features" });
-        }
-        check_finite("feature", f)?;
+        check_nonempty_finite("features", "feature", f)?;
         if let Some(h) = head {
             if f.ncols() != h.dims() {
                 return Err(DetectorError::Dimension {
@@ -175,10 +183,7 @@ fn check_pair(
         }
     }
     if let Some(l) = logits {
-        if l.nrows() == 0 || l.ncols() == 0 {
-            return Err(DetectorError::Empty { what: "logits" });
-        }
-        check_finite("logit", l)?;
+        check_nonempty_finite("logits", "logit", l)?;
         if let Some(h) = head {
             if l.ncols() != h.classes() {
                 return Err(DetectorError::Classes {
@@ -342,6 +347,19 @@ pub fn softmax_into(row: ArrayView1<f64>, out: &mut Vec<f64>) {
     out.extend(row.iter().map(|v| (v - m).exp()));
     let s: f64 = out.iter().sum();
     out.iter_mut().for_each(|v| *v /= s);
+}
+
+/// `f(softmax(row))` for every row of the logits (the probabilities may be reordered by `f`).
+pub fn per_softmax_row(logits: ArrayView2<f64>, mut f: impl FnMut(&mut [f64]) -> f64) -> Vec<f64> {
+    let mut p = Vec::with_capacity(logits.ncols());
+    logits
+        .rows()
+        .into_iter()
+        .map(|r| {
+            softmax_into(r, &mut p);
+            f(&mut p)
+        })
+        .collect()
 }
 
 /// `T * logsumexp(logits / T)` per row: the negative energy ([`crate::scores::Energy`]).

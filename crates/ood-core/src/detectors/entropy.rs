@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::softmax_into;
+use super::data::per_softmax_row;
 use super::{DetectorError, FitData, Head, Inputs};
 
 /// Entropy has no parameters; fitting validates and keeps the head, if given.
@@ -31,14 +31,11 @@ impl Entropy {
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
         x.check(self.head.as_ref())?;
         let logits = x.logits("entropy", self.head.as_ref())?;
-        let mut p = Vec::new();
-        Ok(logits
-            .rows()
-            .into_iter()
-            .map(|r| {
-                softmax_into(r, &mut p);
-                p.iter().filter(|&&q| q > 0.0).map(|&q| q * q.ln()).sum()
-            })
-            .collect())
+        Ok(per_softmax_row(logits.view(), |p| sum_p_ln_p(p)))
     }
+}
+
+/// `sum_k p_k ln p_k` (minus the entropy), with `0 ln 0 = 0`.
+pub fn sum_p_ln_p(p: &[f64]) -> f64 {
+    p.iter().filter(|&&q| q > 0.0).map(|&q| q * q.ln()).sum()
 }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{check_positive, softmax_into};
+use super::data::{check_positive, per_softmax_row};
 use super::{DetectorError, FitData, Head, Inputs};
 
 const KEY: &str = "gen";
@@ -73,19 +73,13 @@ impl Gen {
         x.check(self.head.as_ref())?;
         let logits = x.logits(KEY, self.head.as_ref())?;
         let g = self.params.gamma;
-        let mut p = Vec::new();
-        Ok(logits
-            .rows()
-            .into_iter()
-            .map(|r| {
-                softmax_into(r, &mut p);
-                p.sort_unstable_by(|a, b| b.total_cmp(a));
-                let m = self.params.m.min(p.len());
-                -p[..m]
-                    .iter()
-                    .map(|&q| q.powf(g) * (1.0 - q).powf(g))
-                    .sum::<f64>()
-            })
-            .collect())
+        Ok(per_softmax_row(logits.view(), |p| {
+            p.sort_unstable_by(|a, b| b.total_cmp(a));
+            let m = self.params.m.min(p.len());
+            -p[..m]
+                .iter()
+                .map(|&q| q.powf(g) * (1.0 - q).powf(g))
+                .sum::<f64>()
+        }))
     }
 }

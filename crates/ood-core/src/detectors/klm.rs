@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{argmax, softmax_into, Matrix};
+use super::data::{argmax, per_softmax_row, softmax_into, Matrix};
+use super::entropy::sum_p_ln_p;
 use super::{DetectorError, FitData, Head, Inputs};
 use ndarray::Array2;
 
@@ -74,20 +75,14 @@ impl Klm {
         }
         // ln d with zeros mapped to the most negative float, as pytorch-ood
         let log_d = d.mapv(|v| if v > 0.0 { v.ln() } else { f64::MIN });
-        let mut p = Vec::new();
-        Ok(logits
-            .rows()
-            .into_iter()
-            .map(|r| {
-                softmax_into(r, &mut p);
-                let plogp: f64 = p.iter().filter(|&&q| q > 0.0).map(|&q| q * q.ln()).sum();
-                let kl_min = log_d
-                    .rows()
-                    .into_iter()
-                    .map(|ld| plogp - p.iter().zip(ld).map(|(q, l)| q * l).sum::<f64>())
-                    .fold(f64::INFINITY, f64::min);
-                -kl_min
-            })
-            .collect())
+        Ok(per_softmax_row(logits.view(), |p| {
+            let plogp = sum_p_ln_p(p);
+            let kl_min = log_d
+                .rows()
+                .into_iter()
+                .map(|ld| plogp - p.iter().zip(ld).map(|(q, l)| q * l).sum::<f64>())
+                .fold(f64::INFINITY, f64::min);
+            -kl_min
+        }))
     }
 }
