@@ -105,9 +105,14 @@ pub struct Neighbours {
 }
 
 /// f32 key ordered for the heap (distances are finite).
-#[derive(PartialEq, PartialOrd)]
+#[derive(PartialEq)]
 struct Key(f32, usize);
 impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 impl Ord for Key {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))

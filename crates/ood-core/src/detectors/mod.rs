@@ -296,7 +296,9 @@ impl Params {
     }
 }
 
-/// A fitted detector of any method.
+/// A fitted detector of any method. Variants differ in size (a head is inline); a program holds
+/// a handful of them, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Fitted {
