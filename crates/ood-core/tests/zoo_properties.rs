@@ -334,3 +334,53 @@ fn detector_files_refuse_devices_and_corrupt_content() {
         "{e}"
     );
 }
+
+#[test]
+fn knn_is_saved_as_safetensors_and_checked_on_load() {
+    let (f, head, y) = toy();
+    let fit = FitData {
+        features: Some(f.view()),
+        labels: Some(&y),
+        head: Some(&head),
+        ..Default::default()
+    };
+    let m = Params::Knn(KnnParams {
+        k: 2,
+        normalize: true,
+    })
+    .fit(&fit)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("knn.safetensors");
+    m.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // safetensors: 8-byte little-endian header length, then the JSON header
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert!(std::str::from_utf8(&bytes[8..8 + n])
+        .unwrap()
+        .contains("knn.bank"));
+    let inputs = Inputs {
+        features: Some(f.view()),
+        logits: None,
+    };
+    assert_eq!(
+        Fitted::load(&path).unwrap().score(&inputs).unwrap(),
+        m.score(&inputs).unwrap()
+    );
+    // a NaN in the stored bank (last 8 bytes are its last value)
+    let mut bad = bytes.clone();
+    let end = bad.len();
+    bad[end - 8..].copy_from_slice(&f64::NAN.to_le_bytes());
+    std::fs::write(&path, &bad).unwrap();
+    let e = Fitted::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stored KNN bank value at row 3, column 2 is NaN (need finite values)"
+    );
+    // truncated
+    std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    assert!(matches!(
+        Fitted::load(&path).unwrap_err(),
+        DetectorError::Safetensors { .. }
+    ));
+}

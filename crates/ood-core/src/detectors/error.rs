@@ -85,6 +85,12 @@ pub enum DetectorError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path}: not a detector safetensors file")]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     #[error("{path}: detector file is inconsistent ({what})")]
     Corrupt { path: PathBuf, what: &'static str },
 }
