@@ -103,7 +103,41 @@ fn parse(path: &Path, json: &[u8]) -> Result<Fitted, DetectorError> {
             what: "not an eood-detector version 1 file",
         });
     }
+    consistent(path, &form.detector)?;
     Ok(form.detector)
+}
+
+/// What serde cannot see: parameters in range, and the fitted arrays' shapes agreeing with each
+/// other, so that a tampered file is refused here instead of failing inside a product.
+fn consistent(path: &Path, model: &Fitted) -> Result<(), DetectorError> {
+    let corrupt = |what| {
+        Err(DetectorError::Corrupt {
+            path: path.to_path_buf(),
+            what,
+        })
+    };
+    model.params().validate()?;
+    match model {
+        Fitted::React(r) if !r.threshold.is_finite() => corrupt("ReAct threshold is not finite"),
+        Fitted::Klm(k) if k.classes.len() != k.dists.0.nrows() || k.dists.0.nrows() == 0 => {
+            corrupt("KL-matching classes and templates differ in number")
+        }
+        Fitted::Vim(v)
+            if v.origin.len() != v.head.dims()
+                || v.residual.0.nrows() != v.head.dims()
+                || v.residual.0.ncols() == 0
+                || !v.alpha.is_finite() =>
+        {
+            corrupt("ViM origin, residual basis and head disagree in D")
+        }
+        Fitted::She(s) if s.patterns.0.dim() != (s.head.classes(), s.head.dims()) => {
+            corrupt("SHE patterns are not K x D of the head")
+        }
+        Fitted::Knn(k) if k.params.k > k.bank.0.nrows() && k.bank.0.nrows() > 0 => {
+            corrupt("KNN bank has fewer rows than k")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Fitted, DetectorError> {

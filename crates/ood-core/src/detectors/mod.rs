@@ -343,6 +343,28 @@ impl Fitted {
         }
     }
 
+    /// The hyper-parameters it was fitted with.
+    pub fn params(&self) -> Params {
+        match self {
+            Fitted::Energy(d) => Params::Energy(d.params),
+            Fitted::Msp(d) => Params::Msp(d.params),
+            Fitted::MaxLogit(_) => Params::MaxLogit,
+            Fitted::React(d) => Params::React(d.params),
+            Fitted::Ash(d) => Params::Ash(d.params),
+            Fitted::Scale(d) => Params::Scale(d.params),
+            Fitted::Dice(d) => Params::Dice(d.params),
+            Fitted::Gen(d) => Params::Gen(d.params),
+            Fitted::Entropy(_) => Params::Entropy,
+            Fitted::Klm(_) => Params::Klm,
+            Fitted::Knn(d) => Params::Knn(d.params),
+            Fitted::Vim(d) => Params::Vim(d.params),
+            Fitted::MahalanobisFeatures(d) => Params::MahalanobisFeatures(d.model.0.params()),
+            Fitted::Rmds(d) => Params::Rmds(d.classes.0.params()),
+            Fitted::She(_) => Params::She,
+            Fitted::Gradnorm(d) => Params::Gradnorm(d.params),
+        }
+    }
+
     /// One score per input row, higher = more in-distribution.
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
         match self {
