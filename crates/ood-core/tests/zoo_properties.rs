@@ -295,6 +295,24 @@ fn refuses_bad_input_with_one_clear_line() {
         .fit(&FitData { head: None, ..fit })
         .unwrap_err();
     assert_eq!(e.to_string(), "dice needs the last layer (W, b)");
+    // ViM on features that lie in the principal space (second column constant at the origin)
+    let flat = mat(3, 2, &[1.0, 0.0, 2.0, 0.0, 3.0, 0.0]);
+    let h2 = Head::new(
+        mat(2, 2, &[1.0, 0.0, -1.0, 0.0]),
+        Array1::from(vec![0.0, 0.0]),
+    )
+    .unwrap();
+    let e = Params::default_for(Method::Vim)
+        .fit(&FitData {
+            features: Some(flat.view()),
+            head: Some(&h2),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "vim: the training features have no residual outside the principal space"
+    );
     assert!(Method::from_key("odin").is_err());
     for m in Method::ALL {
         assert_eq!(Method::from_key(m.key()).unwrap(), m);

@@ -69,6 +69,11 @@ pub enum DetectorError {
     },
     #[error("{method}: score of row {row} is not finite (feature scaling overflowed)")]
     Overflow { method: &'static str, row: usize },
+    #[error("{method}: {what}")]
+    Degenerate {
+        method: &'static str,
+        what: &'static str,
+    },
     #[error("unknown detector method {0:?}")]
     UnknownMethod(Box<str>),
     #[error(transparent)]

@@ -81,6 +81,13 @@ impl VimParams {
             .logits(features)
             .map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
         model.alpha = max_logit.mean().unwrap() / Array1::from(vlogit).mean().unwrap();
+        if !model.alpha.is_finite() {
+            // the training features lie in the principal space: no residual to match
+            return Err(DetectorError::Degenerate {
+                method: KEY,
+                what: "the training features have no residual outside the principal space",
+            });
+        }
         Ok(model)
     }
 }
