@@ -402,3 +402,24 @@ fn knn_is_saved_as_safetensors_and_checked_on_load() {
         DetectorError::Safetensors { .. }
     ));
 }
+
+#[test]
+fn paper_grids_are_valid_and_hold_the_defaults() {
+    for m in Method::ALL {
+        let grid = Params::paper_grid(m, 128);
+        assert!(!grid.is_empty(), "{m:?}");
+        for p in &grid {
+            p.validate().unwrap();
+            assert_eq!(p.method(), m);
+        }
+        // the paper default is one of the grid points (ViM's D/2 = 64 for D = 128 too)
+        let d = Params::default_for(m);
+        let d = match d {
+            Params::Vim(_) => Params::Vim(ood_core::detectors::VimParams { dim: Some(64) }),
+            d => d,
+        };
+        assert!(grid.contains(&d), "{m:?}: {d:?} not in its grid");
+    }
+    assert_eq!(Params::paper_grid(Method::Knn, 128).len(), 5);
+    assert_eq!(Params::paper_grid(Method::Vim, 64).len(), 2); // 16, 32 below D = 64
+}
