@@ -164,15 +164,17 @@ fn toy() -> (Array2<f64>, Head, Vec<i64>) {
     (f, head, vec![0, 1, 0, 1])
 }
 
+fn toy_fit<'a>(f: &'a Array2<f64>, head: &'a Head, y: &'a [i64]) -> FitData<'a> {
+    FitData {
+        labels: Some(y),
+        ..fit_data(f, head)
+    }
+}
+
 #[test]
 fn refuses_bad_input_with_one_clear_line() {
     let (f, head, y) = toy();
-    let fit = FitData {
-        features: Some(f.view()),
-        labels: Some(&y),
-        head: Some(&head),
-        ..Default::default()
-    };
+    let fit = toy_fit(&f, &head, &y);
     // features with D = 2 against W with D = 3
     let narrow = mat(2, 2, &[1.0, 2.0, 3.0, 4.0]);
     let m = Params::default_for(Method::React).fit(&fit).unwrap();
@@ -322,12 +324,7 @@ fn refuses_bad_input_with_one_clear_line() {
 #[test]
 fn detector_files_refuse_devices_and_corrupt_content() {
     let (f, head, y) = toy();
-    let fit = FitData {
-        features: Some(f.view()),
-        labels: Some(&y),
-        head: Some(&head),
-        ..Default::default()
-    };
+    let fit = toy_fit(&f, &head, &y);
     let m = Params::default_for(Method::Vim).fit(&fit).unwrap();
     assert!(matches!(
         m.save(std::path::Path::new("/dev/null")).unwrap_err(),
@@ -356,12 +353,7 @@ fn detector_files_refuse_devices_and_corrupt_content() {
 #[test]
 fn knn_is_saved_as_safetensors_and_checked_on_load() {
     let (f, head, y) = toy();
-    let fit = FitData {
-        features: Some(f.view()),
-        labels: Some(&y),
-        head: Some(&head),
-        ..Default::default()
-    };
+    let fit = toy_fit(&f, &head, &y);
     let m = Params::Knn(KnnParams {
         k: 2,
         normalize: true,
