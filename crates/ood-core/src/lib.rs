@@ -7,11 +7,14 @@
 //! - [`scores`]: energy (Liu et al. 2020), MSP, max-logit, Mahalanobis.
 //! - [`metrics`]: FPR at a TPR, AUROC, AUPR-In/Out, detection error, from one sort.
 //! - [`protocol`]: the paper's repeated OOD draws (mean and std) and multi-set tables.
+//! - [`detectors`]: the post-hoc detector zoo (ReAct, ASH, SCALE, DICE, GEN, KNN, ViM, ...),
+//!   one params -> fit -> score API.
 //! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
 //! - [`io`]: atomic writes, `.npy` files, input/output guards ([`io::guard`]);
 //!   [`finite`]: NaN/inf policy helpers; [`limits`]: sizes checked before allocating.
 
 pub mod detector;
+pub mod detectors;
 pub mod finite;
 pub mod io;
 pub mod limits;

@@ -39,6 +39,14 @@ pub fn available_memory() -> Option<u128> {
     Some(kib * 1024)
 }
 
+/// Peak resident memory of this process so far (`VmHWM` of /proc/self/status), KiB, where
+/// the OS says: for benchmarks that report memory next to time.
+pub fn peak_resident_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Check that `count` elements of `elem_bytes` each can be allocated: no overflow, at most
 /// [`MAX_ALLOC_BYTES`], and at most the memory available now. Returns the byte count.
 pub fn check_alloc(what: &str, count: u128, elem_bytes: u128) -> Result<u128, LimitError> {
