@@ -8,6 +8,7 @@
 //! - [`metrics`]: FPR at a TPR, AUROC, AUPR-In/Out, detection error, from one sort.
 //! - [`protocol`]: the paper's repeated OOD draws (mean and std) and multi-set tables.
 //! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
+//! - [`selection`]: hyper-parameters chosen on validation data (mean FPR95, best of a grid).
 //! - [`io`]: atomic writes, `.npy` files, input/output guards ([`io::guard`]);
 //!   [`finite`]: NaN/inf policy helpers; [`limits`]: sizes checked before allocating.
 
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod scores;
+pub mod selection;
 pub mod sort;
 
 pub use detector::Detector;
