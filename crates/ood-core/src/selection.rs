@@ -26,6 +26,8 @@ pub enum SelectionError {
     NoValidationOod,
     #[error("nothing to choose from: the grid is empty")]
     EmptyGrid,
+    #[error("no validation scores of candidate {candidate} (set {set}: in-distribution = 0, OOD sets from 1)")]
+    MissingScores { candidate: usize, set: usize },
     #[error("validation OOD set {set}")]
     Metrics {
         /// Index of the validation OOD set.
@@ -139,6 +141,37 @@ pub fn select_min<C: Clone, E: From<SelectionError>>(
     })
 }
 
+/// "Choose on validation, then apply" when every candidate's validation scores are at hand (one
+/// pass of a scorer often yields every setting at once, e.g. ODIN's (T, eps) grid):
+/// `id[c]` are the in-distribution validation scores of candidate `c`, `ood[v][c]` those of
+/// validation OOD set `v`. Chooses the lowest mean FPR by the module's tie rule; also returns each
+/// candidate's [`Validation`] (per-set metrics, mean AUROC) for the record.
+pub fn select_on_scores<C: Clone>(
+    grid: &[C],
+    id: &[Vec<f64>],
+    ood: &[Vec<Vec<f64>>],
+    cfg: &MetricsConfig,
+) -> Result<(Selection<C>, Vec<Validation>), SelectionError> {
+    if ood.is_empty() {
+        return Err(SelectionError::NoValidationOod);
+    }
+    let mut validations = Vec::with_capacity(grid.len());
+    let sel = select_min(grid, |c, _| {
+        let missing = |set| SelectionError::MissingScores { candidate: c, set };
+        let id_c = id.get(c).ok_or(missing(0))?;
+        let sets = ood
+            .iter()
+            .enumerate()
+            .map(|(v, o)| o.get(c).ok_or(missing(v + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let v = validate(id_c, &sets, cfg)?;
+        let fpr = v.mean_fpr;
+        validations.push(v);
+        Ok::<_, SelectionError>(fpr)
+    })?;
+    Ok((sel, validations))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +200,30 @@ mod tests {
         ));
         let e = validate(&id, &[vec![0.0], vec![]], &cfg()).unwrap_err();
         assert!(matches!(e, SelectionError::Metrics { set: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn select_on_scores_chooses_the_lowest_mean_fpr_and_checks_shapes() {
+        let id: Vec<Vec<f64>> = vec![(0..20).map(f64::from).collect(); 3];
+        // candidate 1 separates both sets; 0 and 2 fail on one set each
+        let set_a = vec![vec![100.0; 5], vec![-1.0; 5], vec![-1.0; 5]];
+        let set_b = vec![vec![-1.0; 5], vec![-1.0; 5], vec![100.0; 5]];
+        let (sel, val) = select_on_scores(&['x', 'y', 'z'], &id, &[set_a, set_b], &cfg()).unwrap();
+        assert_eq!((sel.best, *sel.chosen()), (1, 'y'));
+        assert_eq!(sel.scores, vec![0.5, 0.0, 0.5]);
+        assert_eq!((val.len(), val[1].mean_auroc), (3, 1.0));
+        let short = vec![vec![-1.0; 5]];
+        assert!(matches!(
+            select_on_scores(&['x', 'y'], &id, &[short], &cfg()),
+            Err(SelectionError::MissingScores {
+                candidate: 1,
+                set: 1
+            })
+        ));
+        assert!(matches!(
+            select_on_scores(&['x'], &id, &[], &cfg()),
+            Err(SelectionError::NoValidationOod)
+        ));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use ood_data::cache::Cache;
 use ood_experiments::bench::cifar::{self, PaperBench};
 use ood_experiments::bench::data::{BenchData, FMNIST_OOD_TEST};
 use ood_experiments::bench::finetune::Weights;
-use ood_experiments::bench::{self, Models, Options, Plan};
+use ood_experiments::bench::{self, BenchDir, Models, Options, Plan};
 use ood_nn::tch::Device;
 use ood_nn::WrnConfig;
 
@@ -65,6 +65,10 @@ pub struct Args {
     /// Benchmark folder (fmnist-ood layout). Default for fmnist-ood: <cache>/fmnist-ood.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data cache whose built fmnist-ood is the default --data (default: $EOOD_CACHE, else the
+    /// repository's .cache, else the user cache).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// CIFAR/SVHN: first write the ID part of --data from the original release files in this folder.
     #[arg(long, value_name = "DIR")]
     pub prepare_from: Option<PathBuf>,
@@ -181,7 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let data_dir = match (&args.data, fmnist) {
         (Some(d), _) => d.clone(),
-        (None, true) => Cache::locate(None).0.built("fmnist-ood"),
+        (None, true) => Cache::locate(args.cache.as_deref()).0.built("fmnist-ood"),
         (None, false) => bail!(
             "{} needs --data DIR (see docs/experiments.md)",
             args.benchmark
@@ -347,7 +351,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = bench::run(&opts)?;
     println!(
         "{}",
-        std::fs::read_to_string(outcome.dir.join("table2.md")).unwrap_or_default()
+        std::fs::read_to_string(BenchDir::new(&outcome.dir).table2()).unwrap_or_default()
     );
     println!(
         "results: {} ({:.0} s)",
