@@ -75,6 +75,11 @@ pub struct DebianSource {
     pub required: &'static [&'static str],
 }
 
+/// Fashion-MNIST training-set channel mean and standard deviation (pixels scaled to [0, 1]): the
+/// one definition (ood-nn's input spec uses these).
+pub const FMNIST_MEAN: f32 = 0.2860;
+pub const FMNIST_STD: f32 = 0.3530;
+
 /// Per-channel mean and standard deviation of pixels scaled to `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalization {
@@ -169,7 +174,7 @@ static REGISTRY: &[Dataset] = &[
         images: Some(70_000),
         shape: [28, 28, 1],
         classes: FASHION_CLASSES,
-        normalization: Some(Normalization { mean: &[0.2860], std: &[0.3530] }),
+        normalization: Some(Normalization { mean: &[FMNIST_MEAN], std: &[FMNIST_STD] }),
         size: None,
         note: "60,000 train + 10,000 test; the benchmark splits train 55,000/5,000 (seeded)",
     },
