@@ -71,15 +71,13 @@ impl PaperBench {
 }
 
 impl std::str::FromStr for PaperBench {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "cifar10" => Ok(PaperBench::Cifar10),
             "cifar100" => Ok(PaperBench::Cifar100),
             "svhn" => Ok(PaperBench::Svhn),
-            _ => Err(format!(
-                "unknown benchmark {s:?} (expected fmnist-ood, cifar10, cifar100 or svhn)"
-            )),
+            _ => Err(BenchError::UnknownBenchmark { name: s.into() }),
         }
     }
 }

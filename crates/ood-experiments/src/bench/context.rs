@@ -13,7 +13,7 @@ use ood_nn::model::Classifier;
 use ood_nn::tch::Device;
 
 use super::data::{choose, subset_file, BenchData};
-use super::error::Result;
+use super::error::{BenchError, Result};
 use super::finetune::Weights;
 use super::layout::BenchDir;
 use super::method::Method;
@@ -242,31 +242,57 @@ fn n_images(path: &Path) -> Result<usize> {
     Ok(ood_data::formats::npy_images::NpyImages::open(path)?.len())
 }
 
-pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir) -> Result<Sets> {
-    let sub = |src: &Path,
-               k: Option<usize>,
-               stream: u64,
-               name: &str|
-     -> Result<(PathBuf, Option<Vec<usize>>)> {
+/// Seeded subsets of a run: stream `stream` of the run's seed picks the rows of each set.
+struct Subsets<'a> {
+    seed: u64,
+    dir: &'a BenchDir,
+}
+
+impl Subsets<'_> {
+    /// `k` seeded rows of `src` written as `work/sets/<name>.npy` (`src` itself when `k` covers
+    /// it), with the rows chosen.
+    fn sub(
+        &self,
+        src: &Path,
+        k: Option<usize>,
+        stream: u64,
+        name: &str,
+    ) -> Result<(PathBuf, Option<Vec<usize>>)> {
         let n = n_images(src)?;
         match k {
             Some(k) if k < n => {
-                let rows = choose(n, k, seed.wrapping_mul(1000).wrapping_add(stream));
-                Ok((
-                    subset_file(src, Some(&rows), &dir.subset(name))?,
-                    Some(rows),
-                ))
+                let seed = self.seed.wrapping_mul(1000).wrapping_add(stream);
+                let rows = choose(n, k, seed);
+                let path = subset_file(src, Some(&rows), &self.dir.subset(name))?;
+                Ok((path, Some(rows)))
             }
             _ => Ok((src.to_path_buf(), None)),
         }
-    };
-    let labels_of = |path: &Path, rows: &Option<Vec<usize>>| -> Result<Vec<i64>> {
+    }
+
+    /// The labels in `path` of `rows` (all when `None`); fewer labels than rows is an error.
+    fn labels(path: &Path, rows: &Option<Vec<usize>>) -> Result<Vec<i64>> {
         let l = ood_core::io::npy::read_labels(path)?;
-        Ok(match rows {
-            Some(r) => r.iter().map(|&i| l[i]).collect(),
-            None => l,
-        })
-    };
+        match rows {
+            Some(r) => r
+                .iter()
+                .map(|&i| {
+                    l.get(i).copied().ok_or_else(|| BenchError::RowOutOfRange {
+                        path: path.to_path_buf(),
+                        row: i,
+                        len: l.len(),
+                    })
+                })
+                .collect(),
+            None => Ok(l),
+        }
+    }
+}
+
+pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir) -> Result<Sets> {
+    let s = Subsets { seed, dir };
+    let sub = |src: &Path, k: Option<usize>, stream: u64, name: &str| s.sub(src, k, stream, name);
+    let labels_of = Subsets::labels;
     let (test_id, rows) = sub(&d.test_x, plan.test_id_images, 1, "test_id")?;
     let test_labels = labels_of(&d.test_y, &rows)?;
     let mut test_ood = Vec::new();
@@ -332,4 +358,24 @@ pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir
         maha_labels,
         outliers_sample,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_of_rows_beyond_the_label_file_are_an_error_not_a_panic() {
+        // regression: a labels file shorter than its image file indexed out of bounds
+        let dir = tempfile::tempdir().unwrap();
+        let y = dir.path().join("y.npy");
+        ood_core::io::npy::write_i64_vector(&y, &[4, 5, 6]).unwrap();
+        assert_eq!(Subsets::labels(&y, &Some(vec![0, 2])).unwrap(), vec![4, 6]);
+        assert_eq!(Subsets::labels(&y, &None).unwrap(), vec![4, 5, 6]);
+        let e = Subsets::labels(&y, &Some(vec![1, 7])).unwrap_err();
+        assert!(
+            matches!(e, BenchError::RowOutOfRange { row: 7, len: 3, .. }),
+            "{e}"
+        );
+    }
 }

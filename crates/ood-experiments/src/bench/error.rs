@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    #[error("unknown benchmark {name:?} (expected fmnist-ood, cifar10, cifar100 or svhn)")]
+    UnknownBenchmark { name: String },
     #[error("{} is missing ({benchmark} benchmark folder {})", path.display(), dir.display())]
     Missing {
         path: PathBuf,
