@@ -47,45 +47,47 @@ pub(super) fn write_all(ctx: &mut RunContext, finetuned: Option<&FineTuned>) -> 
     Ok(report)
 }
 
-/// Figure 3 panels: (title, x label, scores, the method whose FPR95 goes in the title).
-fn histogram_panels(
-    ctx: &RunContext,
-    finetuned: Option<&FineTuned>,
-) -> Result<Vec<(String, &'static str, Scores, Option<Method>)>> {
-    let of = |m: Method| -> Scores {
+/// One panel of Figure 3: scores of one model and score, and the method whose FPR95 goes in the
+/// title (none for the fine-tuned model's softmax score, which is not a row of Table 2).
+struct Panel {
+    title: String,
+    x_label: &'static str,
+    scores: Scores,
+    method: Option<Method>,
+}
+
+fn histogram_panels(ctx: &RunContext, finetuned: Option<&FineTuned>) -> Result<Vec<Panel>> {
+    const MSP: &str = "max softmax probability";
+    let of = |m: Method, title: &str, x_label| {
         let e = &ctx.entries[&m];
-        Scores {
+        let scores = Scores {
             id: e.id.clone(),
             ood: e.ood.clone(),
+        };
+        Panel {
+            title: title.into(),
+            x_label,
+            scores,
+            method: Some(m),
         }
     };
     let mut panels = vec![
-        (
-            "softmax score, pre-trained".to_string(),
-            "max softmax probability",
-            of(Method::Msp),
-            Some(Method::Msp),
-        ),
-        (
-            "negative energy, pre-trained".to_string(),
-            "-E(x)",
-            of(Method::Energy),
-            Some(Method::Energy),
-        ),
+        of(Method::Msp, "softmax score, pre-trained", MSP),
+        of(Method::Energy, "negative energy, pre-trained", "-E(x)"),
     ];
     if let Some(ft) = finetuned {
-        panels.push((
-            format!("softmax score, {}", ft.name),
-            "max softmax probability",
-            ft.logits.scores(|l| scoring::msp(l, 1.0))?,
-            None,
-        ));
-        panels.push((
-            format!("negative energy, {}", ft.name),
-            "-E(x)",
-            ft.logits.scores(|l| scoring::energy(l, 1.0))?,
-            Some(Method::EnergyFinetune),
-        ));
+        panels.push(Panel {
+            title: format!("softmax score, {}", ft.name),
+            x_label: MSP,
+            scores: ft.logits.scores(|l| scoring::msp(l, 1.0))?,
+            method: None,
+        });
+        panels.push(Panel {
+            title: format!("negative energy, {}", ft.name),
+            x_label: "-E(x)",
+            scores: ft.logits.scores(|l| scoring::energy(l, 1.0))?,
+            method: Some(Method::EnergyFinetune),
+        });
     }
     Ok(panels)
 }
@@ -97,17 +99,17 @@ fn write_figures(
 ) -> Result<Vec<PathBuf>> {
     let name = &ctx.opts.data.name;
     let panels = histogram_panels(ctx, finetuned)?;
-    let pooled: Vec<Vec<f64>> = panels.iter().map(|p| p.2.pooled_ood()).collect();
+    let pooled: Vec<Vec<f64>> = panels.iter().map(|p| p.scores.pooled_ood()).collect();
     let hist: Vec<HistPanel> = panels
         .iter()
         .zip(&pooled)
-        .map(|((title, x, scores, method), ood)| HistPanel {
-            title: match method.and_then(|m| report.entry(m.key())) {
-                Some(e) => format!("{title} (FPR95 {:.1}%)", e.table.mean.fpr * 100.0),
-                None => title.clone(),
+        .map(|(p, ood)| HistPanel {
+            title: match p.method.and_then(|m| report.entry(m.key())) {
+                Some(e) => format!("{} (FPR95 {:.1}%)", p.title, e.table.mean.fpr * 100.0),
+                None => p.title.clone(),
             },
-            x_label: x.to_string(),
-            id: &scores.id,
+            x_label: p.x_label.to_string(),
+            id: &p.scores.id,
             ood,
         })
         .collect();
