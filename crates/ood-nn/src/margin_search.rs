@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Smallest `m_out - m_in` of a grid built by [`MarginGrid::around_means`].
 pub const MIN_GAP: f64 = 2.0;
 
-/// Candidate margins; the pairs are `m_in x m_out`, `m_in`-major.
+/// Candidate margins; the pairs are `m_in x m_out`, `m_in`-major. A grid given explicitly (`eood
+/// finetune --m-in-grid/--m-out-grid`) is taken as given, every pair tried, as before this module;
+/// [`MarginGrid::around_means`] is the one that keeps every m_out above every m_in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarginGrid {
     pub m_in: Vec<f64>,
