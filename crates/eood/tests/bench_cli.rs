@@ -391,3 +391,20 @@ fn bad_invocations_exit_2_with_one_line() {
             "--margins needs finite m_in < m_out",
         ));
 }
+
+#[test]
+fn cache_flag_chooses_the_default_data_folder() {
+    // regression: --cache was not accepted; the default data came from $EOOD_CACHE or .cache only
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("my-cache");
+    eood()
+        .env_remove("EOOD_CACHE")
+        .args(["bench", "fmnist-ood", "--cache"])
+        .arg(&cache)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(cache.display().to_string())
+                .and(predicate::str::contains("is not built")),
+        );
+}

@@ -10,6 +10,7 @@
 //! - [`detectors`]: the post-hoc detector zoo (ReAct, ASH, SCALE, DICE, GEN, KNN, ViM, ...),
 //!   one params -> fit -> score API.
 //! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
+//! - [`selection`]: hyper-parameters chosen on validation data (mean FPR95, best of a grid).
 //! - [`io`]: atomic writes, `.npy` files, input/output guards ([`io::guard`]);
 //!   [`finite`]: NaN/inf policy helpers; [`limits`]: sizes checked before allocating.
 
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod scores;
+pub mod selection;
 pub mod sort;
 
 pub use detector::Detector;

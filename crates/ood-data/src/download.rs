@@ -208,7 +208,8 @@ pub fn sha256_gunzip(path: &Path) -> Result<String> {
     sha256_reader(gz).map_err(|e| Error::format(path, 0, format!("gzip: {e}")))
 }
 
-fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
+/// Hex SHA-256 of everything `r` yields, streamed: the one sha256 helper of the workspace.
+pub fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

@@ -54,24 +54,8 @@ fn mem_total(meminfo: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Versions of the software that produced a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Versions {
-    pub eood: String,
-    pub tch: String,
-    pub libtorch: String,
-}
-
-impl Default for Versions {
-    fn default() -> Self {
-        let v = ood_nn::checkpoint::Versions::default();
-        Self {
-            eood: env!("CARGO_PKG_VERSION").to_string(),
-            tch: v.tch,
-            libtorch: v.libtorch,
-        }
-    }
-}
+/// Versions of the software that produced a run: the same record as a checkpoint's.
+pub use ood_nn::checkpoint::Versions;
 
 /// One timed step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

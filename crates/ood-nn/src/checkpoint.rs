@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::data::InputSpec;
@@ -116,8 +115,8 @@ fn stem_of(json: &Path) -> Result<(PathBuf, String)> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    ood_data::download::sha256_reader(std::io::BufReader::new(file)).map_err(|e| Error::io(path, e))
 }
 
 /// Writes `tensors` to `dir/name` through a temporary file; returns the file's SHA-256.

@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Fashion-MNIST training-set channel mean and standard deviation (pixels scaled to [0, 1]).
-pub const FMNIST_MEAN: f32 = 0.2860;
-pub const FMNIST_STD: f32 = 0.3530;
+/// Fashion-MNIST training-set channel mean and standard deviation (owned by the data registry).
+pub use ood_data::registry::{FMNIST_MEAN, FMNIST_STD};
 
 /// What the network expects as input: image size and per-channel normalization of [0, 1] pixels.
 /// Stored in checkpoints so extraction preprocesses exactly as training did.

@@ -41,6 +41,8 @@ pub enum Error {
     Data(#[from] ood_data::Error),
     #[error(transparent)]
     Npy(#[from] ood_core::io::npy::NpyError),
+    #[error("validation")]
+    Selection(#[from] ood_core::selection::SelectionError),
 }
 
 /// How a state dict differs from a model's variables: names and shapes, so the user can tell a

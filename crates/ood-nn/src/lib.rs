@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod losses;
 pub mod mahalanobis_input;
+pub mod margin_search;
 pub mod model;
 pub mod odin;
 pub mod pytorch;

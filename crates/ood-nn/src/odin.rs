@@ -19,7 +19,8 @@
 //!
 //! Cost per batch: one forward and one backward per temperature, and one forward per `(T, eps)`
 //! with `eps > 0` (the `eps = 0` logits are the first forward's).
-use ood_core::metrics::{evaluate, MetricsConfig};
+use ood_core::metrics::MetricsConfig;
+use ood_core::selection;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
@@ -210,28 +211,14 @@ pub fn select_on_validation(
                 .into(),
         ));
     }
-    let mut mean_fpr = Vec::with_capacity(id.len());
-    let mut mean_auroc = Vec::with_capacity(id.len());
-    for (s, id_s) in id.iter().enumerate() {
-        let (mut fpr, mut auroc) = (0.0, 0.0);
-        for set in ood {
-            let m = evaluate(
-                id_s,
-                set.get(s).ok_or_else(|| {
-                    InferError::Config(format!("validation OOD set lacks setting {s}"))
-                })?,
-                cfg,
-            )?;
-            fpr += m.fpr;
-            auroc += m.auroc;
-        }
-        mean_fpr.push(fpr / ood.len() as f64);
-        mean_auroc.push(auroc / ood.len() as f64);
-    }
-    let best = mean_fpr
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &f)| if f < mean_fpr[b] { i } else { b });
+    let settings: Vec<usize> = (0..id.len()).collect();
+    let (sel, val) = selection::select_on_scores(&settings, id, ood, cfg).map_err(|e| match e {
+        selection::SelectionError::Metrics { source, .. } => InferError::from(source),
+        other => InferError::Config(other.to_string()),
+    })?;
+    let best = sel.best;
+    let mean_fpr = sel.scores;
+    let mean_auroc = val.iter().map(|v| v.mean_auroc).collect();
     Ok(GridSelection {
         best,
         mean_fpr,

@@ -1,7 +1,8 @@
 //! Validation of OOD detection during model selection: the paper's recipe picks fine-tuning
 //! hyper-parameters (the energy margins) by the FPR at 95% TPR of the negative free energy on
 //! validation OOD sets, never on the test OOD sets.
-use ood_core::metrics::{evaluate, Metrics, MetricsConfig};
+use ood_core::metrics::{Metrics, MetricsConfig};
+use ood_core::selection::{validate, SelectionError};
 use ood_data::batch::BatchLoader;
 use tch::Device;
 
@@ -27,7 +28,8 @@ pub fn negative_energies(
     Ok(out)
 }
 
-/// Metrics of `-E` with `id` as in-distribution against each named OOD loader, and the mean FPR.
+/// Metrics of `-E` with `id` as in-distribution against each named OOD loader, and the mean FPR
+/// ([`ood_core::selection::validate`]).
 pub fn energy_validation(
     net: &WideResNet,
     id: &BatchLoader,
@@ -35,16 +37,14 @@ pub fn energy_validation(
     device: Device,
 ) -> Result<(f64, Vec<(String, Metrics)>)> {
     if oods.is_empty() {
-        return Err(Error::Config("no validation OOD set".into()));
+        return Err(SelectionError::NoValidationOod.into());
     }
     let id_scores = negative_energies(net, id, device)?;
-    let mut per_set = Vec::with_capacity(oods.len());
-    for (name, loader) in oods {
-        let ood_scores = negative_energies(net, loader, device)?;
-        let m = evaluate(&id_scores, &ood_scores, &MetricsConfig::default())
-            .map_err(|e| Error::Config(format!("validation set {name}: {e}")))?;
-        per_set.push((name.clone(), m));
-    }
-    let mean_fpr = per_set.iter().map(|(_, m)| m.fpr).sum::<f64>() / per_set.len() as f64;
-    Ok((mean_fpr, per_set))
+    let ood_scores = oods
+        .iter()
+        .map(|(_, loader)| negative_energies(net, loader, device))
+        .collect::<Result<Vec<_>>>()?;
+    let v = validate(&id_scores, &ood_scores, &MetricsConfig::default())?;
+    let names = oods.iter().map(|(n, _)| n.clone());
+    Ok((v.mean_fpr, names.zip(v.per_set).collect()))
 }

@@ -18,7 +18,7 @@ use ood_data::cache::Cache;
 use ood_experiments::bench::cifar::{self, PaperBench};
 use ood_experiments::bench::data::{BenchData, FMNIST_OOD_TEST};
 use ood_experiments::bench::finetune::Weights;
-use ood_experiments::bench::{self, Models, Options, Plan};
+use ood_experiments::bench::{self, BenchDir, Models, Options, Plan};
 use ood_nn::tch::Device;
 use ood_nn::WrnConfig;
 
@@ -65,6 +65,10 @@ pub struct Args {
     /// Benchmark folder (fmnist-ood layout). Default for fmnist-ood: <cache>/fmnist-ood.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data cache whose built fmnist-ood is the default --data (default: $EOOD_CACHE, else the
+    /// repository's .cache, else the user cache).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// CIFAR/SVHN: first write the ID part of --data from the original release files in this folder.
     #[arg(long, value_name = "DIR")]
     pub prepare_from: Option<PathBuf>,
@@ -170,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let paper: Option<PaperBench> = if fmnist {
         None
     } else {
-        Some(args.benchmark.parse().map_err(anyhow::Error::msg)?)
+        Some(args.benchmark.parse::<PaperBench>()?)
     };
     if args.shipped && !fmnist {
         bail!(
@@ -178,11 +182,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.benchmark
         );
     }
+    let data = bench_data(&args, paper)?;
+    let plan = plan(&args, paper)?;
+    let models = models(&args, &data, &plan.arch)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!(
+            "{}{}",
+            args.benchmark,
+            if args.quick { "-quick" } else { "" }
+        ))
+    });
+    let command = std::iter::once("eood".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = Options {
+        data,
+        out,
+        plan,
+        models,
+        seed: args.seed,
+        device,
+        threads: args.threads,
+        finetune: !args.no_finetune,
+        progress: !args.quiet,
+        command,
+        workers: args.workers,
+    };
+    let outcome = bench::run(&opts)?;
+    println!(
+        "{}",
+        std::fs::read_to_string(BenchDir::new(&outcome.dir).table2()).unwrap_or_default()
+    );
+    println!(
+        "results: {} ({:.0} s)",
+        outcome.dir.display(),
+        outcome.seconds
+    );
+    Ok(())
+}
 
-    let data_dir = match (&args.data, fmnist) {
+/// The benchmark folder: --data, or the cache's built fmnist-ood; prepared first from the
+/// release files with --prepare-from.
+fn bench_data(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<BenchData> {
+    let data_dir = match (&args.data, paper) {
         (Some(d), _) => d.clone(),
-        (None, true) => Cache::locate(None).0.built("fmnist-ood"),
-        (None, false) => bail!(
+        (None, None) => Cache::locate(args.cache.as_deref()).0.built("fmnist-ood"),
+        (None, Some(_)) => bail!(
             "{} needs --data DIR (see docs/experiments.md)",
             args.benchmark
         ),
@@ -213,19 +259,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else if args.prepare_from.is_some() {
         bail!("--prepare-from applies to cifar10, cifar100 and svhn");
     }
-    let data = if fmnist {
-        if !data_dir.join("manifest.json").is_file() {
-            bail!(
-                "{} is not built: run `eood data build fmnist-ood` (or give --data DIR)",
-                data_dir.display()
-            );
+    Ok(match paper {
+        None => {
+            if !data_dir.join("manifest.json").is_file() {
+                bail!(
+                    "{} is not built: run `eood data build fmnist-ood` (or give --data DIR)",
+                    data_dir.display()
+                );
+            }
+            BenchData::from_layout("fmnist-ood", &data_dir, Some(&FMNIST_OOD_TEST))?
         }
-        BenchData::from_layout("fmnist-ood", &data_dir, Some(&FMNIST_OOD_TEST))?
-    } else {
-        let p = paper.expect("paper benchmark");
-        BenchData::from_layout(p.name(), &data_dir, p.ood_test_sets())?
-    };
+        Some(p) => BenchData::from_layout(p.name(), &data_dir, p.ood_test_sets())?,
+    })
+}
 
+/// The plan of the benchmark (full or --quick) with the flags' overrides.
+fn plan(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<Plan> {
     let mut plan = match (paper, args.quick) {
         (None, false) => Plan::fmnist(),
         (None, true) => Plan::fmnist_quick(),
@@ -243,7 +292,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..plan.arch.clone()
     };
     arch.blocks_per_stage()?;
-    plan.arch = arch.clone();
+    plan.arch = arch;
     if let Some(e) = args.pretrain_epochs {
         plan.pretrain_epochs = e;
     }
@@ -266,14 +315,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if plan.pretrain_epochs == 0 || plan.finetune_epochs == 0 {
         bail!("--pretrain-epochs and --finetune-epochs must be positive");
     }
+    Ok(plan)
+}
 
+/// The models given on the command line; a state_dict's input channels and classes come from
+/// the data.
+fn models(args: &Args, data: &BenchData, arch: &WrnConfig) -> anyhow::Result<Models> {
     let ckpt = |path: &PathBuf| -> anyhow::Result<Weights> {
         if !path.is_file() {
             bail!("{}: no such file", path.display());
         }
         Ok(Weights::Checkpoint(path.clone()))
     };
-    // a state_dict's input channels and classes come from the data
     let channels = ood_data::formats::npy_images::NpyImages::open(&data.train_x)?
         .image_shape()
         .2;
@@ -315,44 +368,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (_, Some(p)) => Some(ckpt(p)?),
         _ => None,
     };
-
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!(
-            "{}{}",
-            args.benchmark,
-            if args.quick { "-quick" } else { "" }
-        ))
-    });
-    let command = std::iter::once("eood".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let opts = Options {
-        data,
-        out,
-        plan,
-        models: Models {
-            pretrained,
-            oe,
-            energy_ft,
-        },
-        seed: args.seed,
-        device,
-        threads: args.threads,
-        finetune: !args.no_finetune,
-        progress: !args.quiet,
-        command,
-        workers: args.workers,
-    };
-    let outcome = bench::run(&opts)?;
-    println!(
-        "{}",
-        std::fs::read_to_string(outcome.dir.join("table2.md")).unwrap_or_default()
-    );
-    println!(
-        "results: {} ({:.0} s)",
-        outcome.dir.display(),
-        outcome.seconds
-    );
-    Ok(())
+    Ok(Models {
+        pretrained,
+        oe,
+        energy_ft,
+    })
 }

@@ -523,18 +523,25 @@ fn run_method(
         for p in &sets.val_ood {
             ood_scores.push(scores_for(&open_val(p, channels, m.val_max)?, &settings)?);
         }
-        let sel = odin::select_on_validation(&id_scores, &ood_scores, &MetricsConfig::default())?;
+        let (sel, val) = ood_core::selection::select_on_scores(
+            &settings,
+            &id_scores,
+            &ood_scores,
+            &MetricsConfig::default(),
+        )?;
+        let mean_auroc: Vec<f64> = val.iter().map(|v| v.mean_auroc).collect();
         record["validation"] = serde_json::json!({
             "id": val_id, "ood": sets.val_ood, "max_images": m.val_max,
-            "mean_fpr95": sel.mean_fpr, "mean_auroc": sel.mean_auroc,
+            "mean_fpr95": sel.scores, "mean_auroc": mean_auroc,
         });
         if progress {
             eprintln!(
                 "chosen on validation: {} (mean FPR95 {:.4})",
-                settings[sel.best], sel.mean_fpr[sel.best]
+                sel.chosen(),
+                sel.best_score()
             );
         }
-        settings[sel.best].clone()
+        sel.chosen().clone()
     };
     let scores = scores_for(input, std::slice::from_ref(&chosen))?.remove(0);
     let scores_path = args.out.join("scores.npy");

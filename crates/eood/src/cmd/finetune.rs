@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use ood_data::batch::ImageSource;
 use ood_nn::checkpoint::{self, CheckpointMeta};
 use ood_nn::data::{loader, InputSpec, NpySet};
 use ood_nn::losses::{energy, FinetuneLoss};
+use ood_nn::margin_search::{self, MarginGrid};
 use ood_nn::tch::{self, nn::VarStore, Device, Kind};
 use ood_nn::train::{self, batch_tensors, RunConfig, RunData, RunOutput};
 use ood_nn::{pytorch, state_dict, WideResNet};
@@ -411,13 +412,12 @@ fn grid_search(
         .and_then(|s| s.to_str())
         .unwrap_or("finetune")
         .to_owned();
-    let mut points = Vec::new();
-    let grid: Vec<(f64, f64)> = args
-        .m_in_grid
-        .iter()
-        .flat_map(|&a| args.m_out_grid.iter().map(move |&b| (a, b)))
-        .collect();
-    for (i, &(m_in, m_out)) in grid.iter().enumerate() {
+    let grid = MarginGrid {
+        m_in: args.m_in_grid.clone(),
+        m_out: args.m_out_grid.clone(),
+    };
+    let n = grid.len();
+    let search = margin_search::search(&grid, |i, m_in, m_out| -> anyhow::Result<_> {
         state_dict::load_into(vs, pretrained)?;
         let config = RunConfig {
             objective: train::Objective::Finetune(FinetuneLoss::Energy {
@@ -438,7 +438,7 @@ fn grid_search(
             stop_after: None,
         };
         if !args.data.quiet {
-            eprintln!("grid {}/{}: m_in {m_in}, m_out {m_out}", i + 1, grid.len());
+            eprintln!("grid {}/{n}: m_in {m_in}, m_out {m_out}", i + 1);
         }
         train::run(vs, net, &config, data, &mut meta, &output)
             .with_context(|| format!("fine-tuning into {}", ck.display()))?;
@@ -450,24 +450,24 @@ fn grid_search(
             ood_nn::validation::energy_validation(net, &id_loader, &ood_loaders, device)?;
         if !args.data.quiet {
             eprintln!(
-                "grid {}/{}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {:.4}",
+                "grid {}/{n}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {mean_fpr:.4}",
                 i + 1,
-                grid.len(),
-                mean_fpr
             );
         }
-        points.push(GridPoint {
-            m_in,
-            m_out,
-            checkpoint: ck.display().to_string(),
-            mean_val_fpr95: mean_fpr,
-            val: per_set,
-        });
-    }
-    let best = points
+        Ok((mean_fpr, (ck.display().to_string(), per_set)))
+    })?;
+    let points: Vec<GridPoint> = search
+        .trials
         .iter()
-        .min_by(|a, b| a.mean_val_fpr95.total_cmp(&b.mean_val_fpr95))
-        .ok_or_else(|| anyhow!("empty margin grid"))?;
+        .map(|t| GridPoint {
+            m_in: t.m_in,
+            m_out: t.m_out,
+            checkpoint: t.outcome.0.clone(),
+            mean_val_fpr95: t.mean_val_fpr,
+            val: t.outcome.1.clone(),
+        })
+        .collect();
+    let best = &points[search.best];
     let mut ck = checkpoint::load(Path::new(&best.checkpoint))?;
     ck.meta
         .metrics

@@ -1,7 +1,7 @@
 //! The catalog: every registered dataset and source with its files, digests, licenses and
 //! normalization. Data, not logic: the lookup and verification code is in the parent module.
 
-use super::{Dataset, DebianSource, FileSpec, Normalization, Role};
+use super::{Dataset, DebianSource, FileSpec, Normalization, Role, FMNIST_MEAN, FMNIST_STD};
 
 const CIFAR_MEAN: &[f32] = &[125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0];
 const CIFAR_STD: &[f32] = &[63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0];
@@ -67,7 +67,7 @@ pub(super) static REGISTRY: &[Dataset] = &[
         images: Some(70_000),
         shape: [28, 28, 1],
         classes: FASHION_CLASSES,
-        normalization: Some(Normalization { mean: &[0.2860], std: &[0.3530] }),
+        normalization: Some(Normalization { mean: &[FMNIST_MEAN], std: &[FMNIST_STD] }),
         size: None,
         note: "60,000 train + 10,000 test; the benchmark splits train 55,000/5,000 (seeded)",
     },

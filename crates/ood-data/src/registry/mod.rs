@@ -83,6 +83,11 @@ pub struct DebianSource {
     pub required: &'static [&'static str],
 }
 
+/// Fashion-MNIST training-set channel mean and standard deviation (pixels scaled to [0, 1]): the
+/// one definition (ood-nn's input spec uses these).
+pub const FMNIST_MEAN: f32 = 0.2860;
+pub const FMNIST_STD: f32 = 0.3530;
+
 /// Per-channel mean and standard deviation of pixels scaled to `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalization {

@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::data::choose;
-use super::{BenchError, Result};
+use super::error::{create_dir, BenchError, Result};
+use ood_core::io::IoError;
 
 /// The paper's six OOD test sets for CIFAR, in table order.
 pub const PAPER_OOD_TEST: [&str; 6] = [
@@ -70,15 +71,13 @@ impl PaperBench {
 }
 
 impl std::str::FromStr for PaperBench {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "cifar10" => Ok(PaperBench::Cifar10),
             "cifar100" => Ok(PaperBench::Cifar100),
             "svhn" => Ok(PaperBench::Svhn),
-            _ => Err(format!(
-                "unknown benchmark {s:?} (expected fmnist-ood, cifar10, cifar100 or svhn)"
-            )),
+            _ => Err(BenchError::UnknownBenchmark { name: s.into() }),
         }
     }
 }
@@ -88,12 +87,12 @@ fn write_images(path: &Path, images: ArrayView4<u8>) -> Result<()> {
     let mut bytes = ood_nn::extract::npy_header("|u1", &shape);
     bytes.extend(images.iter());
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| BenchError::Io(format!("{}: {e}", d.display())))?;
+        create_dir(d)?;
     }
     ood_core::io::write_atomic::<BenchError>(path, |f| {
         use std::io::Write;
         f.write_all(&bytes)
-            .map_err(|e| BenchError::Io(format!("{}: {e}", path.display())))
+            .map_err(|e| IoError::new(path, e).into())
     })
 }
 
@@ -144,11 +143,10 @@ fn release_files(bench: PaperBench, src: &Path) -> Result<(Vec<PathBuf>, Vec<Pat
         ),
     };
     if train.is_empty() || test.is_empty() {
-        return Err(BenchError::Data(format!(
-            "{}: no {} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + test_32x32.mat)",
-            src.display(),
-            bench.name()
-        )));
+        return Err(BenchError::NoRelease {
+            dir: src.to_path_buf(),
+            benchmark: bench.name().into(),
+        });
     }
     Ok((train, test))
 }
@@ -215,15 +213,18 @@ pub fn prepare(
     let test = read_release(bench, &test_files)?;
     let n = train.len();
     if val_images >= n {
-        return Err(BenchError::Data(format!(
-            "--val-images {val_images} leaves no training images (of {n})"
-        )));
+        return Err(BenchError::ValImages {
+            val_images,
+            images: n,
+        });
     }
     let labels = |set: &ood_data::ImageSet| -> Result<Vec<i64>> {
         set.labels
             .as_ref()
             .map(|l| l.to_vec())
-            .ok_or_else(|| BenchError::Data("release without labels".into()))
+            .ok_or_else(|| BenchError::NoLabels {
+                benchmark: bench.name().into(),
+            })
     };
     let train_labels = labels(&train)?;
     let val_rows = choose(n, val_images, seed);

@@ -9,7 +9,8 @@ use ood_data::formats::npy_images::NpyImages;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{BenchError, Result};
+use super::error::{create_dir, BenchError, Result};
+use ood_core::io::IoError;
 
 /// The six OOD test sets of the Fashion-MNIST benchmark, in table order.
 pub const FMNIST_OOD_TEST: [&str; 6] = [
@@ -48,11 +49,11 @@ impl BenchData {
             if p.is_file() {
                 Ok(p)
             } else {
-                Err(BenchError::Data(format!(
-                    "{} is missing ({name} benchmark folder {})",
-                    p.display(),
-                    dir.display()
-                )))
+                Err(BenchError::Missing {
+                    path: p,
+                    benchmark: name.into(),
+                    dir: dir.to_path_buf(),
+                })
             }
         };
         let ood_test = match test_sets {
@@ -69,10 +70,9 @@ impl BenchData {
         };
         let ood_val = list_npy(&dir.join("ood_val"))?;
         if ood_test.is_empty() || ood_val.is_empty() {
-            return Err(BenchError::Data(format!(
-                "{}: needs at least one ood_test/*.npy and one ood_val/*.npy",
-                dir.display()
-            )));
+            return Err(BenchError::NoOodSets {
+                dir: dir.to_path_buf(),
+            });
         }
         Ok(Self {
             name: name.to_string(),
@@ -90,8 +90,7 @@ impl BenchData {
 
 /// `(stem, path)` of every `.npy` in `dir`, sorted by name.
 fn list_npy(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| BenchError::Data(format!("{}: {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::new(dir, e))?;
     let mut out: Vec<(String, PathBuf)> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "npy"))
@@ -124,21 +123,20 @@ pub fn subset_file(src: &Path, rows: Option<&[usize]>, dst: &Path) -> Result<Pat
     let mut bytes = ood_nn::extract::npy_header("|u1", &[rows.len(), h, w, c]);
     for &i in rows {
         if i >= images.len() {
-            return Err(BenchError::Data(format!(
-                "{}: row {i} out of {}",
-                src.display(),
-                images.len()
-            )));
+            return Err(BenchError::RowOutOfRange {
+                path: src.to_path_buf(),
+                row: i,
+                len: images.len(),
+            });
         }
         bytes.extend(images.image(i).iter());
     }
     if let Some(d) = dst.parent() {
-        std::fs::create_dir_all(d).map_err(|e| BenchError::Io(format!("{}: {e}", d.display())))?;
+        create_dir(d)?;
     }
     ood_core::io::write_atomic::<BenchError>(dst, |f| {
         use std::io::Write;
-        f.write_all(&bytes)
-            .map_err(|e| BenchError::Io(format!("{}: {e}", dst.display())))
+        f.write_all(&bytes).map_err(|e| IoError::new(dst, e).into())
     })?;
     Ok(dst.to_path_buf())
 }

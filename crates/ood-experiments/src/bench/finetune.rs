@@ -13,7 +13,7 @@ use ood_nn::train::{self, EpochLog, RunConfig, RunData, RunOutput};
 use ood_nn::{state_dict, WideResNet, WrnConfig};
 
 use super::data::{choose, Subset};
-use super::{BenchError, Result};
+use super::error::{create_dir, Result};
 
 /// Where starting weights come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,7 @@ pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<Ep
         stop_after: None,
     };
     if let Some(d) = job.checkpoint.parent() {
-        std::fs::create_dir_all(d).map_err(|e| BenchError::Io(format!("{}: {e}", d.display())))?;
+        create_dir(d)?;
     }
     // a stale log from an earlier run of the same folder would be appended to
     let _ = std::fs::remove_file(output.log_path());
@@ -142,48 +142,9 @@ pub fn finetune_config(loss: FinetuneLoss, epochs: u64, seed: u64) -> RunConfig 
     }
 }
 
-/// Candidate margins around the mean energies of the pre-trained model (the paper's recipe,
-/// Section 4.1: "chosen around the mean of energy scores from a pre-trained model for in- and
-/// out-of-distribution samples"): `m_in = round(mean_in) + d_in`, and
-/// `m_out = base + d_out` with `base = max(round(mean_out), max(m_in) + MIN_GAP)`.
-/// The loss needs `m_in < m_out` (ID energies pushed below m_in, outliers above m_out); when the
-/// auxiliary outliers' mean energy is not above the ID mean (it happens: on Fashion-MNIST the
-/// outliers score lower energy than the ID data), the m_out grid starts `MIN_GAP` above the
-/// largest m_in instead.
-pub fn margin_grid(
-    mean_in: f64,
-    mean_out: f64,
-    offsets_in: &[f64],
-    offsets_out: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
-    let m_in: Vec<f64> = offsets_in.iter().map(|d| mean_in.round() + d).collect();
-    let top_in = m_in.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let base = if top_in.is_finite() {
-        mean_out.round().max(top_in + MIN_GAP)
-    } else {
-        mean_out.round()
-    };
-    let m_out: Vec<f64> = offsets_out.iter().map(|d| base + d).collect();
-    (m_in, m_out)
-}
-
-/// Smallest m_out - m_in of a margin grid.
-pub const MIN_GAP: f64 = 2.0;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn margins_are_offsets_from_the_rounded_means() {
-        let (i, o) = margin_grid(-9.6, -3.2, &[-4.0, -2.0, 0.0], &[0.0, 2.0]);
-        assert_eq!(i, vec![-14.0, -12.0, -10.0]);
-        assert_eq!(o, vec![-3.0, -1.0]);
-        // outliers with lower mean energy than the ID data: m_out starts MIN_GAP above max m_in
-        let (i, o) = margin_grid(-7.89, -11.01, &[-4.0, 0.0], &[0.0, 4.0]);
-        assert_eq!(i, vec![-12.0, -8.0]);
-        assert_eq!(o, vec![-6.0, -2.0]);
-    }
 
     #[test]
     fn finetune_config_keeps_the_code_of_record_settings() {

@@ -1,20 +1,21 @@
 //! Scoring a model: logits in memory (MSP and energy at any temperature come from them), ODIN and
 //! Mahalanobis with their hyper-parameters chosen on the validation OOD sets only
-//! ([`ood_nn::odin::select_on_validation`]: lowest mean FPR95), then applied to the test sets.
+//! ([`ood_core::selection`]: lowest mean FPR95), then applied to the test sets.
 use std::path::Path;
 
 use ndarray::Array2;
 use ood_core::metrics::MetricsConfig;
 use ood_core::scores::{Energy, LogitScore, MahalanobisParams, Msp};
+use ood_core::selection::select_on_scores;
 use ood_data::transforms::Normalize;
 use ood_nn::extract::InputSet;
 use ood_nn::mahalanobis_input::{self, MahalanobisInput};
 use ood_nn::model::Classifier;
-use ood_nn::odin::{odin_scores, select_on_validation, OdinGrid, OdinParams};
+use ood_nn::odin::{odin_scores, OdinGrid, OdinParams};
 use ood_nn::tch::{Device, Kind};
 use serde::{Deserialize, Serialize};
 
-use super::{BenchError, Result};
+use super::error::{BenchError, Result};
 
 /// Covariance shrinkage used only when the unshrunk estimate is singular.
 pub const FALLBACK_SHRINKAGE: f64 = 0.01;
@@ -47,15 +48,23 @@ pub fn logits(
                 .contiguous();
             k = l.size()[1] as usize;
             pb.inc(l.size()[0] as u64);
-            values.extend(
-                Vec::<f64>::try_from(l.view(-1)).map_err(|e| BenchError::Torch(e.to_string()))?,
-            );
+            values.extend(Vec::<f64>::try_from(l.view(-1)).map_err(|source| {
+                BenchError::Torch {
+                    context: "logits to host",
+                    source,
+                }
+            })?);
         }
         Ok(())
     })?;
     pb.finish_and_clear();
     let n = values.len() / k.max(1);
-    Array2::from_shape_vec((n, k), values).map_err(|e| BenchError::Data(e.to_string()))
+    let values_len = values.len();
+    Array2::from_shape_vec((n, k), values).map_err(|source| BenchError::LogitShape {
+        values: values_len,
+        classes: k,
+        source,
+    })
 }
 
 fn short(path: &Path) -> String {
@@ -77,11 +86,10 @@ pub fn msp(logits: &Array2<f64>, t: f64) -> Result<Vec<f64>> {
 /// Fraction of rows whose argmax differs from the label.
 pub fn error_rate(logits: &Array2<f64>, labels: &[i64]) -> Result<f64> {
     if logits.nrows() != labels.len() || labels.is_empty() {
-        return Err(BenchError::Data(format!(
-            "{} logit rows for {} labels",
-            logits.nrows(),
-            labels.len()
-        )));
+        return Err(BenchError::LabelCount {
+            rows: logits.nrows(),
+            labels: labels.len(),
+        });
     }
     let wrong = logits
         .rows()
@@ -105,6 +113,19 @@ pub struct Choice<P> {
     /// Mean validation FPR95 of each setting (same order as `grid`).
     pub validation_fpr: Vec<f64>,
     pub chosen: P,
+}
+
+impl<P: Clone> Choice<P> {
+    /// Chosen by [`ood_core::selection::select_on_scores`] (lowest mean validation FPR95, first
+    /// of equals): `id[s]` and `ood[v][s]` are the validation scores of setting `grid[s]`.
+    pub fn on_validation(grid: &[P], id: &[Vec<f64>], ood: &[Vec<Vec<f64>>]) -> Result<Self> {
+        let (sel, _) = select_on_scores(grid, id, ood, &MetricsConfig::default())?;
+        Ok(Self {
+            chosen: sel.chosen().clone(),
+            grid: sel.grid,
+            validation_fpr: sel.scores,
+        })
+    }
 }
 
 fn stds(norm: &Normalize) -> Vec<f64> {
@@ -140,22 +161,13 @@ pub fn odin(
         .iter()
         .map(|p| run(p, grid))
         .collect::<Result<Vec<_>>>()?;
-    let sel = select_on_validation(&id, &ood, &MetricsConfig::default())?;
-    let params = grid.params();
-    let chosen = params[sel.best];
-    let single = OdinGrid::single(chosen);
+    let choice = Choice::on_validation(&grid.params(), &id, &ood)?;
+    let single = OdinGrid::single(choice.chosen);
     let scores = test
         .iter()
         .map(|p| Ok(run(p, &single)?.remove(0)))
         .collect::<Result<Vec<_>>>()?;
-    Ok((
-        Choice {
-            grid: params,
-            validation_fpr: sel.mean_fpr,
-            chosen,
-        },
-        scores,
-    ))
+    Ok((choice, scores))
 }
 
 /// Mahalanobis with input preprocessing: class means and tied covariance fitted on the
@@ -176,11 +188,10 @@ pub fn mahalanobis(
     let std = stds(norm);
     let fit_input = InputSet::open(fit_x)?;
     if fit_y.len() != fit_input.len() {
-        return Err(BenchError::Data(format!(
-            "{} labels for {} Mahalanobis fit images",
-            fit_y.len(),
-            fit_input.len()
-        )));
+        return Err(BenchError::FitLabels {
+            labels: fit_y.len(),
+            images: fit_input.len(),
+        });
     }
     let features =
         mahalanobis_input::collect_features(model, &fit_input, Some(norm), BATCH, progress)?;
@@ -207,34 +218,12 @@ pub fn mahalanobis(
         .iter()
         .map(|p| run(p, epsilons))
         .collect::<Result<Vec<_>>>()?;
-    let sel = select_on_validation(&id, &ood, &MetricsConfig::default())?;
-    let chosen = epsilons[sel.best];
+    let choice = Choice::on_validation(epsilons, &id, &ood)?;
     let scores = test
         .iter()
-        .map(|p| Ok(run(p, &[chosen])?.remove(0)))
+        .map(|p| Ok(run(p, &[choice.chosen])?.remove(0)))
         .collect::<Result<Vec<_>>>()?;
-    Ok((
-        Choice {
-            grid: epsilons.to_vec(),
-            validation_fpr: sel.mean_fpr,
-            chosen,
-        },
-        shrinkage,
-        scores,
-    ))
-}
-
-/// Mean FPR95 over validation OOD sets of ID validation scores `id` against each of `ood`.
-pub fn mean_validation_fpr(id: &[f64], ood: &[Vec<f64>]) -> Result<f64> {
-    if ood.is_empty() {
-        return Err(BenchError::Data("no validation OOD sets".into()));
-    }
-    let cfg = MetricsConfig::default();
-    let mut sum = 0.0;
-    for o in ood {
-        sum += ood_core::metrics::evaluate(id, o, &cfg)?.fpr;
-    }
-    Ok(sum / ood.len() as f64)
+    Ok((choice, shrinkage, scores))
 }
 
 #[cfg(test)]
@@ -257,11 +246,18 @@ mod tests {
     }
 
     #[test]
-    fn validation_fpr_is_the_mean_over_sets() {
-        let id: Vec<f64> = (0..100).map(f64::from).collect();
-        // all OOD below all ID -> 0; all OOD above -> 1
-        let fpr = mean_validation_fpr(&id, &[vec![-1.0; 10], vec![1000.0; 10]]).unwrap();
-        assert_eq!(fpr, 0.5);
+    fn choice_records_the_grid_its_fprs_and_the_first_best() {
+        let id = vec![(0..20).map(f64::from).collect::<Vec<f64>>(); 2];
+        let ood = vec![vec![vec![100.0; 4], vec![-1.0; 4]]];
+        let c = Choice::on_validation(&[0.5, 0.7], &id, &ood).unwrap();
+        assert_eq!(
+            c,
+            Choice {
+                grid: vec![0.5, 0.7],
+                validation_fpr: vec![1.0, 0.0],
+                chosen: 0.7
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! How much work a benchmark run does ([`Plan`]): the presets of the Fashion-MNIST benchmark
+//! (full and quick) and of the paper's CIFAR settings. Every number is recorded in `config.json`.
+use ood_core::protocol::ProtocolConfig;
+use ood_nn::losses::FinetuneLoss;
+use ood_nn::margin_search::MarginGrid;
+use ood_nn::odin::OdinGrid;
+use ood_nn::WrnConfig;
+use serde::{Deserialize, Serialize};
+
+/// How much work a run does. Every number is recorded in the results' `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Architecture when pretraining (`in_channels`/`num_classes` are set from the data).
+    pub arch: WrnConfig,
+    pub pretrain_epochs: u64,
+    /// Training images per pretraining epoch (seeded subset; `None` = all).
+    pub pretrain_images: Option<usize>,
+    /// ID test images scored (seeded subset; `None` = all).
+    pub test_id_images: Option<usize>,
+    /// Cap on the images of each OOD test set (seeded subset; `None` = all).
+    pub test_ood_images: Option<usize>,
+    /// ID validation images and images per validation OOD set for margin selection.
+    pub val_id_images: usize,
+    pub val_ood_images: usize,
+    /// The same for the ODIN and Mahalanobis grids (each setting costs extra passes).
+    pub select_id_images: usize,
+    pub select_ood_images: usize,
+    pub odin_grid: OdinGrid,
+    pub mahalanobis_epsilons: Vec<f64>,
+    /// Training images whose features fit the Mahalanobis class means and covariance.
+    pub mahalanobis_fit_images: usize,
+    pub finetune_epochs: u64,
+    /// ID images per fine-tuning epoch (steps = this / 128); `None` = the whole training set.
+    pub finetune_images: Option<usize>,
+    pub finetune_lr: f64,
+    /// Energy margins: fixed `(m_in, m_out)` (code of record), or a grid around the mean energies.
+    pub margins: Option<(f64, f64)>,
+    pub margin_offsets_in: Vec<f64>,
+    pub margin_offsets_out: Vec<f64>,
+    /// Outlier images whose mean energy centres the margin grid.
+    pub outlier_energy_images: usize,
+    /// Temperatures of Figure 4a.
+    pub temperatures: Vec<f64>,
+    pub protocol: ProtocolConfig,
+    /// Weight of the outlier term of Outlier Exposure (code of record: 0.5).
+    #[serde(default = "default_oe_lambda")]
+    pub oe_lambda: f64,
+    /// Weight of the energy-bounded term (code of record: 0.1).
+    #[serde(default = "default_energy_lambda")]
+    pub energy_lambda: f64,
+}
+
+fn default_oe_lambda() -> f64 {
+    0.5
+}
+
+fn default_energy_lambda() -> f64 {
+    0.1
+}
+
+impl Plan {
+    /// The Fashion-MNIST benchmark on 2 CPU cores (about 15 minutes with the shipped model; see
+    /// docs/experiments.md for the measured cost of each step).
+    pub fn fmnist() -> Self {
+        Self {
+            arch: WrnConfig {
+                depth: 10,
+                widen_factor: 1,
+                dropout: 0.0,
+                num_classes: 10,
+                in_channels: 1,
+            },
+            // the shipped model's recipe (scripts/bench-train-fmnist-model.sh)
+            pretrain_epochs: 10,
+            pretrain_images: None,
+            test_id_images: None,
+            test_ood_images: Some(5000),
+            val_id_images: 2000,
+            val_ood_images: 500,
+            select_id_images: 1000,
+            select_ood_images: 200,
+            odin_grid: OdinGrid {
+                temperatures: vec![1.0, 10.0, 100.0, 1000.0],
+                epsilons: vec![0.0, 0.0004, 0.0014, 0.0024, 0.0038],
+            },
+            mahalanobis_epsilons: ood_nn::mahalanobis_input::EPSILONS.to_vec(),
+            mahalanobis_fit_images: 10_000,
+            finetune_epochs: 1,
+            finetune_images: Some(150 * 128),
+            finetune_lr: 0.001,
+            margins: None,
+            margin_offsets_in: vec![-4.0, 0.0],
+            margin_offsets_out: vec![0.0, 4.0],
+            outlier_energy_images: 2000,
+            temperatures: vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+            protocol: ProtocolConfig::default(),
+            oe_lambda: default_oe_lambda(),
+            energy_lambda: default_energy_lambda(),
+        }
+    }
+
+    /// A few-minute smoke version of [`Plan::fmnist`]: small subsets everywhere.
+    pub fn fmnist_quick() -> Self {
+        Self {
+            pretrain_epochs: 1,
+            pretrain_images: Some(4096),
+            test_id_images: Some(1000),
+            test_ood_images: Some(500),
+            val_id_images: 500,
+            val_ood_images: 100,
+            select_id_images: 300,
+            select_ood_images: 50,
+            odin_grid: OdinGrid {
+                temperatures: vec![1.0, 1000.0],
+                epsilons: vec![0.0, 0.0014],
+            },
+            mahalanobis_epsilons: vec![0.0, 0.0014],
+            mahalanobis_fit_images: 2000,
+            finetune_images: Some(10 * 128),
+            outlier_energy_images: 500,
+            ..Self::fmnist()
+        }
+    }
+
+    /// The paper's CIFAR settings (Section 4.1 and the code of record): WRN-40-2, dropout 0.3,
+    /// 100 pretraining epochs, 10 fine-tuning epochs over the whole training set, the code of
+    /// record's margins (-23/-5 for 10 classes, -27/-5 for 100), full ODIN and Mahalanobis grids.
+    pub fn paper(num_classes: i64) -> Self {
+        let m_in = if num_classes >= 100 { -27.0 } else { -23.0 };
+        Self {
+            arch: WrnConfig {
+                num_classes,
+                ..WrnConfig::default()
+            },
+            pretrain_epochs: 100,
+            pretrain_images: None,
+            test_id_images: None,
+            test_ood_images: None,
+            val_id_images: 5000,
+            val_ood_images: 2000,
+            select_id_images: 2000,
+            select_ood_images: 1000,
+            odin_grid: OdinGrid::default(),
+            mahalanobis_epsilons: ood_nn::mahalanobis_input::EPSILONS.to_vec(),
+            mahalanobis_fit_images: 50_000,
+            finetune_epochs: 10,
+            finetune_images: None,
+            finetune_lr: 0.001,
+            margins: Some((m_in, -5.0)),
+            margin_offsets_in: vec![],
+            margin_offsets_out: vec![],
+            outlier_energy_images: 5000,
+            temperatures: Self::fmnist().temperatures,
+            protocol: ProtocolConfig::default(),
+            oe_lambda: default_oe_lambda(),
+            energy_lambda: default_energy_lambda(),
+        }
+    }
+}
+
+impl Plan {
+    /// The Outlier Exposure loss with this plan's weight.
+    pub fn oe_loss(&self) -> FinetuneLoss {
+        FinetuneLoss::OutlierExposure {
+            lambda: self.oe_lambda,
+        }
+    }
+
+    /// The energy-bounded loss with margins `(m_in, m_out)` and this plan's weight.
+    pub fn energy_loss(&self, m_in: f64, m_out: f64) -> FinetuneLoss {
+        FinetuneLoss::Energy {
+            m_in,
+            m_out,
+            lambda: self.energy_lambda,
+        }
+    }
+
+    /// The margin candidates: the fixed pair, or the grid around the pre-trained model's mean
+    /// energies on ID validation data and auxiliary outliers.
+    pub fn margin_grid(&self, mean_in: f64, mean_out: f64) -> MarginGrid {
+        match self.margins {
+            Some((a, b)) => MarginGrid::fixed(a, b),
+            None => MarginGrid::around_means(
+                mean_in,
+                mean_out,
+                &self.margin_offsets_in,
+                &self.margin_offsets_out,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_weights_come_from_the_plan_and_default_to_the_code_of_record() {
+        let mut p = Plan::fmnist_quick();
+        assert_eq!(p.oe_loss(), FinetuneLoss::outlier_exposure());
+        assert_eq!(p.energy_loss(-23.0, -5.0), FinetuneLoss::energy_cifar10());
+        p.oe_lambda = 0.25;
+        assert_eq!(p.oe_loss(), FinetuneLoss::OutlierExposure { lambda: 0.25 });
+        // a config.json written before the weights were recorded still reads
+        let mut v = serde_json::to_value(Plan::paper(10)).unwrap();
+        v.as_object_mut().unwrap().remove("oe_lambda");
+        let back: Plan = serde_json::from_value(v).unwrap();
+        assert_eq!(back.oe_lambda, 0.5);
+        assert_eq!(
+            Plan::paper(100).margin_grid(0.0, 0.0),
+            MarginGrid::fixed(-27.0, -5.0)
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Unit tests of [`super`] (a file of their own to keep report.rs short).
+use super::*;
+
+fn entry(key: &str, group: Group, id: Vec<f64>, ood: Vec<(&str, Vec<f64>)>) -> Entry {
+    Entry {
+        key: key.into(),
+        label: key.to_uppercase(),
+        group,
+        params: serde_json::json!({}),
+        test_error: Some(0.0625),
+        id,
+        ood: ood.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+    }
+}
+
+fn cfg() -> ProtocolConfig {
+    ProtocolConfig {
+        draws: 3,
+        samples: Some(4),
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+/// ID scores 1..=20; OOD "far" all below every ID score; OOD "near" with known overlap.
+fn fixture() -> Vec<Entry> {
+    let id: Vec<f64> = (1..=20).map(f64::from).collect();
+    let far = vec![-5.0, -4.0, -3.0, -2.0, -1.0, 0.0];
+    // every draw of 4 from {100, 101, 102, 103} is the whole set: all above every ID score
+    let above = vec![100.0, 101.0, 102.0, 103.0];
+    vec![
+        entry(
+            "msp",
+            Group::PreTrained,
+            id.clone(),
+            vec![("far", far.clone()), ("above", above.clone())],
+        ),
+        entry(
+            "energy",
+            Group::PreTrained,
+            id,
+            vec![("far", far), ("above", above)],
+        ),
+    ]
+}
+
+#[test]
+fn separable_and_inverted_sets_give_exact_metrics() {
+    let r = Report::evaluate(&fixture(), &cfg()).unwrap();
+    let e = r.entry("msp").unwrap();
+    let far = &e.table.rows[0].1;
+    assert_eq!((far.samples, far.draws), (4, 3));
+    assert_eq!(
+        (far.mean.fpr, far.mean.auroc, far.mean.aupr_in),
+        (0.0, 1.0, 1.0)
+    );
+    let above = &e.table.rows[1].1;
+    // every OOD score above every ID score: all accepted at 95% TPR, AUROC 0
+    assert_eq!((above.mean.fpr, above.mean.auroc), (1.0, 0.0));
+    // mean row: (0 + 1) / 2 and (1 + 0) / 2; no spread across draws
+    assert_eq!((e.table.mean.fpr, e.table.mean.auroc), (0.5, 0.5));
+    assert!(
+        e.mean_std.to_array().iter().all(|v| v.abs() < 1e-12),
+        "{:?}",
+        e.mean_std
+    );
+}
+
+#[test]
+fn markdown_tables_have_the_paper_layout() {
+    let r = Report::evaluate(&fixture(), &cfg()).unwrap();
+    let blocks = vec![Table1Block {
+        name: "pre-trained".into(),
+        softmax: "msp".into(),
+        energy: "energy".into(),
+    }];
+    let t1 = r.table1_markdown(&blocks).unwrap();
+    let lines: Vec<&str> = t1.lines().collect();
+    assert_eq!(lines.len(), 2 + 2 + 1, "{t1}");
+    assert_eq!(
+        lines[2],
+        "| far | pre-trained | 0.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 | 100.00 ± 0.00 | 100.00 ± 0.00 | 100.00 ± 0.00 |"
+    );
+    assert!(
+        lines[4].starts_with(
+            "| **average** | pre-trained | 50.00 ± 0.00 | 50.00 ± 0.00 | 50.00 ± 0.00 |"
+        ),
+        "{}",
+        lines[4]
+    );
+    let t2 = r.table2_markdown();
+    assert!(
+        t2.contains("| MSP | pre-trained | 50.00 ± 0.00 | 50.00 ± 0.00 |"),
+        "{t2}"
+    );
+    assert!(
+        t2.lines()
+            .all(|l| !l.starts_with("| MSP") || l.ends_with("| 6.25 |")),
+        "{t2}"
+    );
+    // a block naming an absent method is refused; present_blocks filters it
+    let missing = Table1Block::paper();
+    assert_eq!(
+        r.table1_markdown(&missing),
+        Err(ReportError::Unknown("oe".into()))
+    );
+    assert_eq!(r.present_blocks(&missing).len(), 1);
+}
+
+#[test]
+fn std_of_the_mean_over_sets_is_over_draws() {
+    // two sets whose per-draw FPRs move: std of the per-draw average, not the mean of stds
+    let id: Vec<f64> = (0..100).map(|i| i as f64).collect();
+    let a: Vec<f64> = (0..50).map(|i| i as f64 * 1.3 - 10.0).collect();
+    let b: Vec<f64> = (0..50).map(|i| i as f64 * 0.7).collect();
+    let cfg = ProtocolConfig {
+        draws: 5,
+        samples: Some(10),
+        seed: 3,
+        ..Default::default()
+    };
+    let r = Report::evaluate(
+        &[entry("x", Group::PreTrained, id, vec![("a", a), ("b", b)])],
+        &cfg,
+    )
+    .unwrap();
+    let e = &r.entries[0];
+    let (ra, rb) = (&e.table.rows[0].1, &e.table.rows[1].1);
+    let avg: Vec<f64> = (0..5)
+        .map(|d| (ra.per_draw[d].fpr + rb.per_draw[d].fpr) / 2.0)
+        .collect();
+    let mu = avg.iter().sum::<f64>() / 5.0;
+    let sd = (avg.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 5.0).sqrt();
+    assert!((e.mean_std.fpr - sd).abs() < 1e-12);
+    assert!((e.table.mean.fpr - mu).abs() < 1e-12);
+    assert!(sd > 0.0);
+}
+
+#[test]
+fn csv_has_one_row_per_set_and_average() {
+    let r = Report::evaluate(&fixture(), &cfg()).unwrap();
+    let csv = r.csv();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 * 3);
+    assert_eq!(lines[0].split(',').count(), lines[1].split(',').count());
+    assert_eq!(
+        lines[1],
+        "msp,MSP,pre-trained,far,0.0000,0.0000,100.0000,0.0000,100.0000,0.0000,100.0000,0.0000,0.0000,0.0000,4,3,6.2500"
+    );
+    assert!(lines[3].starts_with("msp,MSP,pre-trained,average,50.0000,0.0000,50.0000"));
+}
+
+#[test]
+fn mismatched_sets_and_duplicates_are_refused() {
+    let mut es = fixture();
+    es[1].ood.pop();
+    assert!(matches!(
+        Report::evaluate(&es, &cfg()),
+        Err(ReportError::Sets { .. })
+    ));
+    let mut es = fixture();
+    es[1].key = "msp".into();
+    assert_eq!(
+        Report::evaluate(&es, &cfg()),
+        Err(ReportError::Duplicate("msp".into()))
+    );
+    assert_eq!(Report::evaluate(&[], &cfg()), Err(ReportError::Empty));
+    let mut es = fixture();
+    es[0].id[3] = f64::NAN;
+    let err = Report::evaluate(&es, &cfg()).unwrap_err().to_string();
+    assert!(err.starts_with("method \"msp\": "), "{err}");
+}
