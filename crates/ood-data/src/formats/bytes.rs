@@ -41,10 +41,6 @@ impl<'a> Cursor<'a> {
         self
     }
 
-    pub fn data(&self) -> &'a [u8] {
-        self.data
-    }
-
     pub fn pos(&self) -> usize {
         self.pos
     }
@@ -99,10 +95,6 @@ impl<'a> Cursor<'a> {
     pub fn u32_le(&mut self, what: &str) -> Result<u32> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    pub fn i32_le(&mut self, what: &str) -> Result<i32> {
-        Ok(self.u32_le(what)? as i32)
     }
 }
 
