@@ -176,7 +176,10 @@ fn inflate(body: &[u8], path: &Path, at: usize) -> Result<Vec<u8>> {
             body.len()
         )));
     }
-    let mut out = head.to_vec();
+    ood_core::limits::check_alloc("compressed element", declared as u128 + 8, 1)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Vec::with_capacity(declared + 8);
+    out.extend_from_slice(&head);
     dec.take(declared as u64)
         .read_to_end(&mut out)
         .map_err(|e| fail(format!("corrupt compressed element: {e}")))?;

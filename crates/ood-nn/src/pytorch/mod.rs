@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 pub mod pickle;
 
 use ood_data::formats::pickle::{quote, Value};
+use ood_data::formats::zip_images::{self, ZipBudget, ZipLimits};
 use pickle::{DType, StorageRef, TensorRef, Torch, TorchHooks, TorchValue};
 
 /// 0x1950a86a20f9469cfc6c, the first pickle of a legacy `torch.save` file, as pickle's
@@ -48,7 +49,7 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<StateDict> {
 /// As [`load_state_dict`], also telling which format the file had.
 pub fn load_state_dict_with_format(path: impl AsRef<Path>) -> Result<(StateDict, Format)> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_regular(path)?;
     if bytes.starts_with(b"PK\x03\x04") {
         Ok((read_zip(path, &bytes)?, Format::Zip))
     } else if bytes.first() == Some(&0x80) {
@@ -60,6 +61,26 @@ pub fn load_state_dict_with_format(path: impl AsRef<Path>) -> Result<(StateDict,
         })
     }
 }
+
+/// The whole file, refused unless regular (`/dev/zero`, FIFOs) and checked against memory.
+fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let (f, len) =
+        ood_core::io::guard::open_regular(path).map_err(|e| Error::io(path, e.source))?;
+    ood_core::limits::check_alloc("checkpoint file", len as u128, 1)
+        .map_err(|e| bad(path, e.to_string()))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Caps on the inflated entries of a checkpoint archive: storages can be large, so only the
+/// hard cap and the available memory (checked by `read_entry`) bound them.
+const CHECKPOINT_ZIP: ZipLimits = ZipLimits {
+    max_entry: 1 << 36,
+    max_total: 1 << 36,
+};
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint {
@@ -93,13 +114,13 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             )
         })?;
     let root = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    let read_entry = |archive: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
-        let mut f = archive.by_name(name).map_err(zip_err)?;
-        let mut out = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
-        Ok(out)
+    let mut budget = ZipBudget::new(CHECKPOINT_ZIP);
+    let mut read_entry = |archive: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
+        Ok(zip_images::read_entry(archive, path, name, &mut budget)?)
     };
-    if let Ok(order) = read_entry(&mut archive, &format!("{root}byteorder")) {
+    let order_name = format!("{root}byteorder");
+    if archive.index_for_name(&order_name).is_some() {
+        let order = read_entry(&mut archive, &order_name)?;
         if order != b"little" {
             return Err(bad(
                 path,
