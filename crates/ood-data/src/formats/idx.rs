@@ -107,7 +107,8 @@ impl<R: Read> Stream<'_, R> {
         }
         ood_core::limits::check_alloc("IDX data", declared as u128, 1)
             .map_err(|e| self.err(4, e))?;
-        let mut data = Vec::with_capacity(declared as usize);
+        // A gzip stream may end early: reserve at most 64 MiB ahead of the data inflated.
+        let mut data = Vec::with_capacity(declared.min(64 << 20) as usize);
         (&mut self.r)
             .take(declared)
             .read_to_end(&mut data)

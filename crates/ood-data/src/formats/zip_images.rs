@@ -19,6 +19,9 @@ pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
 /// Most bytes inflated from one image archive, all entries together.
 pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
 
+/// Most bytes reserved before an entry has inflated them.
+const INITIAL_CAPACITY: u64 = 16 << 20;
+
 /// Caps on inflating the entries of one zip archive: each entry's declared size is checked
 /// against `max_entry`, DEFLATE's maximal ratio and what is left of `max_total` (and the memory
 /// available) before anything is allocated; an entry inflating past its declared size is refused.
@@ -186,7 +189,8 @@ pub fn read_entry<R: Read + Seek>(
     }
     ood_core::limits::check_alloc("zip entries", (budget.used + size) as u128, 1)
         .map_err(|e| Error::format(path, offset, format!("zip entry {shown}: {e}")))?;
-    let mut bytes = Vec::with_capacity(size as usize);
+    // Memory grows with the bytes actually inflated, not with a (possibly lying) header.
+    let mut bytes = Vec::with_capacity(size.min(INITIAL_CAPACITY) as usize);
     entry
         .take(size + 1)
         .read_to_end(&mut bytes)
