@@ -170,3 +170,27 @@ fn tiny_images_that_shrink_after_opening_fail_cleanly() {
     let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("at byte 9216"), "{msg}");
 }
+
+#[test]
+fn errors_quote_little_of_a_hostile_header() {
+    // 255 dimensions of 1: the old message echoed all of them (about 800 bytes).
+    let mut b = vec![0u8, 0, 8, 255];
+    for _ in 0..255 {
+        b.extend(1u32.to_be_bytes());
+    }
+    b.extend([0u8; 3]);
+    let err = idx::parse_labels(&b, Path::new("dims.idx"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dims.idx") && err.contains("at byte 3"),
+        "{err}"
+    );
+    assert!(err.len() < 200, "{} bytes: {err}", err.len());
+    // A Tiny Images exclusion list with a 10 KB line.
+    let line = vec![b'x'; 10_000];
+    let err = ood_data::formats::tiny_images::parse_exclusion_list(&line, 10, Path::new("l.txt"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1") && err.len() < 200, "{err}");
+}

@@ -122,6 +122,12 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
+/// `Debug` of a value from the input (dimensions, a name), cut to
+/// [`super::pickle::MAX_QUOTE`] bytes: messages never echo kilobytes of a hostile file.
+pub(crate) fn shown(v: &impl std::fmt::Debug) -> String {
+    super::pickle::quote(&format!("{v:?}")).into_owned()
+}
+
 /// `a * b * ...` or `None` on overflow.
 pub(crate) fn checked_product(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array4};
 
-use super::bytes::{planar_to_hwc, read_file, Cursor};
+use super::bytes::{planar_to_hwc, read_file, shown, Cursor};
 use super::numpy_pickle::{self, Np};
 use super::pickle::Value;
 use crate::{Error, ImageSet, Result};
@@ -147,16 +147,16 @@ pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Im
     }
     if arr.shape.len() != 2 || arr.shape[1] != PIXELS {
         return Err(fail(format!(
-            "`data` has shape {:?}; expected (N, 3072)",
-            arr.shape
+            "`data` has shape {}; expected (N, 3072)",
+            shown(&arr.shape)
         )));
     }
     let n = arr.shape[0];
     let raw = arr.data.as_deref().unwrap_or(&[]);
     if Some(raw.len()) != n.checked_mul(PIXELS) {
         return Err(fail(format!(
-            "`data` declares shape {:?} but holds {} bytes",
-            arr.shape,
+            "`data` declares shape {} but holds {} bytes",
+            shown(&arr.shape),
             raw.len()
         )));
     }

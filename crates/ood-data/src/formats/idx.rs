@@ -11,7 +11,7 @@ use std::path::Path;
 
 use ndarray::{Array1, Array4};
 
-use super::bytes::{is_gzip, read_file, Cursor, MAX_DEFLATE_RATIO};
+use super::bytes::{is_gzip, read_file, shown, Cursor, MAX_DEFLATE_RATIO};
 use crate::{Error, ImageSet, Result};
 
 const TYPE_U8: u8 = 0x08;
@@ -91,12 +91,13 @@ impl<R: Read> Stream<'_, R> {
         let declared = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| self.err(4, format!("IDX dimensions {dims:?} overflow")))?;
+            .ok_or_else(|| self.err(4, format!("IDX dimensions {} overflow", shown(&dims))))?;
         if declared > max {
             return Err(self.err(
                 self.pos,
                 format!(
-                    "IDX header declares {dims:?} = {declared} data bytes but {} follow the header",
+                    "IDX header declares {} = {declared} data bytes but {} follow the header",
+                    shown(&dims),
                     if self.note.is_empty() {
                         format!("{max}")
                     } else {
@@ -117,7 +118,8 @@ impl<R: Read> Stream<'_, R> {
             return Err(self.err(
                 self.pos,
                 format!(
-                    "IDX header declares {dims:?} = {declared} data bytes but {} follow the header",
+                    "IDX header declares {} = {declared} data bytes but {} follow the header",
+                    shown(&dims),
                     data.len()
                 ),
             ));
@@ -132,7 +134,10 @@ impl<R: Read> Stream<'_, R> {
         {
             return Err(self.err(
                 self.pos,
-                format!("IDX header declares {dims:?} = {declared} data bytes but more follow the header"),
+                format!(
+                    "IDX header declares {} = {declared} data bytes but more follow the header",
+                    shown(&dims)
+                ),
             ));
         }
         Ok(data)
@@ -153,11 +158,14 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<IdxHeader> {
     let follow = bytes.len() - data_offset;
     let cur = Cursor::new(bytes, path);
     let declared = super::bytes::checked_product(&dims)
-        .ok_or_else(|| cur.error_at(4, format!("IDX dimensions {dims:?} overflow")))?;
+        .ok_or_else(|| cur.error_at(4, format!("IDX dimensions {} overflow", shown(&dims))))?;
     if declared != follow {
         return Err(cur.error_at(
             data_offset,
-            format!("IDX header declares {dims:?} = {declared} data bytes but {follow} follow the header"),
+            format!(
+                "IDX header declares {} = {declared} data bytes but {follow} follow the header",
+                shown(&dims)
+            ),
         ));
     }
     Ok(IdxHeader { dims, data_offset })
@@ -175,7 +183,10 @@ fn parse(bytes: &[u8], path: &Path, ndim: usize, what: &str) -> Result<(Vec<usiz
         if dims.len() != ndim {
             return Err(s.err(
                 3,
-                format!("IDX {what} must have {ndim} dimension(s), found {dims:?}"),
+                format!(
+                    "IDX {what} must have {ndim} dimension(s), found {}",
+                    shown(&dims)
+                ),
             ));
         }
         let data = s.data(&dims, max)?;

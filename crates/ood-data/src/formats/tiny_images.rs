@@ -53,7 +53,11 @@ pub fn parse_exclusion_list(text: &[u8], n_images: u64, path: &Path) -> Result<V
             Error::format(
                 path,
                 start as u64,
-                format!("line {}: {s:?} is not an index", lineno + 1),
+                format!(
+                    "line {}: {} is not an index",
+                    lineno + 1,
+                    super::bytes::shown(&s)
+                ),
             )
         })?;
         if v == 0 || v > n_images {
