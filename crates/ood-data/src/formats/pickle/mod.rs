@@ -33,11 +33,12 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 2^26 objects (a few GiB at worst; a CIFAR batch needs ~10^5, a WideResNet state dict
-    /// ~10^4) and depth 64 (CIFAR needs 3, state dicts about 6).
+    /// 2^24 objects (at most ~40 bytes each: under 1 GiB; a CIFAR batch needs ~10^4, a
+    /// WideResNet state dict ~10^3) and depth 64 (CIFAR needs 3, state dicts about 6). Strings
+    /// and bytes are copied from the input once, so they never exceed the input's size.
     fn default() -> Self {
         Limits {
-            max_objects: 1 << 26,
+            max_objects: 1 << 24,
             max_depth: 64,
         }
     }
