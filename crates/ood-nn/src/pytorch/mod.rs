@@ -273,7 +273,7 @@ fn build_state_dict(
                     acc.saturating_add((n - 1).saturating_mul(st))
                 }
             });
-        let empty = t.size.iter().any(|&s| s == 0);
+        let empty = t.size.contains(&0);
         if t.offset < 0 || t.stride.iter().any(|&s| s < 0) || (!empty && last >= numel) {
             return Err(bad(
                 path,
@@ -297,7 +297,7 @@ fn build_state_dict(
 
 fn storage_tensor(path: &Path, s: &StorageRef, data: &[u8]) -> Result<Tensor> {
     let size = s.dtype.size_in_bytes();
-    if data.len() % size != 0 || (data.len() / size) as u64 != s.numel {
+    if !data.len().is_multiple_of(size) || (data.len() / size) as u64 != s.numel {
         return Err(bad(
             path,
             format!(
