@@ -1,11 +1,14 @@
 //! Fuzzing of every binary parser with proptest: random bytes, random byte mutations, random
-//! splices and every kind of truncation of valid files written here. Properties: no panic; random
-//! bytes and truncations are rejected (`Err`); every error names the file.
+//! splices, length fields set to huge values and every kind of truncation of valid files written
+//! here. Properties: no panic; random bytes and truncations are rejected (`Err`); every error
+//! names the file; no single allocation exceeds [`MAX_ALLOC`] (a counting global allocator: the
+//! seeds are a few KB, so a larger allocation means a size taken from the input unchecked).
 //!
 //! Cases per property: `FUZZ_CASES` (default 1000). The run recorded in docs/formats.md:
 //! `FUZZ_CASES=20000 cargo test --release -p ood-data --test formats_fuzz -- --nocapture`
 //! (each property prints how many cases it ran).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Cursor, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +19,45 @@ use ood_data::formats::{
 };
 use ood_data::Error;
 use proptest::prelude::*;
+
+/// Largest single allocation any parser may make on these small inputs.
+const MAX_ALLOC: usize = 64 << 20;
+
+/// The largest allocation requested so far by this test process.
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to the system allocator unchanged; only records sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn check_alloc_bounded(what: &str) -> Result<(), TestCaseError> {
+    let largest = LARGEST.load(Ordering::Relaxed);
+    prop_assert!(
+        largest <= MAX_ALLOC,
+        "{what}: an allocation of {largest} bytes"
+    );
+    Ok(())
+}
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES")
@@ -81,7 +123,86 @@ fn parsers() -> Vec<(&'static str, Parser, Vec<u8>)> {
             |b| zip_images::parse_zip_images(b, p(), image_file::ColorMode::Gray).map(drop),
             zip(),
         ),
+        ("pickle-vm", parse_pickle_vm, pickle_vm()),
     ]
+}
+
+/// Parsers fuzzed (the length of [`parsers`]).
+const N: usize = 11;
+
+/// The pickle VM alone, with hooks that accept `collections.OrderedDict` (as an empty dict)
+/// and refuse every other global.
+fn parse_pickle_vm(b: &[u8]) -> Result<(), Error> {
+    use ood_data::formats::pickle::{load, HookError, Hooks, Limits, Value};
+    struct H;
+    impl Hooks for H {
+        type Ext = ();
+        fn find_class(&mut self, m: &str, n: &str) -> Result<Value<()>, HookError> {
+            match (m, n) {
+                ("collections", "OrderedDict") => Ok(Value::Ext(())),
+                _ => Err(HookError::new("refused")),
+            }
+        }
+        fn call(&mut self, f: Value<()>, _: Value<()>) -> Result<Value<()>, HookError> {
+            match f {
+                Value::Ext(()) => Ok(Value::Dict(Default::default())),
+                _ => Err(HookError::new("refused")),
+            }
+        }
+        fn build(&mut self, obj: Value<()>, _: Value<()>) -> Result<Value<()>, HookError> {
+            Ok(obj)
+        }
+    }
+    // Like the real callers: a PROTO 2 header and nothing after STOP (otherwise two random
+    // bytes such as `N.` are a valid pickle).
+    if !b.starts_with(b"\x80\x02") {
+        return Err(Error::format(p(), 0, "no PROTO 2"));
+    }
+    match load(b, &mut H, &Limits::default()) {
+        Ok((_, used)) if used == b.len() => Ok(()),
+        Ok((_, used)) => Err(Error::format(p(), used as u64, "bytes after STOP")),
+        Err(e) => Err(Error::format(p(), e.offset, e.kind.to_string())),
+    }
+}
+
+/// Offsets of length fields in a seed (`u32`, either byte order), for the huge-length property.
+fn length_fields(what: &str, seed: &[u8]) -> Vec<usize> {
+    let find = |pat: &[u8]| -> Vec<usize> {
+        (0..seed.len().saturating_sub(pat.len()))
+            .filter(|&i| &seed[i..i + pat.len()] == pat)
+            .collect()
+    };
+    match what {
+        "idx-images" => vec![4, 8, 12],
+        "idx-labels" => vec![4],
+        "gimp-pat" => vec![0, 4, 8, 12, 16],
+        "svhn-mat" => vec![128, 132],
+        "cifar-pickle" => find(b"T\x00\x0c").into_iter().map(|i| i + 1).collect(),
+        "pickle-vm" => find(b"X").into_iter().map(|i| i + 1).collect(),
+        "zip-images" => {
+            let mut v: Vec<usize> = find(b"PK\x03\x04")
+                .iter()
+                .flat_map(|i| [i + 18, i + 22])
+                .collect();
+            v.extend(
+                find(b"PK\x01\x02")
+                    .iter()
+                    .flat_map(|i| [i + 20, i + 24, i + 42]),
+            );
+            v.extend(find(b"PK\x05\x06").iter().flat_map(|i| [i + 12, i + 16]));
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A protocol-2 pickle with a memoized OrderedDict, nested list/tuple and strings.
+fn pickle_vm() -> Vec<u8> {
+    let mut o = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02]q\x03(K\x01K\x02h\x02e".to_vec();
+    o.extend(
+        b"X\x01\x00\x00\x00bh\x03h\x03\x86X\x03\x00\x00\x00cccG?\xf8\x00\x00\x00\x00\x00\x00u.",
+    );
+    o
 }
 
 // ---- valid seed files, in the real formats -------------------------------------------------
@@ -214,11 +335,12 @@ fn check_error(what: &str, e: &Error) {
 }
 
 /// Cases run, per property (random, mutated, spliced, truncated) and parser.
-static COUNTS: [[AtomicUsize; 10]; 4] = [const { [const { AtomicUsize::new(0) }; 10] }; 4];
+static COUNTS: [[AtomicUsize; N]; 5] = [const { [const { AtomicUsize::new(0) }; N] }; 5];
 static EXCLUSION: AtomicUsize = AtomicUsize::new(0);
 
 #[test]
 fn seeds_are_valid() {
+    assert_eq!(parsers().len(), N);
     for (what, parse, seed) in parsers() {
         parse(&seed).unwrap_or_else(|e| panic!("{what}: seed rejected: {e}"));
     }
@@ -231,7 +353,7 @@ proptest! {
     /// rejected by every parser. (A longer valid prefix can make the bytes valid: an IDX label
     /// header followed by as many random bytes as it declares is a label file.)
     #[test]
-    fn random_bytes_are_rejected(which in 0usize..10, keep_prefix in 0usize..5, tail in proptest::collection::vec(any::<u8>(), 0..600)) {
+    fn random_bytes_are_rejected(which in 0usize..N, keep_prefix in 0usize..5, tail in proptest::collection::vec(any::<u8>(), 0..600)) {
         let (what, parse, seed) = &parsers()[which];
         let mut b = seed[..keep_prefix.min(seed.len())].to_vec();
         b.extend(&tail);
@@ -240,11 +362,12 @@ proptest! {
             Err(e) => check_error(what, &e),
             Ok(()) => prop_assert!(false, "{what}: accepted {} random bytes", b.len()),
         }
+        check_alloc_bounded(what)?;
     }
 
     /// Random byte replacements of valid files never panic; errors name the file.
     #[test]
-    fn mutated_files_never_panic(which in 0usize..10, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+    fn mutated_files_never_panic(which in 0usize..N, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
         let (what, parse, seed) = &parsers()[which];
         let mut b = seed.clone();
         for (i, v) in edits {
@@ -255,11 +378,12 @@ proptest! {
         if let Err(e) = parse(&b) {
             check_error(what, &e);
         }
+        check_alloc_bounded(what)?;
     }
 
     /// Random insertions and deletions never panic.
     #[test]
-    fn spliced_files_never_panic(which in 0usize..10, at in any::<prop::sample::Index>(), cut in 0usize..64, insert in proptest::collection::vec(any::<u8>(), 0..64)) {
+    fn spliced_files_never_panic(which in 0usize..N, at in any::<prop::sample::Index>(), cut in 0usize..64, insert in proptest::collection::vec(any::<u8>(), 0..64)) {
         let (what, parse, seed) = &parsers()[which];
         let pos = at.index(seed.len());
         let end = (pos + cut).min(seed.len());
@@ -270,13 +394,39 @@ proptest! {
         if let Err(e) = parse(&b) {
             check_error(what, &e);
         }
+        check_alloc_bounded(what)?;
+    }
+
+    /// A length field (or any 4 bytes) set to a huge value, in either byte order: no panic, no
+    /// allocation from the unchecked size.
+    #[test]
+    fn huge_length_fields_never_panic(which in 0usize..N, pick in any::<prop::sample::Index>(), known in any::<bool>(), value in prop_oneof![Just(u32::MAX), Just(i32::MAX as u32), Just(0x8000_0000u32), Just(1u32 << 24), any::<u32>()], big_endian in any::<bool>()) {
+        let (what, parse, seed) = &parsers()[which];
+        let fields = length_fields(what, seed);
+        let at = if known && !fields.is_empty() {
+            fields[pick.index(fields.len())]
+        } else {
+            pick.index(seed.len().saturating_sub(3).max(1))
+        };
+        let mut b = seed.clone();
+        let bytes = if big_endian { value.to_be_bytes() } else { value.to_le_bytes() };
+        for (k, v) in bytes.iter().enumerate() {
+            if let Some(x) = b.get_mut(at + k) {
+                *x = *v;
+            }
+        }
+        COUNTS[4][which].fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = parse(&b) {
+            check_error(what, &e);
+        }
+        check_alloc_bounded(what)?;
     }
 
     /// Every strict prefix of a valid file is rejected. (PNG: the `png` decoder accepts a file
     /// whose 12-byte IEND trailer is cut once all pixel data is read; such prefixes are skipped.
     /// CIFAR binary: cuts at record boundaries are moved one byte earlier, see below.)
     #[test]
-    fn truncated_files_are_rejected(which in 0usize..10, at in any::<prop::sample::Index>()) {
+    fn truncated_files_are_rejected(which in 0usize..N, at in any::<prop::sample::Index>()) {
         let (what, parse, seed) = &parsers()[which];
         let usable = if *what == "png" { seed.len() - 12 } else { seed.len() };
         let mut cut = at.index(usable);
@@ -290,6 +440,7 @@ proptest! {
             Err(e) => check_error(what, &e),
             Ok(()) => prop_assert!(false, "{what}: accepted a truncation to {cut} of {} bytes", seed.len()),
         }
+        check_alloc_bounded(what)?;
     }
 
     /// The Tiny Images CIFAR-exclusion list parser: never panics; accepted indices are in range.
@@ -308,19 +459,26 @@ proptest! {
 #[test]
 fn zz_report_counts() {
     let names = parsers();
-    eprintln!("| parser | random | mutated | spliced | truncated |");
-    eprintln!("|---|---|---|---|---|");
-    let mut totals = [0usize; 4];
+    eprintln!("| parser | random | mutated | spliced | truncated | huge lengths |");
+    eprintln!("|---|---|---|---|---|---|");
+    let mut totals = [0usize; 5];
     for (k, (what, _, _)) in names.iter().enumerate() {
-        let c: Vec<usize> = (0..4)
+        let c: Vec<usize> = (0..5)
             .map(|p| COUNTS[p][k].load(Ordering::Relaxed))
             .collect();
-        (0..4).for_each(|p| totals[p] += c[p]);
-        eprintln!("| {what} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
+        (0..5).for_each(|p| totals[p] += c[p]);
+        eprintln!(
+            "| {what} | {} | {} | {} | {} | {} |",
+            c[0], c[1], c[2], c[3], c[4]
+        );
     }
     eprintln!(
-        "| all | {} | {} | {} | {} |",
-        totals[0], totals[1], totals[2], totals[3]
+        "| all | {} | {} | {} | {} | {} |",
+        totals[0], totals[1], totals[2], totals[3], totals[4]
+    );
+    eprintln!(
+        "largest single allocation: {} bytes (cap {MAX_ALLOC})",
+        LARGEST.load(Ordering::Relaxed)
     );
     eprintln!(
         "exclusion list: {} cases (FUZZ_CASES = {})",

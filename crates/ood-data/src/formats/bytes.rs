@@ -36,15 +36,6 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub fn with_note(mut self, note: &'static str) -> Self {
-        self.note = note;
-        self
-    }
-
-    pub fn data(&self) -> &'a [u8] {
-        self.data
-    }
-
     pub fn pos(&self) -> usize {
         self.pos
     }
@@ -100,15 +91,26 @@ impl<'a> Cursor<'a> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-
-    pub fn i32_le(&mut self, what: &str) -> Result<i32> {
-        Ok(self.u32_le(what)? as i32)
-    }
 }
 
-/// Reads a whole file, naming it in the error.
+/// Opens an input through [`ood_core::io::guard::open_regular`]: directories, device nodes
+/// (`/dev/zero`) and FIFOs are refused before a byte is read. Returns the file and its length.
+pub(crate) fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    ood_core::io::guard::open_regular(path).map_err(|e| Error::io(path, e.source))
+}
+
+/// Reads a whole regular file (see [`open_regular`]), at most the length it had when opened,
+/// naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    use std::io::Read;
+    let (f, len) = open_regular(path)?;
+    ood_core::limits::check_alloc("input file", len as u128, 1)
+        .map_err(|e| Error::format(path, 0, e.to_string()))?;
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(len)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(out)
 }
 
 /// Largest decompressed/compressed size ratio of DEFLATE (RFC 1951 caps it near 1032:1); a
@@ -120,27 +122,10 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
-/// Inflates a gzip file held in memory (all members). The output can never exceed DEFLATE's
-/// maximal ratio of the input, and memory grows only with data actually produced.
-pub(crate) fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let limit = bytes
-        .len()
-        .saturating_mul(MAX_DEFLATE_RATIO)
-        .saturating_add(1024);
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(path, 0, format!("corrupt gzip stream: {e}")))?;
-    if out.len() > limit {
-        return Err(Error::format(
-            path,
-            0,
-            "gzip stream inflates beyond DEFLATE's maximal ratio",
-        ));
-    }
-    Ok(out)
+/// `Debug` of a value from the input (dimensions, a name), cut to
+/// [`super::pickle::MAX_QUOTE`] bytes: messages never echo kilobytes of a hostile file.
+pub(crate) fn shown(v: &impl std::fmt::Debug) -> String {
+    super::pickle::quote(&format!("{v:?}")).into_owned()
 }
 
 /// `a * b * ...` or `None` on overflow.

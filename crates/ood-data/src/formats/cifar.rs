@@ -5,7 +5,8 @@
 //!   (1024 red, 1024 green, 1024 blue, each row-major 32 x 32).
 //! - Python release: protocol-2 pickles of a dict with `data` (numpy `uint8`, `N x 3072`, same
 //!   planar layout) and `labels` (CIFAR-10) or `fine_labels` / `coarse_labels` (CIFAR-100),
-//!   read by the crate's own non-executing pickle reader (`formats/pickle.rs`).
+//!   read by the crate's non-executing pickle VM (`formats/pickle/`) with the numpy hooks of
+//!   `formats/numpy_pickle.rs`.
 //!
 //! Both give `N x 32 x 32 x 3` images with labels checked against the class count.
 
@@ -13,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array4};
 
-use super::bytes::{planar_to_hwc, read_file, Cursor};
-use super::pickle::{self, Value};
+use super::bytes::{planar_to_hwc, read_file, shown, Cursor};
+use super::numpy_pickle::{self, Np};
+use super::pickle::Value;
 use crate::{Error, ImageSet, Result};
 
 const SIDE: usize = 32;
@@ -119,7 +121,7 @@ pub fn parse_bin(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Image
 
 /// Parses one python-release batch (pickle) held in memory.
 pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<ImageSet> {
-    let top = pickle::parse(bytes, path)?;
+    let top = numpy_pickle::parse(bytes, path)?;
     let fail = |msg: String| Error::format(path, 0, msg);
     let Value::Dict(items) = top else {
         return Err(fail(format!(
@@ -127,14 +129,9 @@ pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Im
             top.kind()
         )));
     };
-    let get = |key: &str| {
-        items
-            .iter()
-            .find(|(k, _)| k.as_key() == Some(key.as_bytes()))
-            .map(|(_, v)| v)
-    };
+    let get = |key: &str| items.get_text(key);
     let data = get("data").ok_or_else(|| fail("batch dict has no `data`".into()))?;
-    let Value::Array(arr) = data else {
+    let Value::Ext(Np::Array(arr)) = data else {
         return Err(fail(format!(
             "`data` is a {}, not a numpy array",
             data.kind()
@@ -143,22 +140,23 @@ pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Im
     let dtype = arr.dtype.as_deref().unwrap_or("");
     if !matches!(dtype, "u1" | "|u1" | "uint8") || arr.fortran {
         return Err(fail(format!(
-            "`data` has dtype {dtype:?}{}; expected C-order uint8",
+            "`data` has dtype {:?}{}; expected C-order uint8",
+            super::pickle::quote(dtype),
             if arr.fortran { " (Fortran order)" } else { "" }
         )));
     }
     if arr.shape.len() != 2 || arr.shape[1] != PIXELS {
         return Err(fail(format!(
-            "`data` has shape {:?}; expected (N, 3072)",
-            arr.shape
+            "`data` has shape {}; expected (N, 3072)",
+            shown(&arr.shape)
         )));
     }
     let n = arr.shape[0];
     let raw = arr.data.as_deref().unwrap_or(&[]);
     if Some(raw.len()) != n.checked_mul(PIXELS) {
         return Err(fail(format!(
-            "`data` declares shape {:?} but holds {} bytes",
-            arr.shape,
+            "`data` declares shape {} but holds {} bytes",
+            shown(&arr.shape),
             raw.len()
         )));
     }
@@ -171,6 +169,7 @@ pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Im
     let Value::List(list) = lv else {
         return Err(fail(format!("`{key}` is a {}, not a list", lv.kind())));
     };
+    let list = list.items();
     if list.len() != n {
         return Err(fail(format!(
             "`{key}` has {} entries for {n} images",
@@ -181,10 +180,16 @@ pub fn parse_pickle(bytes: &[u8], path: &Path, labels: CifarLabels) -> Result<Im
     for (i, v) in list.iter().enumerate() {
         match v {
             Value::Int(l) if (0..labels.num_classes()).contains(l) => lab.push(*l),
-            _ => {
+            Value::Int(l) => {
                 return Err(fail(format!(
-                    "`{key}`[{i}] = {v:?} is not a class index below {}",
+                    "`{key}`[{i}] = {l} is not a class index below {}",
                     labels.num_classes()
+                )))
+            }
+            other => {
+                return Err(fail(format!(
+                    "`{key}`[{i}] is a {}, not a class index",
+                    other.kind()
                 )))
             }
         }

@@ -17,6 +17,8 @@
 //! - [`cifar`]: `read_batches(paths, CifarLabels::{Cifar10, Cifar100Fine, Cifar100Coarse}) -> ImageSet`
 //!   (binary or python release, recognised per file), `parse_bin`, `parse_pickle`.
 //! - [`svhn_mat`]: `read_svhn(path) -> ImageSet` (`N x 32 x 32 x 3`, label 10 -> 0), `parse_mat` (MAT v5).
+//! - [`pickle`]: the one non-executing pickle VM (`load(bytes, &mut hooks, &Limits)`), with
+//!   [`pickle::Hooks`] for allowed globals, calls and persistent ids (CIFAR: numpy; `ood-nn`: torch).
 //! - [`image_folder`]: `read_image_folder(root, &FolderOptions) -> ImageFolder { set, classes, files }`
 //!   (default: shorter side 32 + center crop 32, RGB), `list_images(root)`.
 //! - [`npy_images`]: `NpyImages::open(path)` (memory-mapped `N x H x W (x C)` `uint8`), `image(i)`,
@@ -38,7 +40,8 @@ pub mod idx;
 pub mod image_file;
 pub mod image_folder;
 pub mod npy_images;
-pub(crate) mod pickle;
+mod numpy_pickle;
+pub mod pickle;
 pub mod svhn_mat;
 pub mod tiny_images;
 pub mod zip_images;

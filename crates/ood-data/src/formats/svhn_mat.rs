@@ -13,7 +13,9 @@ use std::path::Path;
 
 use ndarray::{Array1, Array4};
 
-use super::bytes::{checked_product, column_major_to_hwc, read_file, Cursor, MAX_DEFLATE_RATIO};
+use super::bytes::{
+    checked_product, column_major_to_hwc, read_file, shown, Cursor, MAX_DEFLATE_RATIO,
+};
 use crate::{Error, ImageSet, Result};
 
 const HEADER: usize = 128;
@@ -176,7 +178,10 @@ fn inflate(body: &[u8], path: &Path, at: usize) -> Result<Vec<u8>> {
             body.len()
         )));
     }
-    let mut out = head.to_vec();
+    ood_core::limits::check_alloc("compressed element", declared as u128 + 8, 1)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Vec::with_capacity(declared + 8);
+    out.extend_from_slice(&head);
     dec.take(declared as u64)
         .read_to_end(&mut out)
         .map_err(|e| fail(format!("corrupt compressed element: {e}")))?;
@@ -237,9 +242,9 @@ fn parse_matrix(mut cur: Cursor<'_>) -> Result<MatArray> {
     if ty != MI_INT8 {
         return Err(cur.error_at(at, "array name is not miINT8"));
     }
-    let name = String::from_utf8_lossy(name_b).into_owned();
+    let name = super::pickle::quote(&String::from_utf8_lossy(name_b)).into_owned();
     let count = checked_product(&dims)
-        .ok_or_else(|| cur.error_at(at, format!("dimensions {dims:?} overflow")))?;
+        .ok_or_else(|| cur.error_at(at, format!("dimensions {} overflow", shown(&dims))))?;
     let at = cur.pos();
     let (ty, real) = sub_element(&mut cur, "real part")?;
     let size = match ty {
@@ -253,7 +258,8 @@ fn parse_matrix(mut cur: Cursor<'_>) -> Result<MatArray> {
         return Err(cur.error_at(
             at,
             format!(
-                "`{name}` has dimensions {dims:?} ({count} values) but {} bytes of type {ty}",
+                "`{name}` has dimensions {} ({count} values) but {} bytes of type {ty}",
+                shown(&dims),
                 real.len()
             ),
         ));
@@ -303,16 +309,17 @@ pub fn parse_svhn(bytes: &[u8], path: &Path) -> Result<ImageSet> {
     };
     if x.class != MX_UINT8_CLASS || x.dims.len() != 4 || !matches!(x.dims[2], 1 | 3) {
         return Err(fail(format!(
-            "`X` has dimensions {:?}, class {}; expected uint8 H x W x C x N",
-            x.dims, x.class
+            "`X` has dimensions {}, class {}; expected uint8 H x W x C x N",
+            shown(&x.dims),
+            x.class
         )));
     }
     let (h, w, c, n) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
     let ny: usize = y.dims.iter().product();
     if ny != n || y.dims.iter().filter(|&&d| d != 1).count() > 1 {
         return Err(fail(format!(
-            "`y` has dimensions {:?} for {n} images",
-            y.dims
+            "`y` has dimensions {} for {n} images",
+            shown(&y.dims)
         )));
     }
     let raw: Vec<f64> = match &y.data {

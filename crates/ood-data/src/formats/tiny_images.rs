@@ -1,5 +1,9 @@
 //! The 80 Million Tiny Images binary (`tiny_images.bin`; Torralba, Fergus, Freeman, 2008), the
-//! auxiliary outlier set of the paper's fine-tuning, memory-mapped for random access.
+//! auxiliary outlier set of the paper's fine-tuning, read by positioned reads for random access.
+//!
+//! Not memory-mapped: a mapped file that shrinks while open (another process truncating it)
+//! kills the reader with SIGBUS. A positioned read of a record past the new end fails instead,
+//! with the file and byte offset ([`TinyImages::try_image`]).
 //!
 //! The file is a plain sequence of 32 x 32 RGB images, 3072 bytes each, stored column-major as
 //! MATLAB wrote them: for each channel, for each column, the 32 rows (i.e. `C x W x H` in
@@ -16,10 +20,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use ndarray::Array3;
 
-use super::bytes::column_major_to_hwc;
+use super::bytes::{column_major_to_hwc, open_regular, read_file};
 use crate::{Error, Result};
 
 /// Bytes per image.
@@ -50,7 +53,11 @@ pub fn parse_exclusion_list(text: &[u8], n_images: u64, path: &Path) -> Result<V
             Error::format(
                 path,
                 start as u64,
-                format!("line {}: {s:?} is not an index", lineno + 1),
+                format!(
+                    "line {}: {} is not an index",
+                    lineno + 1,
+                    super::bytes::shown(&s)
+                ),
             )
         })?;
         if v == 0 || v > n_images {
@@ -70,10 +77,10 @@ pub fn parse_exclusion_list(text: &[u8], n_images: u64, path: &Path) -> Result<V
     Ok(out)
 }
 
-/// Memory-mapped Tiny Images, optionally without the CIFAR overlaps.
+/// Tiny Images, optionally without the CIFAR overlaps.
 pub struct TinyImages {
     path: PathBuf,
-    mmap: Mmap,
+    file: File,
     total: u64,
     /// Sorted 0-based indices of excluded images.
     excluded: Vec<u64>,
@@ -90,10 +97,9 @@ impl std::fmt::Debug for TinyImages {
 }
 
 impl TinyImages {
-    /// Maps the binary; its size must be a positive multiple of 3072.
+    /// Opens the binary (a regular file); its size must be a positive multiple of 3072.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let (file, len) = open_regular(path)?;
         if len == 0 || len % RECORD as u64 != 0 {
             return Err(Error::format(
                 path,
@@ -103,11 +109,9 @@ impl TinyImages {
                 ),
             ));
         }
-        // SAFETY: read-only map of a data file the caller does not modify while it is open.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         Ok(TinyImages {
             path: path.to_owned(),
-            mmap,
+            file,
             total: len / RECORD as u64,
             excluded: Vec::new(),
         })
@@ -115,7 +119,7 @@ impl TinyImages {
 
     /// Excludes the images listed (1-based) in `80mn_cifar_idxs.txt`.
     pub fn with_exclusion_file(self, list: &Path) -> Result<Self> {
-        let text = std::fs::read(list).map_err(|e| Error::io(list, e))?;
+        let text = read_file(list)?;
         let excluded = parse_exclusion_list(&text, self.total, list)?;
         Ok(self.with_excluded(excluded))
     }
@@ -168,13 +172,44 @@ impl TinyImages {
         k + lo as u64
     }
 
-    /// The raw 3072 bytes of file image `raw` (column-major).
-    pub fn record(&self, raw: u64) -> &[u8] {
-        let start = raw as usize * RECORD;
-        &self.mmap[start..start + RECORD]
+    /// The raw 3072 bytes of file image `raw` (column-major); an error if the file no longer
+    /// holds them (it shrank after opening) or `raw >= total()`.
+    pub fn record(&self, raw: u64) -> Result<[u8; RECORD]> {
+        let start = raw.saturating_mul(RECORD as u64);
+        let mut buf = [0u8; RECORD];
+        if raw >= self.total {
+            return Err(Error::format(
+                &self.path,
+                start,
+                format!("image {raw} past the {} images of the file", self.total),
+            ));
+        }
+        read_at(&self.file, &mut buf, start).map_err(|e| {
+            Error::format(
+                &self.path,
+                start,
+                format!("reading image {raw} failed (did the file shrink?): {e}"),
+            )
+        })?;
+        Ok(buf)
     }
 
-    /// Kept image `k` as `32 x 32 x 3`. Panics if `k >= len()`.
+    /// Kept image `k` as `32 x 32 x 3`, or why it cannot be read.
+    pub fn try_image(&self, k: usize) -> Result<Array3<u8>> {
+        let rec = self.record(self.raw_index(k))?;
+        let mut out = Array3::zeros((32, 32, 3));
+        column_major_to_hwc(
+            &rec,
+            32,
+            32,
+            3,
+            out.as_slice_mut().expect("standard layout"),
+        );
+        Ok(out)
+    }
+
+    /// Kept image `k` as `32 x 32 x 3`. Panics if `k >= len()` or the file cannot be read
+    /// (see [`TinyImages::try_image`]).
     pub fn image(&self, k: usize) -> Array3<u8> {
         let mut out = Array3::zeros((32, 32, 3));
         crate::batch::ImageSource::read_image(
@@ -198,6 +233,31 @@ impl crate::batch::ImageSource for TinyImages {
             index < TinyImages::len(self),
             "Tiny Images index {index} out of range"
         );
-        column_major_to_hwc(self.record(self.raw_index(index)), 32, 32, 3, out);
+        // `ImageSource::read_image` cannot return an error: a file that shrank mid-run ends the
+        // run with this message (an unwinding panic, never a SIGBUS as with a memory map).
+        match self.record(self.raw_index(index)) {
+            Ok(rec) => column_major_to_hwc(&rec, 32, 32, 3, out),
+            Err(e) => panic!("{e}"),
+        }
     }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
 }

@@ -14,8 +14,50 @@ use super::bytes::MAX_DEFLATE_RATIO;
 use super::image_file::{decode_image, is_image_name, ColorMode};
 use crate::{Error, Result};
 
-/// Largest accepted uncompressed entry.
+/// Largest accepted uncompressed image entry.
 pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+/// Most bytes inflated from one image archive, all entries together.
+pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
+
+/// Most bytes reserved before an entry has inflated them.
+const INITIAL_CAPACITY: u64 = 16 << 20;
+
+/// Caps on inflating the entries of one zip archive: each entry's declared size is checked
+/// against `max_entry`, DEFLATE's maximal ratio and what is left of `max_total` (and the memory
+/// available) before anything is allocated; an entry inflating past its declared size is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZipLimits {
+    pub max_entry: u64,
+    pub max_total: u64,
+}
+
+impl Default for ZipLimits {
+    /// The caps for image archives ([`MAX_ENTRY_BYTES`], [`MAX_ARCHIVE_BYTES`]).
+    fn default() -> Self {
+        ZipLimits {
+            max_entry: MAX_ENTRY_BYTES,
+            max_total: MAX_ARCHIVE_BYTES,
+        }
+    }
+}
+
+/// What is left of [`ZipLimits::max_total`] while reading one archive.
+#[derive(Debug, Clone)]
+pub struct ZipBudget {
+    limits: ZipLimits,
+    used: u64,
+}
+
+impl ZipBudget {
+    pub fn new(limits: ZipLimits) -> Self {
+        ZipBudget { limits, used: 0 }
+    }
+
+    /// Bytes inflated so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+}
 
 /// One decoded image and its path inside the archive.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +81,7 @@ fn open<R: Read + Seek>(reader: R, path: &Path) -> Result<zip::ZipArchive<R>> {
 }
 
 fn open_file(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (f, _) = super::bytes::open_regular(path)?;
     open(f, path)
 }
 
@@ -70,14 +112,23 @@ pub fn read_zip_images_where(
     mode: ColorMode,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<ZipImage>> {
-    decode_archive(open_file(path)?, path, mode, keep)
+    decode_archive(open_file(path)?, path, mode, keep, ZipLimits::default())
 }
 
 /// [`read_zip_images`] on an archive held in memory (`name` is used in errors).
 pub fn parse_zip_images(bytes: &[u8], name: &Path, mode: ColorMode) -> Result<Vec<ZipImage>> {
-    decode_archive(open(std::io::Cursor::new(bytes), name)?, name, mode, |_| {
-        true
-    })
+    parse_zip_images_limited(bytes, name, mode, ZipLimits::default())
+}
+
+/// [`parse_zip_images`] under other caps (tests use small ones).
+pub fn parse_zip_images_limited(
+    bytes: &[u8],
+    name: &Path,
+    mode: ColorMode,
+    limits: ZipLimits,
+) -> Result<Vec<ZipImage>> {
+    let archive = open(std::io::Cursor::new(bytes), name)?;
+    decode_archive(archive, name, mode, |_| true, limits)
 }
 
 fn decode_archive<R: Read + Seek>(
@@ -85,14 +136,16 @@ fn decode_archive<R: Read + Seek>(
     path: &Path,
     mode: ColorMode,
     keep: impl Fn(&str) -> bool,
+    limits: ZipLimits,
 ) -> Result<Vec<ZipImage>> {
+    let mut budget = ZipBudget::new(limits);
     let names: Vec<String> = sorted_image_names(&archive)
         .into_iter()
         .filter(|n| keep(n))
         .collect();
     let mut raw = Vec::with_capacity(names.len());
     for name in names {
-        let bytes = read_entry(&mut archive, path, &name)?;
+        let bytes = read_entry(&mut archive, path, &name, &mut budget)?;
         raw.push((name, bytes));
     }
     raw.into_par_iter()
@@ -104,42 +157,54 @@ fn decode_archive<R: Read + Seek>(
         .collect()
 }
 
-/// The bytes of one entry, bounded by its declared size (checked before allocating).
-fn read_entry<R: Read + Seek>(
+/// The bytes of one entry, checked against `budget` before allocating (see [`ZipLimits`]).
+/// The one reader of zip entries (also used for `torch.save` archives by `ood-nn`).
+pub fn read_entry<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     path: &Path,
     name: &str,
+    budget: &mut ZipBudget,
 ) -> Result<Vec<u8>> {
+    let shown = super::pickle::quote(name);
     let entry = archive
         .by_name(name)
-        .map_err(|e| Error::format(path, 0, format!("zip entry {name}: {e}")))?;
+        .map_err(|e| Error::format(path, 0, format!("zip entry {shown}: {e}")))?;
     let offset = entry.header_start();
     let size = entry.size();
     let bound = entry
         .compressed_size()
         .saturating_mul(MAX_DEFLATE_RATIO as u64)
         .saturating_add(1024);
-    if size > MAX_ENTRY_BYTES || size > bound {
+    let left = budget.limits.max_total.saturating_sub(budget.used);
+    if size > budget.limits.max_entry || size > bound || size > left {
         return Err(Error::format(
             path,
             offset,
-            format!("zip entry {name} declares {size} bytes uncompressed (limit {MAX_ENTRY_BYTES}, ratio bound {bound})"),
+            format!(
+                "zip entry {shown} declares {size} bytes uncompressed (limits: {} per entry, \
+                 {left} left of {} per archive, ratio bound {bound})",
+                budget.limits.max_entry, budget.limits.max_total
+            ),
         ));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
+    ood_core::limits::check_alloc("zip entries", (budget.used + size) as u128, 1)
+        .map_err(|e| Error::format(path, offset, format!("zip entry {shown}: {e}")))?;
+    // Memory grows with the bytes actually inflated, not with a (possibly lying) header.
+    let mut bytes = Vec::with_capacity(size.min(INITIAL_CAPACITY) as usize);
     entry
         .take(size + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::format(path, offset, format!("zip entry {name}: {e}")))?;
+        .map_err(|e| Error::format(path, offset, format!("zip entry {shown}: {e}")))?;
     if bytes.len() as u64 != size {
         return Err(Error::format(
             path,
             offset,
             format!(
-                "zip entry {name} declares {size} bytes but inflates to {}",
+                "zip entry {shown} declares {size} bytes but inflates to {}",
                 bytes.len()
             ),
         ));
     }
+    budget.used += size;
     Ok(bytes)
 }

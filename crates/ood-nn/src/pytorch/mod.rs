@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 
 pub mod pickle;
 
-use pickle::{DType, StorageRef, TensorRef, Value};
+use ood_data::formats::pickle::{quote, Value};
+use ood_data::formats::zip_images::{self, ZipBudget, ZipLimits};
+use pickle::{DType, StorageRef, TensorRef, Torch, TorchHooks, TorchValue};
 
 /// 0x1950a86a20f9469cfc6c, the first pickle of a legacy `torch.save` file, as pickle's
 /// little-endian bytes.
@@ -47,7 +49,7 @@ pub fn load_state_dict(path: impl AsRef<Path>) -> Result<StateDict> {
 /// As [`load_state_dict`], also telling which format the file had.
 pub fn load_state_dict_with_format(path: impl AsRef<Path>) -> Result<(StateDict, Format)> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_regular(path)?;
     if bytes.starts_with(b"PK\x03\x04") {
         Ok((read_zip(path, &bytes)?, Format::Zip))
     } else if bytes.first() == Some(&0x80) {
@@ -60,6 +62,26 @@ pub fn load_state_dict_with_format(path: impl AsRef<Path>) -> Result<(StateDict,
     }
 }
 
+/// The whole file, refused unless regular (`/dev/zero`, FIFOs) and checked against memory.
+fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let (f, len) =
+        ood_core::io::guard::open_regular(path).map_err(|e| Error::io(path, e.source))?;
+    ood_core::limits::check_alloc("checkpoint file", len as u128, 1)
+        .map_err(|e| bad(path, e.to_string()))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Caps on the inflated entries of a checkpoint archive: storages can be large, so only the
+/// hard cap and the available memory (checked by `read_entry`) bound them.
+const CHECKPOINT_ZIP: ZipLimits = ZipLimits {
+    max_entry: 1 << 36,
+    max_total: 1 << 36,
+};
+
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint {
         path: path.into(),
@@ -67,43 +89,12 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn pickle_err(path: &Path, base: u64, e: pickle::PickleError) -> Error {
+fn pickle_err(path: &Path, base: u64, e: ood_data::formats::pickle::PickleError) -> Error {
     Error::Pickle {
         path: path.into(),
         offset: base + e.offset,
-        reason: e.reason,
+        reason: e.kind.to_string(),
     }
-}
-
-/// The persistent id of a storage: `('storage', <Global torch.XStorage>, key, location, numel, ...)`.
-fn storage_from_pid(pid: Value) -> std::result::Result<Value, String> {
-    let items = match pid {
-        Value::Tuple(items) => items,
-        other => return Err(format!("persistent id is not a tuple: {other:?}")),
-    };
-    if items.len() < 5 || items[0] != Value::Str("storage".into()) {
-        return Err(format!("persistent id is not a storage: {items:?}"));
-    }
-    let dtype = match &items[1] {
-        Value::Global { name, .. } => DType::from_torch_name(name)
-            .ok_or_else(|| format!("unsupported storage type {name}"))?,
-        other => return Err(format!("storage type not understood: {other:?}")),
-    };
-    let key = match &items[2] {
-        Value::Str(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        other => return Err(format!("storage key not understood: {other:?}")),
-    };
-    let numel = match &items[4] {
-        Value::Int(n) if *n >= 0 => *n as u64,
-        other => return Err(format!("storage size not understood: {other:?}")),
-    };
-    if let Some(view) = items.get(5) {
-        if *view != Value::None {
-            return Err("storage views (PyTorch < 0.4 checkpoints) are not supported".into());
-        }
-    }
-    Ok(Value::Storage(StorageRef { key, dtype, numel }))
 }
 
 fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
@@ -123,25 +114,29 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             )
         })?;
     let root = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    let read_entry = |archive: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
-        let mut f = archive.by_name(name).map_err(zip_err)?;
-        let mut out = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
-        Ok(out)
+    let mut budget = ZipBudget::new(CHECKPOINT_ZIP);
+    let mut read_entry = |archive: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
+        Ok(zip_images::read_entry(archive, path, name, &mut budget)?)
     };
-    if let Ok(order) = read_entry(&mut archive, &format!("{root}byteorder")) {
+    let order_name = format!("{root}byteorder");
+    if archive.index_for_name(&order_name).is_some() {
+        let order = read_entry(&mut archive, &order_name)?;
         if order != b"little" {
             return Err(bad(
                 path,
                 format!(
                     "byte order {:?} is not supported",
-                    String::from_utf8_lossy(&order)
+                    quote(&String::from_utf8_lossy(&order))
                 ),
             ));
         }
     }
     let pkl = read_entry(&mut archive, &pkl_name)?;
-    let (obj, _) = pickle::load(&pkl, &mut storage_from_pid).map_err(|e| pickle_err(path, 0, e))?;
+    let mut hooks = TorchHooks {
+        storages_allowed: true,
+        ..TorchHooks::default()
+    };
+    let (obj, _) = pickle::load(&pkl, &mut hooks).map_err(|e| pickle_err(path, 0, e))?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     build_state_dict(path, obj, |storage: &StorageRef| {
         if !storages.contains_key(&storage.key) {
@@ -154,60 +149,67 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
 
 fn read_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict> {
     let mut pos = 0usize;
-    let mut next =
-        |pid: &mut dyn FnMut(Value) -> std::result::Result<Value, String>| -> Result<Value> {
-            let (v, used) =
-                pickle::load(&bytes[pos..], pid).map_err(|e| pickle_err(path, pos as u64, e))?;
-            pos += used;
-            Ok(v)
-        };
-    let mut no_pid = |_: Value| -> std::result::Result<Value, String> {
-        Err("unexpected persistent id outside the pickled object".into())
+    let mut next = |hooks: &mut TorchHooks| -> Result<TorchValue> {
+        let (v, used) =
+            pickle::load(&bytes[pos..], hooks).map_err(|e| pickle_err(path, pos as u64, e))?;
+        pos += used;
+        Ok(v)
     };
-    if next(&mut no_pid).ok() != Some(Value::BigInt(LEGACY_MAGIC.to_vec())) {
-        return Err(bad(
-            path,
-            "not a torch.save file (neither a zip archive nor the legacy magic number)",
-        ));
+    let mut outside = TorchHooks::default();
+    match next(&mut outside) {
+        Ok(Value::BigInt(magic)) if *magic == LEGACY_MAGIC => {}
+        _ => {
+            return Err(bad(
+                path,
+                "not a torch.save file (neither a zip archive nor the legacy magic number)",
+            ))
+        }
     }
-    match next(&mut no_pid)? {
+    match next(&mut outside)? {
         Value::Int(LEGACY_PROTOCOL) => {}
         other => {
             return Err(bad(
                 path,
-                format!("legacy protocol version {other:?}, expected {LEGACY_PROTOCOL}"),
+                format!(
+                    "legacy protocol version is a {}, expected {LEGACY_PROTOCOL}",
+                    other.kind()
+                ),
             ))
         }
     }
-    let _sys_info = next(&mut no_pid)?;
-    let obj = next(&mut storage_from_pid)?;
-    let keys = match next(&mut no_pid)? {
+    let _sys_info = next(&mut outside)?;
+    let mut inside = TorchHooks {
+        storages_allowed: true,
+        ..TorchHooks::default()
+    };
+    let obj = next(&mut inside)?;
+    let keys = match next(&mut outside)? {
         Value::List(keys) => keys,
         other => {
             return Err(bad(
                 path,
-                format!("storage key list not understood: {other:?}"),
+                format!("storage key list is a {}, not a list", other.kind()),
             ))
         }
     };
     // The storages follow in key order: i64 element count, then the raw elements. Their element
-    // sizes come from the references in the object.
-    let mut sizes: HashMap<String, usize> = HashMap::new();
-    collect_storage_sizes(&obj, &mut sizes);
+    // types come from the persistent ids in the object.
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    for key in keys {
+    for key in keys.items() {
         let key = match key {
-            Value::Str(s) => s,
+            Value::Str(s) => s.to_string(),
             Value::Int(i) => i.to_string(),
-            other => return Err(bad(path, format!("storage key not understood: {other:?}"))),
+            other => return Err(bad(path, format!("storage key is a {}", other.kind()))),
         };
-        let elem = *sizes
+        let elem = inside
+            .storages
             .get(&key)
-            .ok_or_else(|| bad(path, format!("storage {key} is never referenced")))?;
+            .ok_or_else(|| bad(path, format!("storage {} is never referenced", quote(&key))))?
+            .size_in_bytes();
         let header = bytes.get(pos..pos + 8).ok_or_else(|| {
             bad(
                 path,
-                format!("truncated before storage {key} at byte {pos}"),
+                format!("truncated before storage {} at byte {pos}", quote(&key)),
             )
         })?;
         let numel = i64::from_le_bytes(header.try_into().unwrap_or([0; 8]));
@@ -217,7 +219,15 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             .and_then(|n| n.checked_mul(elem));
         let data = len
             .and_then(|len| bytes.get(pos..pos.checked_add(len)?))
-            .ok_or_else(|| bad(path, format!("storage {key} of {numel} elements runs past the end of the file (byte {pos})")))?;
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    format!(
+                        "storage {} of {numel} elements runs past the end of the file (byte {pos})",
+                        quote(&key)
+                    ),
+                )
+            })?;
         pos += data.len();
         storages.insert(key, data.to_vec());
     }
@@ -225,41 +235,17 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict> {
         storages
             .get(&s.key)
             .cloned()
-            .ok_or_else(|| bad(path, format!("storage {} is missing", s.key)))
+            .ok_or_else(|| bad(path, format!("storage {} is missing", quote(&s.key))))
     })
-}
-
-fn collect_storage_sizes(v: &Value, out: &mut HashMap<String, usize>) {
-    match v {
-        Value::Tensor(t) => {
-            out.insert(t.storage.key.clone(), t.storage.dtype.size_in_bytes());
-        }
-        Value::Storage(s) => {
-            out.insert(s.key.clone(), s.dtype.size_in_bytes());
-        }
-        Value::Tuple(items) | Value::List(items) => {
-            items.iter().for_each(|x| collect_storage_sizes(x, out))
-        }
-        Value::Dict(items) => items
-            .iter()
-            .for_each(|(_, x)| collect_storage_sizes(x, out)),
-        Value::Call { args, state, .. } => {
-            collect_storage_sizes(args, out);
-            if let Some(s) = state {
-                collect_storage_sizes(s, out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Walks the unpickled object to the state dict and materializes its tensors.
 fn build_state_dict(
     path: &Path,
-    obj: Value,
+    obj: TorchValue,
     mut storage_bytes: impl FnMut(&StorageRef) -> Result<Vec<u8>>,
 ) -> Result<StateDict> {
-    let entries = find_state_dict(obj).ok_or_else(|| {
+    let entries = find_state_dict(&obj, 0).ok_or_else(|| {
         bad(
             path,
             "the pickled object is not a state dict (no dict of tensors found)",
@@ -287,17 +273,23 @@ fn build_state_dict(
                     acc.saturating_add((n - 1).saturating_mul(st))
                 }
             });
-        let empty = t.size.iter().any(|&s| s == 0);
+        let empty = t.size.contains(&0);
         if t.offset < 0 || t.stride.iter().any(|&s| s < 0) || (!empty && last >= numel) {
             return Err(bad(
                 path,
-                format!("{key}: view (offset {}, size {:?}, stride {:?}) exceeds its storage of {numel} elements", t.offset, t.size, t.stride),
+                format!(
+                    "{}: view (offset {}, size {}, stride {}) exceeds its storage of {numel} elements",
+                    quote(&key),
+                    t.offset,
+                    quote(&format!("{:?}", t.size)),
+                    quote(&format!("{:?}", t.stride))
+                ),
             ));
         }
         let tensor = storage
             .f_as_strided(t.size.as_slice(), t.stride.as_slice(), Some(t.offset))
             .and_then(|v| v.f_contiguous())
-            .map_err(|e| Error::torch(format!("{}: {key}", path.display()), e))?;
+            .map_err(|e| Error::torch(format!("{}: {}", path.display(), quote(&key)), e))?;
         out.push((key, tensor));
     }
     Ok(out)
@@ -305,7 +297,7 @@ fn build_state_dict(
 
 fn storage_tensor(path: &Path, s: &StorageRef, data: &[u8]) -> Result<Tensor> {
     let size = s.dtype.size_in_bytes();
-    if data.len() % size != 0 || (data.len() / size) as u64 != s.numel {
+    if !data.len().is_multiple_of(size) || (data.len() / size) as u64 != s.numel {
         return Err(bad(
             path,
             format!(
@@ -334,9 +326,10 @@ fn storage_tensor(path: &Path, s: &StorageRef, data: &[u8]) -> Result<Tensor> {
 }
 
 /// The state dict inside `obj`: `obj` itself when it maps names to tensors, otherwise the first
-/// such dict under a conventional wrapper key. Non-tensor entries are skipped; a common
-/// `module.` prefix (from `nn.DataParallel`) is removed.
-fn find_state_dict(obj: Value) -> Option<Vec<(String, TensorRef)>> {
+/// such dict under a conventional wrapper key (at most [`MAX_WRAPPING`] levels down: a hostile
+/// pickle can share one dict under every wrapper key, so the search must not branch deeply).
+/// Non-tensor entries are skipped; a common `module.` prefix (from `nn.DataParallel`) is removed.
+fn find_state_dict(obj: &TorchValue, level: u32) -> Option<Vec<(String, TensorRef)>> {
     const WRAPPERS: [&str; 6] = [
         "state_dict",
         "model_state_dict",
@@ -347,21 +340,21 @@ fn find_state_dict(obj: Value) -> Option<Vec<(String, TensorRef)>> {
     ];
     let Value::Dict(items) = obj else { return None };
     let tensors: Vec<(String, TensorRef)> = items
+        .entries()
         .iter()
         .filter_map(|(k, v)| match (k, v) {
-            (Value::Str(k), Value::Tensor(t)) => Some((k.clone(), t.clone())),
+            (Value::Str(k), Value::Ext(Torch::Tensor(t))) => Some((k.to_string(), (**t).clone())),
             _ => None,
         })
         .collect();
     if tensors.is_empty() {
-        for name in WRAPPERS {
-            if let Some((_, inner)) = items.iter().find(|(k, _)| *k == Value::Str(name.into())) {
-                if let Some(found) = find_state_dict(inner.clone()) {
-                    return Some(found);
-                }
-            }
+        if level >= MAX_WRAPPING {
+            return None;
         }
-        return None;
+        return WRAPPERS
+            .iter()
+            .filter_map(|name| items.get_text(name))
+            .find_map(|inner| find_state_dict(inner, level + 1));
     }
     if tensors.iter().all(|(k, _)| k.starts_with("module.")) {
         return Some(
@@ -373,3 +366,6 @@ fn find_state_dict(obj: Value) -> Option<Vec<(String, TensorRef)>> {
     }
     Some(tensors)
 }
+
+/// Deepest wrapper nesting searched for the state dict (`{'model': {'state_dict': ...}}` is 2).
+const MAX_WRAPPING: u32 = 3;
