@@ -174,7 +174,13 @@ impl Detector {
 
     pub fn load(path: &Path) -> Result<Self, DetectorError> {
         let text = std::fs::read_to_string(path).map_err(|e| IoError::new(path, e))?;
-        let d: Detector = serde_json::from_str(&text).map_err(|source| DetectorError::Json {
+        Self::parse(&text, path)
+    }
+
+    /// Parse and check the JSON text of a detector file; `path` names its origin in errors
+    /// (the Python package unpickles detectors through this).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, DetectorError> {
+        let d: Detector = serde_json::from_str(text).map_err(|source| DetectorError::Json {
             path: path.into(),
             source,
         })?;
