@@ -1,0 +1,82 @@
+"""energy / msp / max_logit against their formulas in NumPy, and the input rule."""
+
+import numpy as np
+import pytest
+
+import energy_ood as eo
+
+
+def _ref(logits, t=1.0):
+    z = logits / t
+    m = z.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+    p = np.exp(z - m)
+    p /= p.sum(axis=1, keepdims=True)
+    return t * lse, p.max(axis=1), logits.max(axis=1)
+
+
+@pytest.mark.parametrize("t", [1.0, 0.5, 1000.0])
+def test_scores_match_formulas(rng, t):
+    logits = rng.normal(scale=5.0, size=(200, 10))
+    e, p, m = _ref(logits, t)
+    np.testing.assert_allclose(eo.energy(logits, temperature=t), e, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(eo.msp(logits, temperature=t), p, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(eo.max_logit(logits), m)
+
+
+def test_energy_does_not_overflow():
+    logits = np.array([[1000.0, 1000.0], [-1000.0, -1000.0]])
+    np.testing.assert_allclose(eo.energy(logits), [1000.0 + np.log(2), -1000.0 + np.log(2)])
+
+
+def test_dtypes_are_converted_by_the_rule(rng):
+    logits = rng.normal(size=(20, 4)).astype(np.float32)
+    want = eo.energy(logits.astype(np.float64))
+    np.testing.assert_array_equal(eo.energy(logits), want)
+    h = logits.astype(np.float16)
+    np.testing.assert_array_equal(eo.energy(h), eo.energy(h.astype(np.float64)))
+    ints = np.array([[1, 2, 3], [0, 0, 5]], dtype=np.int32)
+    np.testing.assert_array_equal(eo.max_logit(ints), [3.0, 5.0])
+    np.testing.assert_array_equal(eo.max_logit([[1, 2], [4, 3]]), [2.0, 4.0])  # lists too
+
+
+@pytest.mark.parametrize("bad", [np.array([[True, False]]), np.array([[1 + 2j, 0j]]),
+                                 np.array([["a", "b"]]), np.array([[None, 1.0]], dtype=object)])
+def test_non_real_dtypes_are_refused(bad):
+    with pytest.raises(TypeError, match="expected real numbers"):
+        eo.energy(bad)
+
+
+def test_any_layout_gives_the_same_scores(rng):
+    base = rng.normal(size=(30, 8))
+    want = eo.energy(base)
+    fortran = np.asfortranarray(base)
+    assert not fortran.flags.c_contiguous
+    np.testing.assert_array_equal(eo.energy(fortran), want)
+    wide = np.zeros((30, 16))
+    wide[:, ::2] = base
+    np.testing.assert_array_equal(eo.energy(wide[:, ::2]), want)  # strided columns
+    np.testing.assert_array_equal(eo.energy(base[::-1])[::-1], want)  # negative strides
+
+
+def test_nonfinite_names_row_and_column(rng):
+    logits = rng.normal(size=(5, 3))
+    logits[3, 2] = np.inf
+    with pytest.raises(ValueError, match=r"row 3, column 2 is inf"):
+        eo.energy(logits)
+    logits[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"row 1, column 0 is NaN"):
+        eo.msp(logits)
+
+
+def test_shapes_and_empty():
+    with pytest.raises(ValueError, match=r"must be a 2-D array, got shape \(3,\)"):
+        eo.energy(np.ones(3))
+    with pytest.raises(ValueError, match="no columns"):
+        eo.energy(np.ones((3, 0)))
+    # an empty batch (e.g. an empty partition) scores to an empty array
+    assert eo.energy(np.ones((0, 4))).shape == (0,)
+    with pytest.raises(ValueError, match="temperature must be a positive"):
+        eo.energy(np.ones((2, 2)), temperature=0.0)
+    with pytest.raises(ValueError, match="temperature must be a positive"):
+        eo.msp(np.ones((2, 2)), temperature=float("nan"))
