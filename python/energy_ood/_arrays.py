@@ -6,8 +6,9 @@ Rule (docs/python.md, "Input rule"):
 * Real dtypes only. float64 passes through; float16/float32 and (unsigned) integers are
   converted to float64 (exact for float16/float32 and for integers up to 2**53). bool, complex,
   object and string arrays are refused with ``TypeError``.
-* Any memory layout: C-contiguous float64 input is used without a copy; Fortran-ordered,
-  strided or reversed views are copied into one C-contiguous array first.
+* Any memory layout: aligned C-contiguous float64 input is used without a copy; Fortran-ordered,
+  strided, reversed or unaligned arrays (e.g. from a received network buffer) are copied into
+  one aligned C-contiguous array first.
 * The number of dimensions must match (1-D scores, 2-D logits/features) or ``ValueError``.
 * NaN and +-inf are refused by the core with ``ValueError`` naming the first bad index
   (row and column for matrices).
@@ -35,7 +36,7 @@ def as_f64(x: Any, name: str, ndim: int) -> np.ndarray:
     if a.ndim != ndim:
         want = "a 1-D array" if ndim == 1 else f"a {ndim}-D array"
         raise ValueError(f"{name} must be {want}, got shape {a.shape}")
-    return np.ascontiguousarray(a, dtype=np.float64)
+    return np.require(a, dtype=np.float64, requirements=["C", "A"])
 
 
 def as_labels(x: Any, name: str = "labels") -> np.ndarray:
@@ -49,7 +50,7 @@ def as_labels(x: Any, name: str = "labels") -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} has values above the int64 range")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.require(a, dtype=np.int64, requirements=["C", "A"])
 
 
 def check_finite(a: np.ndarray, name: str) -> None:

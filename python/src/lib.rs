@@ -6,7 +6,7 @@
 //! (`Python::detach`, formerly `allow_threads`), and every core error becomes a `ValueError`
 //! carrying the core's message (which names the first bad index, the shapes, ...).
 
-use numpy::PyReadonlyArray1;
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -32,8 +32,23 @@ pub(crate) fn value_error(e: impl std::error::Error) -> PyErr {
 
 /// A 1-D array as one contiguous slice (the Python layer makes it so; refuse anything else).
 pub(crate) fn slice1<'a>(a: &'a PyReadonlyArray1<'_, f64>, name: &str) -> PyResult<&'a [f64]> {
-    a.as_slice()
-        .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-D array")))
+    a.as_slice().map_err(|_| {
+        PyTypeError::new_err(format!("{name} must be an aligned, contiguous 1-D array"))
+    })
+}
+
+/// A 2-D array as an ndarray view (any strides); unaligned memory is refused, since a view of
+/// it would be undefined behaviour (the Python layer copies such arrays first).
+pub(crate) fn view2<'a>(
+    a: &'a PyReadonlyArray2<'_, f64>,
+    name: &str,
+) -> PyResult<ndarray::ArrayView2<'a, f64>> {
+    if !a.is_aligned() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an aligned array"
+        )));
+    }
+    Ok(a.as_array())
 }
 
 #[pymodule]

@@ -5,7 +5,7 @@ use ood_core::scores::Method;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::value_error;
+use crate::{value_error, view2};
 
 /// Score an N x K logit matrix with `method` (`energy`, `msp` or `maxlogit`).
 #[pyfunction]
@@ -17,7 +17,7 @@ fn score_logits<'py>(
     temperature: f64,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let method: Method = method.parse().map_err(PyValueError::new_err)?;
-    let view = logits.as_array();
+    let view = view2(&logits, "logits")?;
     let out = py
         .detach(|| method.scorer(temperature).score(view))
         .map_err(value_error)?;

@@ -11,7 +11,7 @@ use ood_core::scores::{Mahalanobis, MahalanobisParams};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::value_error;
+use crate::{value_error, view2};
 
 /// Mahalanobis on features (Lee et al. 2018): class means, one tied covariance.
 #[pyclass(module = "energy_ood._core", name = "Mahalanobis", frozen)]
@@ -29,7 +29,7 @@ impl PyMahalanobis {
         labels: PyReadonlyArray1<'_, i64>,
         shrinkage: f64,
     ) -> PyResult<Self> {
-        let view = features.as_array();
+        let view = view2(&features, "features")?;
         let labels = labels
             .as_slice()
             .map_err(|_| PyTypeError::new_err("labels must be a contiguous 1-D array"))?;
@@ -44,7 +44,7 @@ impl PyMahalanobis {
         py: Python<'py>,
         features: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let view = features.as_array();
+        let view = view2(&features, "features")?;
         let out = py.detach(|| self.inner.score(view)).map_err(value_error)?;
         Ok(out.into_pyarray(py))
     }

@@ -80,3 +80,18 @@ def test_shapes_and_empty():
         eo.energy(np.ones((2, 2)), temperature=0.0)
     with pytest.raises(ValueError, match="temperature must be a positive"):
         eo.msp(np.ones((2, 2)), temperature=float("nan"))
+
+
+def test_unaligned_buffers_are_copied(rng):
+    # arrays received over a network (pickle protocol 5) can be unaligned views
+    a = rng.normal(size=(6, 3))
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    un = buf[1:].view(np.float64).reshape(6, 3)
+    un[...] = a
+    assert not un.flags.aligned
+    np.testing.assert_array_equal(eo.energy(un), eo.energy(a))
+    s = un.reshape(-1)
+    assert not s.flags.aligned
+    assert eo.metrics(s, s + 1.0) == eo.metrics(a.reshape(-1), a.reshape(-1) + 1.0)
+    det = eo.Detector.calibrate(a.reshape(-1))
+    np.testing.assert_array_equal(det.accept(s), det.accept(a.reshape(-1)))
