@@ -97,3 +97,13 @@ def test_python_save_then_cli_detect(eood, tmp_path, rng):
     flags = np.load(tmp_path / "flags.npy")
     np.testing.assert_array_equal(flags.astype(bool), d.accept(test))
     assert flags.sum() == d.accept(test).sum() > 0
+
+
+def test_shipped_cli_detector_loads():
+    from conftest import REPO
+
+    d = eo.Detector.load(REPO / "models" / "fmnist-detector.json")
+    raw = json.loads((REPO / "models" / "fmnist-detector.json").read_text())
+    assert d.tau == raw["tau"] and d.method == raw["method"]
+    np.testing.assert_array_equal(d.accept([raw["tau"], np.nextafter(raw["tau"], np.inf)]),
+                                  [False, True])
