@@ -87,19 +87,11 @@ def test_same_numbers_as_the_cli(eood, tmp_path, rng):
         check=True, capture_output=True, text=True).stdout
     cli = json.loads(out)
     r = eo.evaluate(a, sets, draws=10, seed=5)
-    text = json.dumps(cli)
-    for row in r.rows:
-        # the CLI prints percentages; the package returns fractions
-        assert f"{100 * row.mean['auroc']:.6f}"[:8] in text or any(
-            abs(v - 100 * row.mean["auroc"]) < 1e-9 for v in _numbers(cli))
-
-
-def _numbers(obj):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _numbers(v)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield float(obj)
+    assert [row["name"] for row in cli["sets"]] == ["near", "far"]
+    for row, c in zip(r.rows, cli["sets"]):
+        assert c["samples"] == row.samples
+        for k in row.mean:  # the CLI prints percentages; the package returns fractions
+            assert c[k] == pytest.approx(100 * row.mean[k], rel=1e-12, abs=1e-12)
+            assert c[f"{k}_std"] == pytest.approx(100 * row.std[k], rel=1e-9, abs=1e-12)
+    for k in r.mean:
+        assert cli[k] == pytest.approx(100 * r.mean[k], rel=1e-12, abs=1e-12)
