@@ -58,4 +58,6 @@ def check_finite(a: np.ndarray, name: str) -> None:
     bad = ~np.isfinite(a)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} at index {i} is {a.flat[i]} (non-finite scores are refused)")
+        v = a.flat[i]
+        word = "NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf")  # the core's words
+        raise ValueError(f"{name} at index {i} is {word} (non-finite scores are refused)")

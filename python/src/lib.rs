@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 
 mod detector;
 mod metrics;
+mod par;
 mod scores;
 mod zoo;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use ood_core::scores::mahalanobis::MahalanobisFile;
-use ood_core::scores::{Mahalanobis, MahalanobisParams};
+use ood_core::scores::{Mahalanobis, MahalanobisError, MahalanobisParams};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -45,7 +45,24 @@ impl PyMahalanobis {
         features: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = view2(&features, "features")?;
-        let out = py.detach(|| self.inner.score(view)).map_err(value_error)?;
+        let out = py
+            .detach(|| {
+                crate::par::par_rows(
+                    view,
+                    |part| self.inner.score(part),
+                    |e, offset| match e {
+                        MahalanobisError::NonFinite { row, col, value } => {
+                            MahalanobisError::NonFinite {
+                                row: row + offset,
+                                col,
+                                value,
+                            }
+                        }
+                        other => other,
+                    },
+                )
+            })
+            .map_err(value_error)?;
         Ok(out.into_pyarray(py))
     }
 

@@ -37,8 +37,10 @@ def test_accept_refuses_nonfinite_and_shapes():
     d = eo.Detector.calibrate([0.0, 1.0, 2.0, 3.0])
     np.testing.assert_array_equal(d.accept([-5.0, 5.0]), [False, True])
     assert d.accept(np.array([5.0], dtype=np.float32)).dtype == np.bool_
-    with pytest.raises(ValueError, match="score at index 1 is nan"):
+    with pytest.raises(ValueError, match="score at index 1 is NaN"):
         d.accept([1.0, np.nan])
+    with pytest.raises(ValueError, match="score at index 0 is -inf"):
+        d.accept([-np.inf, 1.0])
     with pytest.raises(ValueError, match="must be a 1-D array"):
         d.accept([[1.0]])
     with pytest.raises(ValueError, match="no calibration scores"):

@@ -72,6 +72,10 @@ def test_mahalanobis_bad_input(rng):
         det.score(features=bad)
     with pytest.raises(ValueError, match="singular"):
         D.Mahalanobis().fit(features=np.c_[x, x[:, :1]], labels=y)  # a repeated column
+    with pytest.raises(ValueError, match="need at least one feature row"):
+        D.Mahalanobis().fit(features=np.empty((0, 4)), labels=np.empty(0, dtype=np.int64))
+    with pytest.raises(ValueError, match="features must be a 2-D array"):
+        D.Mahalanobis().fit(features=x[:, 0], labels=y)
     with pytest.raises(ValueError, match="shrinkage must be in"):
         D.Mahalanobis(shrinkage=2.0).fit(features=x, labels=y)
     # Fortran order and float32 follow the input rule

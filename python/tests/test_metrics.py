@@ -116,3 +116,13 @@ def test_layouts_and_dtypes(rng):
     two = np.stack([a, b], axis=1)  # columns are strided views
     assert eo.metrics(two[:, 0], two[:, 1]) == want
     assert eo.metrics(a[::-1], b[::-1]) == want
+
+
+def test_threads_share_the_released_gil(rng):
+    # the Rust work runs without the GIL: threads give the same values as a serial loop
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [_sets(rng, 20_000, 20_000, False) for _ in range(4)]
+    serial = [eo.metrics(a, b) for a, b in pairs]
+    with ThreadPoolExecutor(4) as ex:
+        assert list(ex.map(lambda p: eo.metrics(*p), pairs)) == serial

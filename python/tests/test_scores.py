@@ -95,3 +95,27 @@ def test_unaligned_buffers_are_copied(rng):
     assert eo.metrics(s, s + 1.0) == eo.metrics(a.reshape(-1), a.reshape(-1) + 1.0)
     det = eo.Detector.calibrate(a.reshape(-1))
     np.testing.assert_array_equal(det.accept(s), det.accept(a.reshape(-1)))
+
+
+def test_row_parallel_scoring_equals_serial(rng):
+    # 300k values: scored in chunks on several threads; small slices are scored serially
+    logits = rng.normal(size=(30_000, 10))
+    serial = np.concatenate([eo.energy(logits[i:i + 1000]) for i in range(0, 30_000, 1000)])
+    np.testing.assert_array_equal(eo.energy(logits), serial)
+    bad = logits.copy()
+    bad[25_000, 3] = np.nan
+    bad[29_999, 0] = np.inf
+    with pytest.raises(ValueError, match=r"row 25000, column 3 is NaN"):
+        eo.energy(bad)
+
+
+def test_row_parallel_mahalanobis_errors_name_the_row(rng):
+    from energy_ood import detectors as D
+
+    det = D.Mahalanobis().fit(features=rng.normal(size=(500, 8)), labels=rng.integers(0, 3, 500))
+    x = rng.normal(size=(40_000, 8))
+    serial = np.concatenate([det.score(features=x[i:i + 2000]) for i in range(0, 40_000, 2000)])
+    np.testing.assert_array_equal(det.score(features=x), serial)
+    x[31_234, 5] = -np.inf
+    with pytest.raises(ValueError, match=r"row 31234, column 5 is -inf"):
+        det.score(features=x)
