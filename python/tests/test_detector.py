@@ -109,3 +109,16 @@ def test_shipped_cli_detector_loads():
     assert d.tau == raw["tau"] and d.method == raw["method"]
     np.testing.assert_array_equal(d.accept([raw["tau"], np.nextafter(raw["tau"], np.inf)]),
                                   [False, True])
+
+
+def test_cli_reads_python_tau_exactly(eood, tmp_path, rng):
+    # regression: the CLI parsed tau up to 1 ulp off (3 of 40 here), flipping scores next to it
+    for i in range(40):
+        d = eo.Detector.calibrate(rng.normal(size=101) * 1e3, tpr=0.9)
+        d.save(tmp_path / "d.json")
+        t = d.tau
+        np.save(tmp_path / "s.npy", np.array([np.nextafter(t, -np.inf), t, np.nextafter(t, np.inf)]))
+        subprocess.run([eood, "detect", "--detector", str(tmp_path / "d.json"), "--scores",
+                        str(tmp_path / "s.npy"), "--out", str(tmp_path / "f.npy")],
+                       check=True, capture_output=True)
+        assert list(np.load(tmp_path / "f.npy")) == [0, 0, 1], (i, t)
