@@ -24,3 +24,14 @@ def test_quick_start_runs(torch, tmp_path):
     assert [r.name for r in report.rows] == ["noise", "blank"]
     assert eo.Detector.load(tmp_path / "detector.json") == detector
     assert 0.0 <= report.mean["auroc"] <= 1.0 and np.isfinite(detector.tau)
+
+
+def test_installed_package_is_typed_and_torch_free():
+    import pathlib
+
+    pkg = pathlib.Path(eo.__file__).parent
+    assert (pkg / "py.typed").exists() and (pkg / "_core.pyi").exists()
+    so = [p.name for p in pkg.iterdir() if p.name.startswith("_core.") and p.suffix in (".so", ".pyd")]
+    assert so and all(".abi3." in n or n.endswith(".pyd") for n in so), so  # one abi3 build
+    # no libtorch inside the wheel
+    assert not any("torch" in p.name for p in pkg.rglob("*.so*"))
