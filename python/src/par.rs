@@ -4,14 +4,46 @@
 //! in order, so the error names the first bad row exactly as a serial pass would.
 
 use ndarray::{s, ArrayView2};
+use ood_core::scores::{MahalanobisError, ScoreError};
+
+/// An error that may name a row of the matrix it came from.
+pub(crate) trait RowError {
+    /// The same error with its row number moved by `offset` (a chunk's first row).
+    fn shift_row(self, offset: usize) -> Self;
+}
+
+impl RowError for ScoreError {
+    fn shift_row(self, offset: usize) -> Self {
+        match self {
+            ScoreError::NonFinite { row, col, value } => ScoreError::NonFinite {
+                row: row + offset,
+                col,
+                value,
+            },
+            other => other,
+        }
+    }
+}
+
+impl RowError for MahalanobisError {
+    fn shift_row(self, offset: usize) -> Self {
+        match self {
+            MahalanobisError::NonFinite { row, col, value } => MahalanobisError::NonFinite {
+                row: row + offset,
+                col,
+                value,
+            },
+            other => other,
+        }
+    }
+}
 
 /// Below this many values a matrix is scored on the calling thread (threads cost ~20 us).
 const MIN_VALUES_PER_THREAD: usize = 1 << 16;
 
-pub(crate) fn par_rows<E: Send>(
+pub(crate) fn par_rows<E: Send + RowError>(
     x: ArrayView2<'_, f64>,
     score: impl Fn(ArrayView2<'_, f64>) -> Result<Vec<f64>, E> + Sync,
-    shift: impl Fn(E, usize) -> E + Sync,
 ) -> Result<Vec<f64>, E> {
     let (n, d) = x.dim();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
@@ -26,8 +58,8 @@ pub(crate) fn par_rows<E: Send>(
             .step_by(size)
             .map(|lo| {
                 let part = x.slice(s![lo..(lo + size).min(n), ..]);
-                let (score, shift) = (&score, &shift);
-                scope.spawn(move || score(part).map_err(|e| shift(e, lo)))
+                let score = &score;
+                scope.spawn(move || score(part).map_err(|e| e.shift_row(lo)))
             })
             .collect();
         handles

@@ -1,7 +1,7 @@
 //! Logit scores: energy, MSP, max-logit (ood_core::scores), one row of K logits -> one number.
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
-use ood_core::scores::{Method, ScoreError};
+use ood_core::scores::Method;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -19,20 +19,7 @@ fn score_logits<'py>(
     let method: Method = method.parse().map_err(PyValueError::new_err)?;
     let view = view2(&logits, "logits")?;
     let out = py
-        .detach(|| {
-            crate::par::par_rows(
-                view,
-                |part| method.scorer(temperature).score(part),
-                |e, offset| match e {
-                    ScoreError::NonFinite { row, col, value } => ScoreError::NonFinite {
-                        row: row + offset,
-                        col,
-                        value,
-                    },
-                    other => other,
-                },
-            )
-        })
+        .detach(|| crate::par::par_rows(view, |part| method.scorer(temperature).score(part)))
         .map_err(value_error)?;
     Ok(out.into_pyarray(py))
 }

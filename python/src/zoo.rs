@@ -7,7 +7,7 @@ use std::path::Path;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use ood_core::scores::mahalanobis::MahalanobisFile;
-use ood_core::scores::{Mahalanobis, MahalanobisError, MahalanobisParams};
+use ood_core::scores::{Mahalanobis, MahalanobisParams};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -46,22 +46,7 @@ impl PyMahalanobis {
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = view2(&features, "features")?;
         let out = py
-            .detach(|| {
-                crate::par::par_rows(
-                    view,
-                    |part| self.inner.score(part),
-                    |e, offset| match e {
-                        MahalanobisError::NonFinite { row, col, value } => {
-                            MahalanobisError::NonFinite {
-                                row: row + offset,
-                                col,
-                                value,
-                            }
-                        }
-                        other => other,
-                    },
-                )
-            })
+            .detach(|| crate::par::par_rows(view, |part| self.inner.score(part)))
             .map_err(value_error)?;
         Ok(out.into_pyarray(py))
     }
