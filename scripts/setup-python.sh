@@ -4,6 +4,12 @@
 # Idempotent: a second run only checks what is there (about a second).
 #
 #   scripts/setup-python.sh          minimal torch: what the Rust build and binaries need
+#   scripts/setup-python.sh --pytest
+#                                    also the Python package: maturin, pytest and the package
+#                                    (`pip install ./python`) into .venv, and the pytest venv
+#                                    python/.venv-test (python/requirements-test.txt: full
+#                                    torch==2.11.0, scikit-learn, pandas, dask; ~5.1 GB, measured
+#                                    ~7 min on a fresh 2-core machine) with the package too
 #   EOOD_TORCH=full scripts/setup-python.sh
 #                                    importable PyTorch with all its CUDA wheels (about 4.7 GB
 #                                    installed): for regenerating golden files and the PyTorch
@@ -61,3 +67,21 @@ case "$mode" in
     exit 2
     ;;
 esac
+
+# The Python package (docs/python.md). pip rebuilds it from the current source each run; cargo's
+# cache in python/target makes that a few seconds when nothing changed.
+if [ "${1:-}" = "--pytest" ]; then
+  pip_install maturin==1.16.0 pytest==9.2.0
+  pip_install ./python
+  # torch must be importable for the torch-helper tests, which .venv's minimal torch is not:
+  # a separate venv only for pytest, with the full wheel set
+  if [ ! -x python/.venv-test/bin/python ]; then
+    "$PY" -m venv python/.venv-test
+  fi
+  test_pip() { python/.venv-test/bin/python -m pip install -q --disable-pip-version-check "$@"; }
+  if ! python/.venv-test/bin/python -c 'import torch, sklearn, pandas, distributed, pytest' >/dev/null 2>&1; then
+    echo "setup-python: installing the pytest environment python/.venv-test (full torch==$TORCH_VERSION)" >&2
+  fi
+  test_pip -r python/requirements-test.txt
+  test_pip ./python
+fi

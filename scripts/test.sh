@@ -5,3 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 source scripts/env.sh
 cargo test --workspace --locked
+# The Python package (python/, docs/python.md): pytest in its own venv, with the CLI binary that
+# the cargo tests built for the round trips; torch and the CLI must be there (no skipping in CI).
+cargo build -p eood --locked --quiet
+EOOD_REQUIRE_TORCH=1 EOOD_BIN="$PWD/target/debug/eood" \
+  python/.venv-test/bin/pytest -q -p no:cacheprovider python/tests

@@ -174,7 +174,13 @@ impl Detector {
 
     pub fn load(path: &Path) -> Result<Self, DetectorError> {
         let text = std::fs::read_to_string(path).map_err(|e| IoError::new(path, e))?;
-        let d: Detector = serde_json::from_str(&text).map_err(|source| DetectorError::Json {
+        Self::parse(&text, path)
+    }
+
+    /// Parse and check the JSON text of a detector file; `path` names its origin in errors
+    /// (the Python package unpickles detectors through this).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, DetectorError> {
+        let d: Detector = serde_json::from_str(text).map_err(|source| DetectorError::Json {
             path: path.into(),
             source,
         })?;
@@ -294,5 +300,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("none.json"));
+    }
+
+    /// Regression: serde_json's default float parser can be 1 ulp off, so a loaded tau could
+    /// flip `score > tau` for a score next to it (seen in 3 of 40 detectors written by the
+    /// Python package). ood-core enables serde_json's `float_roundtrip`.
+    #[test]
+    fn tau_survives_json_bit_for_bit() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..200 {
+            let scores: Vec<f64> = (0..51)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 11) as f64 / (1u64 << 53) as f64 * 2e3 - 1e3
+                })
+                .collect();
+            let d = Detector::calibrate(&scores, 0.9, "energy", Some(1.0)).unwrap();
+            let text = serde_json::to_string(&d).unwrap();
+            let back = Detector::parse(&text, Path::new("t.json")).unwrap();
+            assert_eq!(back.tau.to_bits(), d.tau.to_bits(), "{text}");
+            assert_eq!(back, d);
+        }
     }
 }

@@ -1,0 +1,72 @@
+"""Type stubs of the Rust extension ``energy_ood._core`` (ood-core bindings).
+
+Arrays must be C-contiguous float64 (labels: int64); the public wrappers in ``energy_ood``
+convert user input by the package's input rule first.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def score_logits(
+    logits: npt.NDArray[np.float64], method: str, temperature: float = 1.0
+) -> npt.NDArray[np.float64]: ...
+def metrics(
+    id_scores: npt.NDArray[np.float64],
+    ood_scores: npt.NDArray[np.float64],
+    tpr: float = 0.95,
+    convention: str = "paper",
+) -> Tuple[float, float, float, float, float]: ...
+def evaluate_json(
+    id_scores: npt.NDArray[np.float64],
+    names: List[str],
+    ood_sets: List[npt.NDArray[np.float64]],
+    draws: int = 10,
+    samples: Optional[int] = None,
+    seed: int = 1,
+    tpr: float = 0.95,
+    convention: str = "paper",
+) -> str: ...
+
+class Detector:
+    @staticmethod
+    def calibrate(
+        val_scores: npt.NDArray[np.float64],
+        tpr: float = 0.95,
+        method: str = "energy",
+        temperature: Optional[float] = None,
+    ) -> "Detector": ...
+    @property
+    def tau(self) -> float: ...
+    @property
+    def target_tpr(self) -> float: ...
+    @property
+    def accepted_fraction(self) -> float: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def temperature(self) -> Optional[float]: ...
+    @property
+    def score_stats(self) -> Dict[str, float]: ...
+    def accept(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]: ...
+    def save(self, path: str) -> None: ...
+    @staticmethod
+    def load(path: str) -> "Detector": ...
+    def to_json(self) -> str: ...
+    @staticmethod
+    def from_json(text: str) -> "Detector": ...
+
+class Mahalanobis:
+    @staticmethod
+    def fit(
+        features: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], shrinkage: float = 0.0
+    ) -> "Mahalanobis": ...
+    def score(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+    @property
+    def dims(self) -> int: ...
+    def to_json(self) -> str: ...
+    @staticmethod
+    def from_json(text: str) -> "Mahalanobis": ...

@@ -1,0 +1,243 @@
+"""Post-hoc detectors with one grammar: ``fit(...)`` returns self, ``score(...)`` returns
+float64 scores (higher = more in-distribution), fitted detectors pickle and ``save``/``load``.
+
+Each class is a thin wrapper of one method of the Rust core. Adding a method of the detector
+zoo is a few lines: subclass :class:`LogitDetector` (a score of the logits alone) or
+:class:`FittedDetector` (fitted on training features/logits/labels/head), name the core class
+in ``_core_class``, and say which arrays ``_fit`` passes (see :class:`Mahalanobis`).
+
+Files: ``save`` writes JSON ``{"format": "energy-ood-python-detector", "version": 1,
+"method", "params", "state"}`` atomically, where ``state`` is the core's own file of the
+fitted model (for Mahalanobis the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``, which
+``Mahalanobis.load`` also reads directly).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from typing import Any, ClassVar, Dict, Optional, Type
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_f64, as_labels
+
+FORMAT = "energy-ood-python-detector"
+VERSION = 1
+_REGISTRY: Dict[str, Type["BaseDetector"]] = {}
+
+
+def _read_regular(path: "str | os.PathLike[str]") -> str:
+    """Text of a regular file; directories, FIFOs and devices are refused before reading."""
+    p = os.fspath(path)
+    st = os.stat(p)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{p}: not a regular file")
+    with open(p, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write_atomic(path: "str | os.PathLike[str]", text: str) -> None:
+    """Write through a temporary file in the same folder, then rename; never over a non-file."""
+    p = os.fspath(path)
+    if os.path.lexists(p) and not stat.S_ISREG(os.stat(p).st_mode):
+        raise ValueError(f"{p}: exists and is not a regular file; refusing to replace it")
+    folder = os.path.dirname(os.path.abspath(p))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".energy-ood-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class BaseDetector:
+    """Common grammar of every detector. Subclasses set ``method`` (the report.json key)."""
+
+    method: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.method:
+            _REGISTRY[cls.method] = cls
+
+    def get_params(self) -> Dict[str, Any]:
+        """Constructor keywords (hyper-parameters), JSON-serialisable."""
+        return {}
+
+    def fit(self, features: Any = None, logits: Any = None, labels: Any = None,
+            weight: Any = None, bias: Any = None) -> "BaseDetector":
+        raise NotImplementedError
+
+    def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
+        raise NotImplementedError
+
+    # fitted state: the core's own JSON text, or None
+    def _state(self) -> Optional[str]:
+        return None
+
+    def _set_state(self, state: Optional[str]) -> None:
+        pass
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"params": self.get_params(), "state": self._state()}
+
+    def __setstate__(self, d: Dict[str, Any]) -> None:
+        self.__init__(**d["params"])  # type: ignore[misc]
+        self._set_state(d["state"])
+
+    def to_json(self) -> str:
+        st = self._state()
+        return json.dumps({"format": FORMAT, "version": VERSION, "method": self.method,
+                           "params": self.get_params(),
+                           "state": None if st is None else json.loads(st)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "BaseDetector":
+        d = json.loads(text)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"not an {FORMAT} file (format is {d.get('format') if isinstance(d, dict) else None!r})")
+        if d.get("version") != VERSION:
+            raise ValueError(f"{FORMAT} version {d.get('version')!r} is not supported (expected {VERSION})")
+        sub = _REGISTRY.get(d.get("method"))
+        if sub is None:
+            raise ValueError(f"unknown detector method {d.get('method')!r}")
+        if cls is not BaseDetector and not issubclass(sub, cls):
+            raise ValueError(f"file holds a {sub.__name__} detector, not {cls.__name__}")
+        det = sub(**d.get("params", {}))
+        st = d.get("state")
+        det._set_state(None if st is None else json.dumps(st))
+        return det
+
+    def save(self, path: "str | os.PathLike[str]") -> None:
+        """Write the detector (hyper-parameters and fitted state) as JSON, atomically."""
+        _write_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike[str]") -> "BaseDetector":
+        """Read a file written by ``save`` (``BaseDetector.load`` returns the saved class)."""
+        return cls.from_json(_read_regular(path))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class LogitDetector(BaseDetector):
+    """A score of the logits alone: ``fit`` learns nothing and returns self."""
+
+    _core_method: ClassVar[str] = ""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = float(temperature)
+
+    def get_params(self) -> Dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    def fit(self, features: Any = None, logits: Any = None, labels: Any = None,
+            weight: Any = None, bias: Any = None) -> "LogitDetector":
+        return self
+
+    def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
+        if logits is None:
+            raise TypeError(f"{type(self).__name__} scores logits: pass logits=")
+        return _core.score_logits(as_f64(logits, "logits", 2), self._core_method, self.temperature)
+
+
+class Energy(LogitDetector):
+    """Negative free energy ``T * logsumexp(f / T)`` (Liu et al. 2020, eq. 5)."""
+
+    method = "energy"
+    _core_method = "energy"
+
+
+class MSP(LogitDetector):
+    """Maximum softmax probability ``max_k softmax(f / T)_k`` (Hendrycks & Gimpel 2017)."""
+
+    method = "msp"
+    _core_method = "msp"
+
+
+class MaxLogit(LogitDetector):
+    """Maximum logit ``max_k f_k`` (Hendrycks et al. 2022); it has no temperature."""
+
+    method = "maxlogit"
+    _core_method = "maxlogit"
+
+    def __init__(self) -> None:
+        self.temperature = 1.0
+
+    def get_params(self) -> Dict[str, Any]:
+        return {}
+
+
+class FittedDetector(BaseDetector):
+    """A method with a fitted model held by the Rust core (``_core_class``)."""
+
+    _core_class: ClassVar[Any] = None
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    @property
+    def fitted(self) -> bool:
+        return self._model is not None
+
+    def _require(self) -> Any:
+        if self._model is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(...) first")
+        return self._model
+
+    def _state(self) -> Optional[str]:
+        return None if self._model is None else self._model.to_json()
+
+    def _set_state(self, state: Optional[str]) -> None:
+        self._model = None if state is None else self._core_class.from_json(state)
+
+
+class Mahalanobis(FittedDetector):
+    """Mahalanobis on features (Lee et al. 2018): class means ``mu_c``, one tied covariance
+    ``Sigma`` (optionally shrunk: ``(1 - a) Sigma + a tr(Sigma)/D I``), score
+    ``max_c -(h - mu_c)^T Sigma^-1 (h - mu_c)``. Fit on training features and labels."""
+
+    method = "mahalanobis"
+    _core_class = _core.Mahalanobis
+
+    def __init__(self, shrinkage: float = 0.0) -> None:
+        super().__init__()
+        self.shrinkage = float(shrinkage)
+
+    def get_params(self) -> Dict[str, Any]:
+        return {"shrinkage": self.shrinkage}
+
+    def fit(self, features: Any = None, logits: Any = None, labels: Any = None,
+            weight: Any = None, bias: Any = None) -> "Mahalanobis":
+        self._model = _core.Mahalanobis.fit(as_f64(features, "features", 2), as_labels(labels),
+                                            self.shrinkage)
+        return self
+
+    def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
+        return self._require().score(as_f64(features, "features", 2))
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike[str]") -> "Mahalanobis":
+        """Read a file of ``save``, or the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
+        text = _read_regular(path)
+        d = json.loads(text)
+        if isinstance(d, dict) and d.get("format") == "eood-mahalanobis":
+            det = cls(shrinkage=d.get("params", {}).get("shrinkage", 0.0))
+            det._set_state(text)
+            return det
+        return cls.from_json(text)  # type: ignore[return-value]
+
+
+__all__ = ["BaseDetector", "LogitDetector", "FittedDetector", "Energy", "MSP", "MaxLogit",
+           "Mahalanobis"]
