@@ -60,11 +60,7 @@ impl Inputs {
     }
     fn raw(&self, name: &str, header: &str, payload: &[u8]) -> PathBuf {
         let p = self.path(name);
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        b.extend_from_slice(header.as_bytes());
-        b.extend_from_slice(payload);
-        std::fs::write(&p, b).unwrap();
+        std::fs::write(&p, ood_core::io::npy::raw_v1(header, payload)).unwrap();
         p
     }
 }

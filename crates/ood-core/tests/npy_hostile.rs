@@ -12,11 +12,7 @@ use proptest::prelude::*;
 
 fn raw(dir: &Path, name: &str, header: &str, payload: &[u8]) -> PathBuf {
     let p = dir.join(name);
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b.extend_from_slice(payload);
-    std::fs::write(&p, b).unwrap();
+    std::fs::write(&p, npy::raw_v1(header, payload)).unwrap();
     p
 }
 

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-pub use header::{header_bytes, parse_header, parse_prefix, Header, MAX_DIMS, MAX_HEADER_LEN};
+pub use header::{
+    header_bytes, parse_header, parse_prefix, raw_v1, Header, MAX_DIMS, MAX_HEADER_LEN,
+};
 pub use writer::{
     write_array, write_f32_vector, write_f64_matrix, write_f64_vector, write_i64_vector,
     write_u8_vector, Element, NpyWriter,
@@ -331,69 +333,46 @@ fn read_prefix(file: &mut File, len: u64) -> Result<(Header, u64), NpyErrorKind>
 const FLOAT_DTYPES: &str = "float32 or float64 ('<f4', '<f8')";
 const LABEL_DTYPES: &str = "int32, int64 or uint8 ('<i4', '<i8', '|u1'; also int8)";
 
+/// Decode `bytes` as `$t` elements of `$n` bytes in the given byte order, widened to `$to`.
+macro_rules! decode {
+    ($bytes:expr, $big:expr, $t:ty, $n:expr, $to:ty) => {
+        $bytes
+            .chunks_exact($n)
+            .map(|c| {
+                let b: [u8; $n] = c.try_into().expect("chunk size");
+                <$to>::from(if $big {
+                    <$t>::from_be_bytes(b)
+                } else {
+                    <$t>::from_le_bytes(b)
+                })
+            })
+            .collect()
+    };
+}
+
 /// Decode `bytes` of a float dtype to f64.
 pub fn decode_f64(dtype: Dtype, big_endian: bool, bytes: &[u8]) -> Vec<f64> {
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| {
-                    let b: [u8; $n] = c.try_into().expect("chunk size");
-                    f64::from(if big_endian {
-                        <$t>::from_be_bytes(b)
-                    } else {
-                        <$t>::from_le_bytes(b)
-                    })
-                })
-                .collect()
-        };
-    }
     match dtype {
-        Dtype::F32 => conv!(f32, 4),
-        Dtype::F64 => conv!(f64, 8),
+        Dtype::F32 => decode!(bytes, big_endian, f32, 4, f64),
+        Dtype::F64 => decode!(bytes, big_endian, f64, 8, f64),
         _ => unreachable!("decode_f64 on {dtype}"),
     }
 }
 
 /// Decode `bytes` of an integer dtype to i64.
 pub fn decode_i64(dtype: Dtype, big_endian: bool, bytes: &[u8]) -> Vec<i64> {
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| {
-                    let b: [u8; $n] = c.try_into().expect("chunk size");
-                    i64::from(if big_endian {
-                        <$t>::from_be_bytes(b)
-                    } else {
-                        <$t>::from_le_bytes(b)
-                    })
-                })
-                .collect()
-        };
-    }
     match dtype {
-        Dtype::U8 => bytes.iter().map(|&b| i64::from(b)).collect(),
-        Dtype::I8 => bytes.iter().map(|&b| i64::from(b as i8)).collect(),
-        Dtype::I32 => conv!(i32, 4),
-        Dtype::I64 => conv!(i64, 8),
+        Dtype::U8 => decode!(bytes, false, u8, 1, i64),
+        Dtype::I8 => decode!(bytes, false, i8, 1, i64),
+        Dtype::I32 => decode!(bytes, big_endian, i32, 4, i64),
+        Dtype::I64 => decode!(bytes, big_endian, i64, 8, i64),
         _ => unreachable!("decode_i64 on {dtype}"),
     }
 }
 
 /// Decode `bytes` of `float32` (either byte order) to f32.
 pub fn decode_f32(big_endian: bool, bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| {
-            let b = [c[0], c[1], c[2], c[3]];
-            if big_endian {
-                f32::from_be_bytes(b)
-            } else {
-                f32::from_le_bytes(b)
-            }
-        })
-        .collect()
+    decode!(bytes, big_endian, f32, 4, f32)
 }
 
 fn read_floats(path: &Path, ndim: usize) -> Result<(Header, Vec<f64>), NpyError> {

@@ -295,6 +295,17 @@ pub fn header_bytes(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// A version 1.0 file of `header` text (unpadded, as given) and `payload`: for test fixtures
+/// with headers this module never writes (malformed, hostile, other dtypes).
+pub fn raw_v1(header: &str, payload: &[u8]) -> Vec<u8> {
+    let mut b = MAGIC.to_vec();
+    b.extend_from_slice(&[1, 0]);
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,7 @@ use super::*;
 
 fn raw_file(dir: &Path, name: &str, header: &str, payload: &[u8]) -> PathBuf {
     let path = dir.join(name);
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&[1, 0]);
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(payload);
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, raw_v1(header, payload)).unwrap();
     path
 }
 
