@@ -76,14 +76,21 @@ pub enum NpyErrorKind {
     Overflow(Vec<usize>),
     #[error("file changed while being read (it is now shorter than its header declares)")]
     Shrunk,
+    /// Boxed: its strings would make every `NpyError` large.
     #[error(transparent)]
-    Limit(#[from] LimitError),
+    Limit(Box<LimitError>),
     #[error("read of bytes {start}..{end} past the end of the {size}-byte array")]
     OutOfRange { start: u64, end: u64, size: u64 },
     #[error("{written} of the {declared} declared elements written")]
     Incomplete { declared: u64, written: u64 },
     #[error("more than the {declared} declared elements written")]
     Overfull { declared: u64 },
+}
+
+impl From<LimitError> for NpyErrorKind {
+    fn from(e: LimitError) -> Self {
+        NpyErrorKind::Limit(Box::new(e))
+    }
 }
 
 impl NpyError {

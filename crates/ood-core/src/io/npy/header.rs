@@ -276,7 +276,8 @@ pub fn header_bytes(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
         dtype.descr(false),
         fmt_shape(shape)
     );
-    let v1 = MAGIC.len() + 4 + dict.len() + 1 <= u16::MAX as usize;
+    // The header length field of version 1 is a u16; padding adds at most 64 bytes.
+    let v1 = dict.len() + 64 <= u16::MAX as usize;
     let pre = MAGIC.len() + if v1 { 4 } else { 6 };
     let pad = (64 - (pre + dict.len() + 1) % 64) % 64;
     let text_len = dict.len() + pad + 1;
