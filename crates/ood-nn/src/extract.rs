@@ -3,7 +3,7 @@
 //! the dataset size.
 //!
 //! Inputs ([`InputSet`]):
-//! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), memory-mapped and normalized on
+//! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), read image by image and normalized on
 //!   the fly by the [`ood_data::batch::BatchLoader`] worker threads, so data preparation overlaps
 //!   the forward passes: `(x / 255 - mean[c]) / std[c]`;
 //! - `float32` `N x C x H x W`: already model input (used as is), read one batch at a time.
