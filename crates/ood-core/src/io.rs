@@ -1,10 +1,17 @@
 //! File I/O shared by every crate: atomic writes (write to a temporary file beside the
 //! target, then rename), so that an interrupted or failed write never destroys what was there,
 //! and NumPy `.npy` reading/writing (format versions 1-3, C order; see [`npy`]).
+//!
+//! Temporary files are named `.<name>.<pid>-<n>-<rand>.tmp` (the name part cut so the whole
+//! stays a valid file name): unique per process and per call, so two runs writing the same
+//! target never share one. Those left by a crashed process (whose pid is gone) are removed the
+//! next time the same target is written.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An I/O failure with the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +31,195 @@ impl IoError {
     }
 }
 
+/// Longest name part kept in a temporary file name: with the dot, pid, counter, random
+/// characters and suffix it stays under the 255-byte limit of common file systems.
+const TMP_NAME_BYTES: usize = 200;
+const TMP_SUFFIX: &str = ".tmp";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A file being written beside its target: [`AtomicFile::commit`] flushes, syncs and renames
+/// it over the target, then syncs the directory; dropped uncommitted, it is removed. Errors
+/// name the target, never the hidden temporary file.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: Option<BufWriter<fs::File>>,
+}
+
+impl AtomicFile {
+    /// Start writing `path`. Refuses a target that is a device node, directory or FIFO (see
+    /// [`guard::check_output`]); removes stale temporary files of dead processes for it.
+    pub fn create(path: &Path) -> Result<Self, IoError> {
+        guard::check_output(path, &[]).map_err(OutputError::into_io_error)?;
+        let dir = parent_dir(path);
+        let prefix = tmp_prefix(path);
+        remove_stale_temps(&dir, &prefix);
+        let tmp = dir.join(tmp_name(&prefix));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| IoError::new(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// The target path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The buffered writer of the temporary file.
+    pub fn writer(&mut self) -> &mut BufWriter<fs::File> {
+        self.writer.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// Flush, fsync, rename over the target, fsync the directory.
+    pub fn commit(mut self) -> Result<(), IoError> {
+        let io = |e| IoError::new(&self.path, e);
+        let writer = self.writer.take().expect("AtomicFile committed twice");
+        let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        if let Err(e) = fs::rename(&self.tmp, &self.path) {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(io(e));
+        }
+        sync_dir(&parent_dir(&self.path));
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Make a rename durable. Best effort: some file systems refuse to fsync a directory, and by
+/// now the new file is in place, so a failure here is not reported as a failed write.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `.<name>.` with the name cut to [`TMP_NAME_BYTES`] bytes.
+fn tmp_prefix(path: &Path) -> OsString {
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "out".into());
+    let mut out = OsString::from(".");
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let b = name.as_bytes();
+        out.push(OsString::from_vec(
+            b[..b.len().min(TMP_NAME_BYTES)].to_vec(),
+        ));
+    }
+    #[cfg(not(unix))]
+    {
+        let s = name.to_string_lossy();
+        let mut end = s.len().min(TMP_NAME_BYTES);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push(&s[..end]);
+    }
+    out.push(".");
+    out
+}
+
+/// `<prefix><pid>-<n>-<rand>.tmp`: the counter separates calls within a process, the pid
+/// processes, and the time-derived characters guard against a reused pid.
+fn tmp_name(prefix: &OsString) -> OsString {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
+        .unwrap_or(0);
+    let mut r = nanos.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n;
+    let rand: String = (0..6)
+        .map(|_| {
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(r % 36) as usize];
+            r /= 36;
+            c as char
+        })
+        .collect();
+    let mut out = prefix.clone();
+    out.push(format!("{}-{n}-{rand}{TMP_SUFFIX}", std::process::id()));
+    out
+}
+
+/// The pid in a temporary file name `<prefix><pid>-<n>-<rand>.tmp` (or the older
+/// `<prefix><pid>.tmp`), if `name` has that shape.
+fn tmp_pid(name: &str, prefix: &str) -> Option<u32> {
+    let middle = name.strip_prefix(prefix)?.strip_suffix(TMP_SUFFIX)?;
+    let mut parts = middle.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, None, None) => Some(pid),
+        (Some(n), Some(r), None)
+            if n.bytes().all(|c| c.is_ascii_digit())
+                && r.bytes().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            Some(pid)
+        }
+        _ => None,
+    }
+}
+
+/// Whether process `pid` is alive, where the OS can tell (Linux: `/proc/<pid>`).
+fn pid_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    proc.join("self")
+        .exists()
+        .then(|| proc.join(pid.to_string()).exists())
+}
+
+/// Remove temporary files for this target left by processes that no longer run.
+fn remove_stale_temps(dir: &Path, prefix: &OsString) {
+    let Some(prefix) = prefix.to_str() else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| tmp_pid(n, prefix)) else {
+            continue;
+        };
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && pid != std::process::id() && pid_alive(pid) == Some(false) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Write `path` atomically: `fill` writes into a temporary file in the same directory, which is
 /// flushed, synced and renamed over `path` only if `fill` succeeds. On error the temporary file
-/// is removed and any existing `path` is left untouched.
+/// is removed and any existing `path` is left untouched. A target that is a device node,
+/// directory or FIFO is refused before anything is written.
 pub fn write_atomic<E>(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<fs::File>) -> Result<(), E>,
@@ -34,27 +227,10 @@ pub fn write_atomic<E>(
 where
     E: From<IoError>,
 {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let io = |e| IoError::new(path, e);
-    let file = fs::File::create(&tmp).map_err(|e| E::from(IoError::new(&tmp, e)))?;
-    let mut writer = BufWriter::new(file);
-    let result = fill(&mut writer).and_then(|()| {
-        writer.flush().map_err(|e| E::from(io(e)))?;
-        writer.get_ref().sync_all().map_err(|e| E::from(io(e)))?;
-        fs::rename(&tmp, path).map_err(|e| E::from(io(e)))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut file = AtomicFile::create(path)?;
+    fill(file.writer())?;
+    file.writer().flush().map_err(|e| IoError::new(path, e))?;
+    Ok(file.commit()?)
 }
 
 pub mod guard;
@@ -63,25 +239,4 @@ pub mod npy;
 pub use guard::{check_new_output, check_output, open_regular, same_file, OutputError};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_write_keeps_old_file_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.txt");
-        fs::write(&path, "old").unwrap();
-        let r: Result<(), IoError> = write_atomic(&path, |w| {
-            w.write_all(b"partial").unwrap();
-            Err(IoError::new("x", std::io::Error::other("boom")))
-        });
-        assert!(r.is_err());
-        assert_eq!(fs::read_to_string(&path).unwrap(), "old");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        write_atomic::<IoError>(&path, |w| {
-            w.write_all(b"new").map_err(|e| IoError::new("w", e))
-        })
-        .unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
-    }
-}
+mod tests;

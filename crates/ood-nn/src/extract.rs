@@ -3,7 +3,7 @@
 //! the dataset size.
 //!
 //! Inputs ([`InputSet`]):
-//! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), memory-mapped and normalized on
+//! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), read image by image and normalized on
 //!   the fly by the [`ood_data::batch::BatchLoader`] worker threads, so data preparation overlaps
 //!   the forward passes: `(x / 255 - mean[c]) / std[c]`;
 //! - `float32` `N x C x H x W`: already model input (used as is), read one batch at a time.
@@ -11,13 +11,12 @@
 //! Outputs are written through [`NpyRowWriter`]: a temporary file beside the target whose header
 //! declares all `N` rows, filled batch by batch and renamed into place at the end, so an
 //! interrupted run never leaves a truncated `.npy` behind (nor touches an existing one).
-use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ood_core::io::npy::{self, Dtype, NpyError, NpyFile, NpyWriter};
 use ood_data::batch::{BatchConfig, BatchLoader, ImageSource};
 use ood_data::formats::npy_images::NpyImages;
 use ood_data::transforms::{Normalize, Pipeline};
@@ -49,6 +48,8 @@ pub enum InferError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
+    Npy(#[from] NpyError),
+    #[error(transparent)]
     Metrics(#[from] ood_core::MetricsError),
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
@@ -59,13 +60,6 @@ pub type Result<T, E = InferError> = std::result::Result<T, E>;
 pub(crate) fn torch_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> InferError {
     let context = context.into();
     move |source| InferError::Torch { context, source }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InferError + '_ {
-    move |source| InferError::Io {
-        path: path.into(),
-        source,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -80,12 +74,11 @@ pub enum InputSet {
     Tensors(F32Array),
 }
 
-/// A little-endian C-order `float32` `.npy` array read by rows (`shape[0]`), never whole.
+/// A C-order `float32` `N x C x H x W` `.npy` array read by rows (`shape[0]`), never whole.
 #[derive(Debug, Clone)]
 pub struct F32Array {
     pub path: PathBuf,
     pub shape: Vec<usize>,
-    data_offset: u64,
 }
 
 impl F32Array {
@@ -94,37 +87,11 @@ impl F32Array {
             path: path.into(),
             reason,
         };
-        let mut f = File::open(path).map_err(io_err(path))?;
-        let mut pre = [0u8; 12];
-        f.read_exact(&mut pre[..10])
-            .map_err(|_| bad("too short for a .npy file".into()))?;
-        if &pre[..6] != b"\x93NUMPY" {
-            return Err(bad("not a .npy file (magic)".into()));
-        }
-        let (len, at) = match pre[6] {
-            1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10u64),
-            2 | 3 => {
-                f.read_exact(&mut pre[10..12])
-                    .map_err(|_| bad("truncated header".into()))?;
-                (
-                    u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as usize,
-                    12,
-                )
-            }
-            v => return Err(bad(format!("unsupported .npy version {v}"))),
-        };
-        if len > 1 << 20 {
-            return Err(bad(format!("header length {len} is implausible")));
-        }
-        let mut text = vec![0u8; len];
-        f.read_exact(&mut text)
-            .map_err(|_| bad("truncated header".into()))?;
-        let text = String::from_utf8(text).map_err(|_| bad("header is not UTF-8".into()))?;
-        let header = ood_core::io::npy::parse_header(&text).map_err(bad)?;
-        if header.descr != "<f4" || header.fortran_order {
+        let header = NpyFile::open(path)?.header().clone();
+        if header.dtype != Dtype::F32 || header.fortran_order {
             return Err(bad(format!(
                 "dtype {:?}{}: expected uint8 images or C-order float32 ('<f4') N x C x H x W",
-                header.descr,
+                header.descr(),
                 if header.fortran_order {
                     " (Fortran order)"
                 } else {
@@ -138,19 +105,9 @@ impl F32Array {
                 header.shape
             )));
         }
-        let data_offset = at + len as u64;
-        let want = header.shape.iter().product::<usize>() as u64 * 4;
-        let have = f.metadata().map_err(io_err(path))?.len() - data_offset;
-        if want != have {
-            return Err(bad(format!(
-                "header declares shape {:?} = {want} bytes but {have} follow the header",
-                header.shape
-            )));
-        }
         Ok(Self {
             path: path.into(),
             shape: header.shape,
-            data_offset,
         })
     }
 
@@ -163,16 +120,11 @@ impl F32Array {
     }
 
     /// Rows `start..start + n` as an `n x C x H x W` tensor.
-    fn read_rows(&self, file: &mut File, start: usize, n: usize) -> Result<Tensor> {
+    fn read_rows(&self, file: &NpyFile, start: usize, n: usize) -> Result<Tensor> {
         let per: usize = self.shape[1..].iter().product();
         let mut bytes = vec![0u8; n * per * 4];
-        file.seek(SeekFrom::Start(self.data_offset + (start * per * 4) as u64))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(io_err(&self.path))?;
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        file.read_at((start * per * 4) as u64, &mut bytes)?;
+        let values = npy::decode_f32(file.header().big_endian, &bytes);
         let mut shape: Vec<i64> = self.shape.iter().map(|&d| d as i64).collect();
         shape[0] = n as i64;
         Ok(Tensor::from_slice(&values).reshape(shape))
@@ -191,7 +143,7 @@ pub struct InputBatch {
 impl InputSet {
     /// Opens a `.npy` of `uint8` images or of `float32` model input (by its dtype).
     pub fn open(path: &Path) -> Result<Self> {
-        if is_float_npy(path) {
+        if npy::is_float(path)? {
             Ok(InputSet::Tensors(F32Array::open(path)?))
         } else {
             let images = NpyImages::open(path)?;
@@ -299,12 +251,12 @@ impl InputSet {
                 })))
             }
             InputSet::Tensors(a) => {
-                let mut file = File::open(&a.path).map_err(io_err(&a.path))?;
+                let file = NpyFile::open(&a.path)?;
                 let n = a.len();
                 Ok(Box::new((0..n).step_by(batch_size).map(move |start| {
                     let rows = batch_size.min(n - start);
                     Ok(InputBatch {
-                        x: a.read_rows(&mut file, start, rows)?,
+                        x: a.read_rows(&file, start, rows)?,
                         start,
                     })
                 })))
@@ -331,145 +283,80 @@ impl ImageSource for Head {
     }
 }
 
-fn is_float_npy(path: &Path) -> bool {
-    let mut head = [0u8; 128];
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let n = f.read(&mut head).unwrap_or(0);
-    String::from_utf8_lossy(&head[..n]).contains("'<f")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Streaming .npy writer
 
-/// Writes a `float32` `rows x cols` `.npy` file row block by row block. The header (written with
-/// the first block, when `cols` is known) declares all `rows`; [`NpyRowWriter::finish`] checks
-/// the count and renames the temporary file into place. Dropped unfinished, it deletes the
-/// temporary file.
+/// Writes a `float32` `rows x cols` `.npy` file row block by row block, through
+/// [`ood_core::io::npy::NpyWriter`] (created with the first block, when `cols` is known, and
+/// declaring all `rows`). [`NpyRowWriter::finish`] checks the count and renames the temporary
+/// file into place; dropped unfinished, it leaves no file behind.
 #[derive(Debug)]
 pub struct NpyRowWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    out: Option<BufWriter<File>>,
     rows: usize,
     cols: Option<usize>,
-    written: usize,
+    out: Option<NpyWriter<f32>>,
 }
 
 impl NpyRowWriter {
     pub fn create(path: &Path, rows: usize) -> Result<Self> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| InferError::Config(format!("{}: not a file name", path.display())))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        // Refuse a device node or directory now, before the model runs.
+        ood_core::io::check_output(path, &[]).map_err(|e| NpyError::from(e.into_io_error()))?;
         Ok(Self {
             path: path.into(),
-            tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
             rows,
             cols: None,
-            written: 0,
+            out: None,
         })
     }
 
     /// Appends `values.len() / cols` rows.
     pub fn push(&mut self, values: &[f32], cols: usize) -> Result<()> {
-        let out = self.out.as_mut().expect("not finished");
-        match self.cols {
-            None => {
-                out.write_all(&npy_header("<f4", &[self.rows, cols]))
-                    .map_err(io_err(&self.tmp))?;
-                self.cols = Some(cols);
-            }
-            Some(c) if c != cols => {
-                return Err(InferError::Config(format!(
-                    "{}: a batch has {cols} columns, earlier ones {c}",
-                    self.path.display()
-                )))
-            }
-            Some(_) => {}
+        let config = |m: String| Err(InferError::Config(format!("{}: {m}", self.path.display())));
+        if let Some(c) = self.cols.filter(|&c| c != cols) {
+            return config(format!("a batch has {cols} columns, earlier ones {c}"));
         }
         if cols == 0 || !values.len().is_multiple_of(cols) {
-            return Err(InferError::Config(format!(
-                "{}: {} values do not make rows of {cols}",
-                self.path.display(),
+            return config(format!(
+                "{} values do not make rows of {cols}",
                 values.len()
-            )));
+            ));
         }
-        let n = values.len() / cols;
-        if self.written + n > self.rows {
-            return Err(InferError::Config(format!(
-                "{}: more than the {} declared rows",
-                self.path.display(),
-                self.rows
-            )));
+        let written = self.written_rows();
+        if written + values.len() / cols > self.rows {
+            return config(format!("more than the {} declared rows", self.rows));
         }
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        out.write_all(&bytes).map_err(io_err(&self.tmp))?;
-        self.written += n;
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => {
+                self.cols = Some(cols);
+                self.out
+                    .insert(NpyWriter::create(&self.path, &[self.rows, cols])?)
+            }
+        };
+        out.push(values)?;
         Ok(())
+    }
+
+    fn written_rows(&self) -> usize {
+        match (&self.out, self.cols) {
+            (Some(o), Some(c)) => o.written() as usize / c,
+            _ => 0,
+        }
     }
 
     /// Checks that every row was written, syncs, and renames into place.
     pub fn finish(mut self) -> Result<()> {
-        if self.written != self.rows || self.cols.is_none() {
-            return Err(InferError::Config(format!(
-                "{}: {} of {} rows written",
+        let written = self.written_rows();
+        match self.out.take() {
+            Some(out) if written == self.rows => Ok(out.finish()?),
+            _ => Err(InferError::Config(format!(
+                "{}: {written} of {} rows written",
                 self.path.display(),
-                self.written,
                 self.rows
-            )));
-        }
-        let out = self.out.take().expect("not finished");
-        let file = out.into_inner().map_err(|e| InferError::Io {
-            path: self.tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io_err(&self.tmp))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
-        Ok(())
-    }
-}
-
-impl Drop for NpyRowWriter {
-    fn drop(&mut self) {
-        if self.out.is_some() {
-            self.out = None;
-            let _ = std::fs::remove_file(&self.tmp);
+            ))),
         }
     }
-}
-
-/// A version 1.0 `.npy` header, padded so the data starts at a multiple of 64 bytes.
-pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims = match shape {
-        [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    let total = 10 + text.len() + 1;
-    text.push_str(&" ".repeat((64 - total % 64) % 64));
-    text.push('\n');
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    h.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    h.extend_from_slice(text.as_bytes());
-    h
 }
 
 /// A 2-D tensor as contiguous CPU `f32` values and its column count.

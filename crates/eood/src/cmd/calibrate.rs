@@ -35,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.tpr > 0.0 && args.tpr < 1.0) {
         bail!("--tpr must be in (0, 1), got {}", args.tpr);
     }
+    ood_core::io::check_output(&args.out, &[&args.id_scores])?;
     let scores = read_finite(&args.id_scores, args.drop_nonfinite)?;
     let temperature = args.temperature.or(match args.method.as_str() {
         "energy" | "msp" => Some(1.0),

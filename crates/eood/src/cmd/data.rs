@@ -449,11 +449,11 @@ fn collect(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> anyhow::Result<()> 
 
 /// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy.
 fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> anyhow::Result<()> {
-    use ndarray_npy::WriteNpyExt;
     use ood_data::formats::image_folder::{read_image_folder, FolderOptions, Preprocess};
     if size == 0 {
         bail!("--size must be at least 1");
     }
+    ood_core::io::check_output(out, &[input])?;
     let color = if gray {
         ColorMode::Gray
     } else {
@@ -479,11 +479,9 @@ fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> any
         };
         read_image_folder(input, &options)?.set.images
     };
-    ood_core::io::write_atomic(out, |w| {
-        images
-            .write_npy(w)
-            .map_err(|e| anyhow::anyhow!("{}: writing .npy: {e}", out.display()))
-    })?;
+    let c_order = images.as_standard_layout();
+    let values = c_order.as_slice().expect("standard layout is contiguous");
+    ood_core::io::npy::write_array(out, images.shape(), values)?;
     let s = images.shape();
     eprintln!(
         "wrote {} images of {}x{}x{} to {}",

@@ -23,6 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    ood_core::io::check_output(&args.out, &[&args.detector, &args.scores])?;
     let det = Detector::load(&args.detector).map_err(|e| anyhow!("{e}"))?;
     let (scores, _) =
         read_scores(&args.scores, NonFinitePolicy::Refuse).map_err(|e| anyhow!("{e}"))?;

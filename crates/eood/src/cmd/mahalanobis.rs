@@ -62,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn fit(a: FitArgs) -> anyhow::Result<()> {
+    ood_core::io::check_output(&a.out, &[&a.features, &a.labels])?;
     let x = read_f64_matrix(&a.features).map_err(|e| anyhow!("{e}"))?;
     let y = read_labels(&a.labels).map_err(|e| anyhow!("{e}"))?;
     if x.nrows() != y.len() {
@@ -97,6 +98,7 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
 }
 
 fn score(a: ScoreArgs) -> anyhow::Result<()> {
+    ood_core::io::check_output(&a.out, &[&a.model, &a.features])?;
     let text =
         std::fs::read_to_string(&a.model).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
     let file: MahalanobisFile = serde_json::from_str(&text).map_err(|e| {

@@ -29,6 +29,7 @@ fn parse_method(s: &str) -> Result<Method, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    ood_core::io::check_output(&args.out, &[&args.logits])?;
     let logits = read_f64_matrix(&args.logits).map_err(|e| anyhow!("{e}"))?;
     let scorer = args.method.scorer(args.temperature);
     let scores = scorer

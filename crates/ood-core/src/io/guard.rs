@@ -25,6 +25,40 @@ pub enum OutputError {
     Io(#[from] IoError),
 }
 
+impl OutputError {
+    /// As an [`IoError`] on the refused path (for writers whose error type only knows I/O
+    /// errors, such as [`write_atomic`](super::write_atomic)'s callers); same words.
+    pub fn into_io_error(self) -> IoError {
+        match self {
+            OutputError::Io(e) => e,
+            OutputError::NotRegular { path, kind } => IoError::new(
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("refusing to write over a {kind}, not a regular file"),
+                ),
+            ),
+            OutputError::SameAsInput { out, input } => IoError::new(
+                out,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "refusing to overwrite an input of this command ({})",
+                        input.display()
+                    ),
+                ),
+            ),
+            OutputError::Exists { path } => IoError::new(
+                path,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already exists (pass --force to replace it)",
+                ),
+            ),
+        }
+    }
+}
+
 /// A human name for a file type that is not a regular file.
 fn kind_of(meta: &fs::Metadata) -> &'static str {
     let ft = meta.file_type();
@@ -56,19 +90,63 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
 /// directories, device nodes (`/dev/zero`), FIFOs and sockets before a single byte is read.
 /// Returns the file and its length, which readers check declared sizes against.
 pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
-    let file = File::open(path).map_err(|e| IoError::new(path, e))?;
+    // Look before opening: opening a FIFO for reading blocks until a writer comes.
+    if let Ok(meta) = fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(not_regular(path, &meta));
+        }
+    }
+    // And open without blocking, in case the path was swapped for a FIFO in between
+    // (O_NONBLOCK changes nothing for a regular file).
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(flag) = O_NONBLOCK {
+            options.custom_flags(flag);
+        }
+    }
+    let file = options.open(path).map_err(|e| IoError::new(path, e))?;
     // fstat on the opened file, not stat on the path: no window for a swap in between.
     let meta = file.metadata().map_err(|e| IoError::new(path, e))?;
     if !meta.is_file() {
-        return Err(IoError::new(
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a regular file (a {})", kind_of(&meta)),
-            ),
-        ));
+        return Err(not_regular(path, &meta));
     }
     Ok((file, meta.len()))
+}
+
+/// `O_NONBLOCK` where its value is known without a libc binding.
+#[cfg(unix)]
+const O_NONBLOCK: Option<i32> = if cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd"
+)) {
+    Some(0x0004)
+} else if cfg!(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )
+)) {
+    Some(0o4000)
+} else {
+    None
+};
+
+fn not_regular(path: &Path, meta: &fs::Metadata) -> IoError {
+    IoError::new(
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (a {})", kind_of(meta)),
+        ),
+    )
 }
 
 /// Check that writing `out` (atomically: temp file + rename) destroys nothing it should not:

@@ -1,23 +1,41 @@
-//! NumPy `.npy` files: the exchange format between `eood` and any framework.
+//! NumPy `.npy` files: the exchange format between `eood` and any framework, and the one owner
+//! of the format in this workspace (ood-data's memory-free image reader and ood-nn's extract
+//! use it for their headers; nothing else parses or writes one).
 //!
 //! Reading accepts format versions 1.0, 2.0 and 3.0, C order only, and the dtypes a model
-//! export produces: `float32`/`float64` for logits, scores and features; `int32`/`int64`/`uint8`
-//! for class labels (either byte order). Everything else is refused with an [`NpyError`] that names
-//! the file and the problem (Fortran order, other dtypes, wrong number of dimensions, truncated
-//! or oversized payload, a header that is not a NumPy header).
+//! export produces: `float32`/`float64` for logits, scores and features; `int8`/`int32`/`int64`/
+//! `uint8` for class labels and images (either byte order). Every read opens the file with
+//! [`open_regular`](super::guard::open_regular) (no device node or FIFO is ever read), reads a
+//! header of at most [`MAX_HEADER_LEN`] bytes, checks the payload it declares against the file
+//! length before anything is allocated, and then reads exactly that. Everything else is refused
+//! with an [`NpyError`] that names the file and the problem, quoting at most 64 bytes of it.
 //!
-//! Writing always produces little-endian version 1.0 files through [`write_atomic`](super::write_atomic),
-//! so a failed write never replaces an existing file.
+//! Writing produces little-endian C-order files through [`AtomicFile`](super::AtomicFile), so a
+//! failed or interrupted write never replaces an existing file; [`NpyWriter`] streams row
+//! blocks of an array whose shape is known up front.
+
+mod header;
+mod writer;
 
 use std::fmt;
-use std::io::Write;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{write_atomic, IoError};
+pub use header::{
+    header_bytes, parse_header, parse_prefix, raw_v1, Header, MAX_DIMS, MAX_HEADER_LEN,
+};
+pub use writer::{
+    write_array, write_f32_vector, write_f64_matrix, write_f64_vector, write_i64_vector,
+    write_u8_vector, Element, NpyWriter,
+};
 
-const MAGIC: &[u8] = b"\x93NUMPY";
+use super::guard::open_regular;
+use super::IoError;
+use crate::limits::{check_alloc, LimitError};
+use header::fmt_shape;
 
 /// A `.npy` problem, always tied to the file it concerns. The message already contains the
 /// kind, so `kind` is a field rather than an error `source` (a source chain would print it twice).
@@ -54,19 +72,29 @@ pub enum NpyErrorKind {
     TrailingBytes { expected: u64, extra: u64 },
     #[error("array is empty (shape {})", fmt_shape(.0))]
     Empty(Vec<usize>),
+    #[error("shape {} overflows", fmt_shape(.0))]
+    Overflow(Vec<usize>),
+    #[error("file changed while being read (it is now shorter than its header declares)")]
+    Shrunk,
+    /// Boxed: its strings would make every `NpyError` large.
+    #[error(transparent)]
+    Limit(Box<LimitError>),
+    #[error("read of bytes {start}..{end} past the end of the {size}-byte array")]
+    OutOfRange { start: u64, end: u64, size: u64 },
+    #[error("{written} of the {declared} declared elements written")]
+    Incomplete { declared: u64, written: u64 },
+    #[error("more than the {declared} declared elements written")]
+    Overfull { declared: u64 },
 }
 
-fn fmt_shape(shape: &[usize]) -> String {
-    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    if parts.len() == 1 {
-        format!("({},)", parts[0])
-    } else {
-        format!("({})", parts.join(", "))
+impl From<LimitError> for NpyErrorKind {
+    fn from(e: LimitError) -> Self {
+        NpyErrorKind::Limit(Box::new(e))
     }
 }
 
 impl NpyError {
-    fn new(path: &Path, kind: NpyErrorKind) -> Self {
+    pub fn new(path: &Path, kind: NpyErrorKind) -> Self {
         Self {
             path: path.to_path_buf(),
             kind,
@@ -83,653 +111,327 @@ impl From<IoError> for NpyError {
     }
 }
 
-/// Element types this crate reads.
+/// Element types this crate reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
-    F32,
-    F64,
+    U8,
+    I8,
     I32,
     I64,
-    U8,
+    F32,
+    F64,
 }
 
 impl Dtype {
-    fn size(self) -> usize {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
         match self {
+            Dtype::U8 | Dtype::I8 => 1,
             Dtype::F32 | Dtype::I32 => 4,
             Dtype::F64 | Dtype::I64 => 8,
-            Dtype::U8 => 1,
         }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Dtype::F32 | Dtype::F64)
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Dtype::U8 => "u1",
+            Dtype::I8 => "i1",
+            Dtype::I32 => "i4",
+            Dtype::I64 => "i8",
+            Dtype::F32 => "f4",
+            Dtype::F64 => "f8",
+        }
+    }
+
+    /// The `descr` NumPy writes: `|u1` for single bytes, else `<f4` / `>f4`.
+    pub fn descr(self, big_endian: bool) -> String {
+        let order = match (self.size(), big_endian) {
+            (1, _) => '|',
+            (_, true) => '>',
+            (_, false) => '<',
+        };
+        format!("{order}{}", self.code())
+    }
+
+    /// A descr to a dtype and byte order (`true` = big-endian); `None` if unsupported.
+    pub fn parse_descr(descr: &str) -> Option<(Dtype, bool)> {
+        let (order, code) = match descr.chars().next()? {
+            c @ ('<' | '>' | '=' | '|') => (Some(c), &descr[1..]),
+            _ => (None, descr),
+        };
+        let dtype = [
+            Dtype::U8,
+            Dtype::I8,
+            Dtype::I32,
+            Dtype::I64,
+            Dtype::F32,
+            Dtype::F64,
+        ]
+        .into_iter()
+        .find(|d| d.code() == code)?;
+        // No byte order ('|' or none at all) only makes sense for single bytes.
+        if matches!(order, None | Some('|')) && dtype.size() != 1 {
+            return None;
+        }
+        Some((dtype, order == Some('>') && dtype.size() > 1))
     }
 }
 
 impl fmt::Display for Dtype {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Dtype::F32 => "float32",
-            Dtype::F64 => "float64",
+            Dtype::U8 => "uint8",
+            Dtype::I8 => "int8",
             Dtype::I32 => "int32",
             Dtype::I64 => "int64",
-            Dtype::U8 => "uint8",
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
         })
     }
 }
 
-/// The parsed header of a `.npy` file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The `descr` string as written, e.g. `<f4`.
-    pub descr: String,
-    pub fortran_order: bool,
-    pub shape: Vec<usize>,
+/// An open `.npy` file whose header was parsed and whose length matches the payload the header
+/// declares. Data are read with positioned reads, so the reader can be shared by threads.
+#[derive(Debug)]
+pub struct NpyFile {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    data_offset: u64,
 }
 
-/// A raw array: header plus payload bytes (exactly `len * itemsize` of them).
-struct Raw {
-    header: Header,
-    dtype: Dtype,
-    big_endian: bool,
-    data: Vec<u8>,
+impl NpyFile {
+    /// Open `path` (a regular file only), parse its header and check the file length.
+    pub fn open(path: &Path) -> Result<Self, NpyError> {
+        let err = |k| NpyError::new(path, k);
+        let (mut file, len) = open_regular(path)?;
+        let (header, data_offset) = read_prefix(&mut file, len).map_err(err)?;
+        let expected = header
+            .data_bytes()
+            .ok_or_else(|| err(NpyErrorKind::Overflow(header.shape.clone())))?;
+        let found = len - data_offset;
+        if found < expected {
+            return Err(err(NpyErrorKind::Truncated { expected, found }));
+        }
+        if found > expected {
+            return Err(err(NpyErrorKind::TrailingBytes {
+                expected,
+                extra: found - expected,
+            }));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            header,
+            data_offset,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Byte offset of the first element.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// Fill `out` with payload bytes starting at payload byte `at`. A file that shrank since
+    /// it was opened gives [`NpyErrorKind::Shrunk`].
+    pub fn read_at(&self, at: u64, out: &mut [u8]) -> Result<(), NpyError> {
+        let size = self.header.data_bytes().unwrap_or(0);
+        let end = at.saturating_add(out.len() as u64);
+        if end > size {
+            return Err(NpyError::new(
+                &self.path,
+                NpyErrorKind::OutOfRange {
+                    start: at,
+                    end,
+                    size,
+                },
+            ));
+        }
+        read_exact_at(&self.file, self.data_offset + at, out).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                NpyErrorKind::Shrunk
+            } else {
+                NpyErrorKind::Io(e)
+            };
+            NpyError::new(&self.path, kind)
+        })
+    }
+
+    /// The whole payload (its size is checked against available memory first).
+    pub fn read_payload(&self) -> Result<Vec<u8>, NpyError> {
+        let n = self.header.data_bytes().unwrap_or(u64::MAX);
+        check_alloc(&self.path.display().to_string(), n as u128, 1)
+            .map_err(|e| NpyError::new(&self.path, e.into()))?;
+        let mut data = vec![0u8; n as usize];
+        self.read_at(0, &mut data)?;
+        Ok(data)
+    }
+
+    /// Check the dtype class, the number of dimensions and non-emptiness.
+    fn expect(&self, ndim: usize, float: bool) -> Result<(), NpyError> {
+        let h = &self.header;
+        let err = |k| NpyError::new(&self.path, k);
+        if h.dtype.is_float() != float {
+            return Err(err(NpyErrorKind::Dtype {
+                found: format!("{} ({})", h.descr(), h.dtype),
+                expected: if float { FLOAT_DTYPES } else { LABEL_DTYPES },
+            }));
+        }
+        if h.fortran_order {
+            return Err(err(NpyErrorKind::FortranOrder));
+        }
+        if h.shape.len() != ndim {
+            return Err(err(NpyErrorKind::Ndim {
+                expected: ndim,
+                found: h.shape.clone(),
+            }));
+        }
+        if h.shape.contains(&0) {
+            return Err(err(NpyErrorKind::Empty(h.shape.clone())));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, at: u64, out: &mut [u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, out, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, at: u64, out: &mut [u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(at))?;
+    f.read_exact(out)
+}
+
+/// Read and parse the header from the start of `file` (of length `len`): at most
+/// [`MAX_HEADER_LEN`] bytes, and never more than the file holds.
+fn read_prefix(file: &mut File, len: u64) -> Result<(Header, u64), NpyErrorKind> {
+    let mut pre = vec![0u8; 12.min(len as usize)];
+    file.read_exact(&mut pre)?;
+    let (start, text_len) = header::preamble(&pre)?;
+    let end = (start + text_len) as u64;
+    if end > len {
+        return Err(NpyErrorKind::BadHeader(format!(
+            "file ends inside the header ({} of {text_len} header bytes)",
+            len.saturating_sub(start as u64)
+        )));
+    }
+    pre.resize(end as usize, 0);
+    file.read_exact(&mut pre[12.min(end as usize)..])?;
+    let (header, at) = parse_prefix(&pre)?;
+    Ok((header, at as u64))
 }
 
 const FLOAT_DTYPES: &str = "float32 or float64 ('<f4', '<f8')";
-const LABEL_DTYPES: &str = "int32, int64 or uint8 ('<i4', '<i8', '|u1')";
+const LABEL_DTYPES: &str = "int32, int64 or uint8 ('<i4', '<i8', '|u1'; also int8)";
 
-/// Parse the header dict, e.g. `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
-pub fn parse_header(text: &str) -> Result<Header, String> {
-    let text = text.trim_end_matches(['\n', ' ', '\0']).trim();
-    let inner = text
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(|| format!("header is not a dict: {text:?}"))?;
-    let mut descr = None;
-    let mut fortran = None;
-    let mut shape = None;
-    let mut rest = inner.trim();
-    while !rest.is_empty() {
-        let (key, after) =
-            take_quoted(rest).ok_or_else(|| format!("expected a quoted key at {rest:?}"))?;
-        let after = after
-            .trim_start()
-            .strip_prefix(':')
-            .ok_or("expected ':' after key")?
-            .trim_start();
-        let after = match key {
-            "descr" => {
-                let (v, a) = take_quoted(after).ok_or("descr is not a string")?;
-                descr = Some(v.to_string());
-                a
-            }
-            "fortran_order" => {
-                if let Some(a) = after.strip_prefix("False") {
-                    fortran = Some(false);
-                    a
-                } else if let Some(a) = after.strip_prefix("True") {
-                    fortran = Some(true);
-                    a
-                } else {
-                    return Err("fortran_order is not True/False".into());
-                }
-            }
-            "shape" => {
-                let body = after.strip_prefix('(').ok_or("shape is not a tuple")?;
-                let end = body.find(')').ok_or("unterminated shape tuple")?;
-                let dims = body[..end]
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .map(|d| {
-                        d.trim_end_matches('L')
-                            .parse::<usize>()
-                            .map_err(|_| format!("bad dimension {d:?}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                shape = Some(dims);
-                &body[end + 1..]
-            }
-            other => return Err(format!("unexpected key {other:?}")),
-        };
-        rest = after.trim_start();
-        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
-    }
-    Ok(Header {
-        descr: descr.ok_or("missing 'descr'")?,
-        fortran_order: fortran.ok_or("missing 'fortran_order'")?,
-        shape: shape.ok_or("missing 'shape'")?,
-    })
-}
-
-/// Split a leading `'...'` or `"..."` string off `s`.
-fn take_quoted(s: &str) -> Option<(&str, &str)> {
-    let q = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    let body = &s[1..];
-    let end = body.find(q)?;
-    Some((&body[..end], &body[end + 1..]))
-}
-
-/// Map a descr to a dtype and byte order. `None` for anything unsupported.
-fn classify(descr: &str) -> Option<(Dtype, bool)> {
-    // split on a char boundary: the descr comes from the file and may hold any UTF-8
-    let mut chars = descr.chars();
-    let order = chars.next()?;
-    let code = chars.as_str();
-    let big = match order {
-        '<' | '=' | '|' => false,
-        '>' => true,
-        _ => return None,
-    };
-    let dtype = match code {
-        "f4" => Dtype::F32,
-        "f8" => Dtype::F64,
-        "i4" => Dtype::I32,
-        "i8" => Dtype::I64,
-        "u1" => Dtype::U8,
-        _ => return None,
-    };
-    // '|' (no byte order) only makes sense for single bytes.
-    if order == '|' && dtype != Dtype::U8 {
-        return None;
-    }
-    Some((dtype, big))
-}
-
-/// Read header and payload, checking the payload size against the shape.
-fn read_raw(path: &Path) -> Result<Raw, NpyError> {
-    let err = |k| NpyError::new(path, k);
-    let bytes = std::fs::read(path).map_err(|e| err(NpyErrorKind::Io(e)))?;
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(err(NpyErrorKind::BadMagic));
-    }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err(err(NpyErrorKind::BadHeader(
-                    "file ends inside the header".into(),
-                )));
-            }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
-        }
-        _ => return Err(err(NpyErrorKind::BadVersion(major, minor))),
-    };
-    let data_start = start + header_len;
-    if bytes.len() < data_start {
-        return Err(err(NpyErrorKind::BadHeader(format!(
-            "file ends inside the header ({} of {} header bytes)",
-            bytes.len().saturating_sub(start),
-            header_len
-        ))));
-    }
-    let text = std::str::from_utf8(&bytes[start..data_start])
-        .map_err(|_| err(NpyErrorKind::BadHeader("header is not text".into())))?;
-    let header = parse_header(text).map_err(|m| err(NpyErrorKind::BadHeader(m)))?;
-    let (dtype, big_endian) = classify(&header.descr).ok_or_else(|| {
-        err(NpyErrorKind::Dtype {
-            found: header.descr.clone(),
-            expected: "float32, float64, int32, int64 or uint8",
-        })
-    })?;
-    if header.fortran_order {
-        return Err(err(NpyErrorKind::FortranOrder));
-    }
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err(NpyErrorKind::BadHeader("shape overflows".into())))?;
-    let expected = (count as u64)
-        .checked_mul(dtype.size() as u64)
-        .ok_or_else(|| err(NpyErrorKind::BadHeader("shape overflows".into())))?;
-    let found = (bytes.len() - data_start) as u64;
-    if found < expected {
-        return Err(err(NpyErrorKind::Truncated { expected, found }));
-    }
-    if found > expected {
-        return Err(err(NpyErrorKind::TrailingBytes {
-            expected,
-            extra: found - expected,
-        }));
-    }
-    let mut data = bytes;
-    data.drain(..data_start);
-    Ok(Raw {
-        header,
-        dtype,
-        big_endian,
-        data,
-    })
-}
-
-fn decode_f64(raw: &Raw) -> Vec<f64> {
-    let be = raw.big_endian;
-    match raw.dtype {
-        Dtype::F32 => raw
-            .data
-            .chunks_exact(4)
+/// Decode `bytes` as `$t` elements of `$n` bytes in the given byte order, widened to `$to`.
+macro_rules! decode {
+    ($bytes:expr, $big:expr, $t:ty, $n:expr, $to:ty) => {
+        $bytes
+            .chunks_exact($n)
             .map(|c| {
-                let b = [c[0], c[1], c[2], c[3]];
-                f64::from(if be {
-                    f32::from_be_bytes(b)
+                let b: [u8; $n] = c.try_into().expect("chunk size");
+                <$to>::from(if $big {
+                    <$t>::from_be_bytes(b)
                 } else {
-                    f32::from_le_bytes(b)
+                    <$t>::from_le_bytes(b)
                 })
             })
-            .collect(),
-        Dtype::F64 => raw
-            .data
-            .chunks_exact(8)
-            .map(|c| {
-                let b: [u8; 8] = c.try_into().expect("chunks_exact(8)");
-                if be {
-                    f64::from_be_bytes(b)
-                } else {
-                    f64::from_le_bytes(b)
-                }
-            })
-            .collect(),
-        _ => unreachable!("decode_f64 called on an integer dtype"),
+            .collect()
+    };
+}
+
+/// Decode `bytes` of a float dtype to f64.
+pub fn decode_f64(dtype: Dtype, big_endian: bool, bytes: &[u8]) -> Vec<f64> {
+    match dtype {
+        Dtype::F32 => decode!(bytes, big_endian, f32, 4, f64),
+        Dtype::F64 => decode!(bytes, big_endian, f64, 8, f64),
+        _ => unreachable!("decode_f64 on {dtype}"),
     }
 }
 
-fn decode_i64(raw: &Raw) -> Vec<i64> {
-    let be = raw.big_endian;
-    match raw.dtype {
-        Dtype::U8 => raw.data.iter().map(|&b| i64::from(b)).collect(),
-        Dtype::I32 => raw
-            .data
-            .chunks_exact(4)
-            .map(|c| {
-                let b = [c[0], c[1], c[2], c[3]];
-                i64::from(if be {
-                    i32::from_be_bytes(b)
-                } else {
-                    i32::from_le_bytes(b)
-                })
-            })
-            .collect(),
-        Dtype::I64 => raw
-            .data
-            .chunks_exact(8)
-            .map(|c| {
-                let b: [u8; 8] = c.try_into().expect("chunks_exact(8)");
-                if be {
-                    i64::from_be_bytes(b)
-                } else {
-                    i64::from_le_bytes(b)
-                }
-            })
-            .collect(),
-        _ => unreachable!("decode_i64 called on a float dtype"),
+/// Decode `bytes` of an integer dtype to i64.
+pub fn decode_i64(dtype: Dtype, big_endian: bool, bytes: &[u8]) -> Vec<i64> {
+    match dtype {
+        Dtype::U8 => decode!(bytes, false, u8, 1, i64),
+        Dtype::I8 => decode!(bytes, false, i8, 1, i64),
+        Dtype::I32 => decode!(bytes, big_endian, i32, 4, i64),
+        Dtype::I64 => decode!(bytes, big_endian, i64, 8, i64),
+        _ => unreachable!("decode_i64 on {dtype}"),
     }
 }
 
-fn read_checked(path: &Path, ndim: usize, float: bool) -> Result<Raw, NpyError> {
-    let raw = read_raw(path)?;
-    let err = |k| NpyError::new(path, k);
-    let is_float = matches!(raw.dtype, Dtype::F32 | Dtype::F64);
-    if is_float != float {
-        return Err(err(NpyErrorKind::Dtype {
-            found: format!("{} ({})", raw.header.descr, raw.dtype),
-            expected: if float { FLOAT_DTYPES } else { LABEL_DTYPES },
-        }));
-    }
-    if raw.header.shape.len() != ndim {
-        return Err(err(NpyErrorKind::Ndim {
-            expected: ndim,
-            found: raw.header.shape.clone(),
-        }));
-    }
-    if raw.header.shape.contains(&0) {
-        return Err(err(NpyErrorKind::Empty(raw.header.shape.clone())));
-    }
-    Ok(raw)
+/// Decode `bytes` of `float32` (either byte order) to f32.
+pub fn decode_f32(big_endian: bool, bytes: &[u8]) -> Vec<f32> {
+    decode!(bytes, big_endian, f32, 4, f32)
+}
+
+fn read_floats(path: &Path, ndim: usize) -> Result<(Header, Vec<f64>), NpyError> {
+    let f = NpyFile::open(path)?;
+    f.expect(ndim, true)?;
+    let h = f.header();
+    check_alloc(
+        &path.display().to_string(),
+        h.count().unwrap_or(u64::MAX) as u128,
+        8,
+    )
+    .map_err(|e| NpyError::new(path, e.into()))?;
+    let values = decode_f64(h.dtype, h.big_endian, &f.read_payload()?);
+    Ok((f.header, values))
 }
 
 /// Read a non-empty 1-D float32/float64 array (scores) as f64.
 pub fn read_f64_vector(path: &Path) -> Result<Vec<f64>, NpyError> {
-    let raw = read_checked(path, 1, true)?;
-    Ok(decode_f64(&raw))
+    Ok(read_floats(path, 1)?.1)
 }
 
 /// Read a non-empty 2-D float32/float64 C-order array (logits N x K, features N x D) as f64.
 pub fn read_f64_matrix(path: &Path) -> Result<Array2<f64>, NpyError> {
-    let raw = read_checked(path, 2, true)?;
-    let (r, c) = (raw.header.shape[0], raw.header.shape[1]);
-    Ok(Array2::from_shape_vec((r, c), decode_f64(&raw))
+    let (h, values) = read_floats(path, 2)?;
+    Ok(Array2::from_shape_vec((h.shape[0], h.shape[1]), values)
         .expect("payload length checked against shape"))
 }
 
-/// Read a non-empty 1-D int32/int64/uint8 array (class labels) as i64.
+/// Read a non-empty 1-D integer array (class labels) as i64.
 pub fn read_labels(path: &Path) -> Result<Vec<i64>, NpyError> {
-    let raw = read_checked(path, 1, false)?;
-    Ok(decode_i64(&raw))
+    let f = NpyFile::open(path)?;
+    f.expect(1, false)?;
+    let h = f.header();
+    check_alloc(
+        &path.display().to_string(),
+        h.count().unwrap_or(u64::MAX) as u128,
+        8,
+    )
+    .map_err(|e| NpyError::new(path, e.into()))?;
+    Ok(decode_i64(h.dtype, h.big_endian, &f.read_payload()?))
 }
 
-/// Read only the header (for tools that report shapes).
+/// Read only the header (for tools that report shapes or choose a reader by dtype); the file
+/// length is checked against it too.
 pub fn read_header(path: &Path) -> Result<Header, NpyError> {
-    Ok(read_raw(path)?.header)
+    Ok(NpyFile::open(path)?.header)
 }
 
-/// Header bytes for a little-endian C-order version 1.0 file, padded to a multiple of 64.
-fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let shape_txt = fmt_shape(shape);
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
-    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
-    let pad = (64 - unpadded % 64) % 64;
-    let mut out = Vec::with_capacity(unpadded + pad);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.extend(std::iter::repeat_n(b' ', pad));
-    out.push(b'\n');
-    out
-}
-
-fn write_npy(
-    path: &Path,
-    descr: &str,
-    shape: &[usize],
-    payload: impl FnOnce(&mut Vec<u8>),
-) -> Result<(), NpyError> {
-    let mut buf = header_bytes(descr, shape);
-    payload(&mut buf);
-    write_atomic::<NpyError>(path, |w| {
-        w.write_all(&buf)
-            .map_err(|e| NpyError::new(path, NpyErrorKind::Io(e)))
-    })
-}
-
-/// Write a 1-D float64 array.
-pub fn write_f64_vector(path: &Path, values: &[f64]) -> Result<(), NpyError> {
-    write_npy(path, "<f8", &[values.len()], |buf| {
-        buf.reserve(values.len() * 8);
-        for v in values {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    })
-}
-
-/// Write a 1-D float32 array (for tests and fixtures that mimic framework exports).
-pub fn write_f32_vector(path: &Path, values: &[f32]) -> Result<(), NpyError> {
-    write_npy(path, "<f4", &[values.len()], |buf| {
-        for v in values {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    })
-}
-
-/// Write a 2-D float64 C-order array.
-pub fn write_f64_matrix(path: &Path, m: &Array2<f64>) -> Result<(), NpyError> {
-    write_npy(path, "<f8", &[m.nrows(), m.ncols()], |buf| {
-        buf.reserve(m.len() * 8);
-        for v in m.iter() {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    })
-}
-
-/// Write a 1-D uint8 array (accept/reject flags).
-pub fn write_u8_vector(path: &Path, values: &[u8]) -> Result<(), NpyError> {
-    write_npy(path, "|u1", &[values.len()], |buf| {
-        buf.extend_from_slice(values)
-    })
-}
-
-/// Write a 1-D int64 array (class labels).
-pub fn write_i64_vector(path: &Path, values: &[i64]) -> Result<(), NpyError> {
-    write_npy(path, "<i8", &[values.len()], |buf| {
-        for v in values {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    })
+/// Whether `path` is a valid `.npy` of a float dtype (`Ok(false)` for integer dtypes).
+pub fn is_float(path: &Path) -> Result<bool, NpyError> {
+    Ok(read_header(path)?.dtype.is_float())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw_file(dir: &Path, name: &str, header: &str, payload: &[u8]) -> PathBuf {
-        let path = dir.join(name);
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&[1, 0]);
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(payload);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    #[test]
-    fn roundtrip_vector_matrix_labels() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("v.npy");
-        write_f64_vector(&p, &[1.5, -2.0, 3.25]).unwrap();
-        assert_eq!(read_f64_vector(&p).unwrap(), vec![1.5, -2.0, 3.25]);
-        // header padded so the data starts on a 64-byte boundary, like NumPy
-        assert_eq!((std::fs::read(&p).unwrap().len() - 24) % 64, 0);
-
-        let m = Array2::from_shape_vec((2, 3), vec![1., 2., 3., 4., 5., 6.]).unwrap();
-        let p = dir.path().join("m.npy");
-        write_f64_matrix(&p, &m).unwrap();
-        assert_eq!(read_f64_matrix(&p).unwrap(), m);
-
-        let p = dir.path().join("l.npy");
-        write_i64_vector(&p, &[0, 7, -1]).unwrap();
-        assert_eq!(read_labels(&p).unwrap(), vec![0, 7, -1]);
-
-        let p = dir.path().join("f.npy");
-        write_f32_vector(&p, &[0.5, 0.25]).unwrap();
-        assert_eq!(read_f64_vector(&p).unwrap(), vec![0.5, 0.25]);
-    }
-
-    #[test]
-    fn big_endian_and_u8_and_i32() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = raw_file(
-            dir.path(),
-            "be.npy",
-            "{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }\n",
-            &2.5f64.to_be_bytes(),
-        );
-        assert_eq!(read_f64_vector(&p).unwrap(), vec![2.5]);
-        let p = raw_file(
-            dir.path(),
-            "utf.npy",
-            "{'descr': 'é4', 'fortran_order': False, 'shape': (1,), }\n",
-            &[0; 4],
-        );
-        assert!(read_f64_vector(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("unsupported dtype"));
-        let p = raw_file(
-            dir.path(),
-            "u.npy",
-            "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }\n",
-            &[3, 255],
-        );
-        assert_eq!(read_labels(&p).unwrap(), vec![3, 255]);
-        let mut payload = 5i32.to_le_bytes().to_vec();
-        payload.extend_from_slice(&(-2i32).to_le_bytes());
-        let p = raw_file(
-            dir.path(),
-            "i.npy",
-            "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n",
-            &payload,
-        );
-        assert_eq!(read_labels(&p).unwrap(), vec![5, -2]);
-    }
-
-    #[test]
-    fn refusals_name_file_and_problem() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let msg = |r: Result<Vec<f64>, NpyError>| r.unwrap_err().to_string();
-
-        let p = raw_file(
-            d,
-            "fort.npy",
-            "{'descr': '<f8', 'fortran_order': True, 'shape': (1, 2), }\n",
-            &[0; 16],
-        );
-        let e = read_f64_matrix(&p).unwrap_err().to_string();
-        assert!(e.contains("fort.npy") && e.contains("Fortran"), "{e}");
-
-        let p = raw_file(
-            d,
-            "i2.npy",
-            "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }\n",
-            &[0; 4],
-        );
-        let e = msg(read_f64_vector(&p));
-        assert!(
-            e.contains("i2.npy") && e.contains("unsupported dtype '<i2'"),
-            "{e}"
-        );
-
-        let p = raw_file(
-            d,
-            "int.npy",
-            "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\n",
-            &[0; 8],
-        );
-        let e = msg(read_f64_vector(&p));
-        assert!(
-            e.contains("int.npy") && e.contains("expected float32 or float64"),
-            "{e}"
-        );
-
-        let p = raw_file(
-            d,
-            "two.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }\n",
-            &[0; 8],
-        );
-        let e = msg(read_f64_vector(&p));
-        assert!(
-            e.contains("two.npy") && e.contains("expected a 1-D array, found shape (1, 1)"),
-            "{e}"
-        );
-
-        let p = raw_file(
-            d,
-            "trunc.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }\n",
-            &[0; 20],
-        );
-        let e = msg(read_f64_vector(&p));
-        assert!(
-            e.contains("trunc.npy")
-                && e.contains("truncated: header announces 24 data bytes, file holds 20"),
-            "{e}"
-        );
-
-        let p = raw_file(
-            d,
-            "long.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n",
-            &[0; 9],
-        );
-        assert!(msg(read_f64_vector(&p)).contains("1 unexpected bytes"));
-
-        let p = raw_file(
-            d,
-            "empty.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }\n",
-            &[],
-        );
-        let e = msg(read_f64_vector(&p));
-        assert!(e.contains("empty.npy: array is empty (shape (0,))"), "{e}");
-
-        let p = d.join("text.npy");
-        std::fs::write(&p, "hello world, not numpy").unwrap();
-        assert!(msg(read_f64_vector(&p)).contains("not a .npy file"));
-
-        let e = msg(read_f64_vector(&d.join("missing.npy")));
-        assert!(
-            e.contains("missing.npy") && e.contains("No such file"),
-            "{e}"
-        );
-
-        // header cut short
-        let p = d.join("cut.npy");
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&[1, 0, 100, 0]);
-        bytes.extend_from_slice(b"{'descr'");
-        std::fs::write(&p, bytes).unwrap();
-        assert!(msg(read_f64_vector(&p)).contains("file ends inside the header"));
-    }
-
-    #[test]
-    fn huge_shapes_are_refused_not_allocated() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = raw_file(
-            dir.path(),
-            "huge.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904,), }\n",
-            &[],
-        );
-        assert!(read_f64_vector(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("shape overflows"));
-        let p = raw_file(
-            dir.path(),
-            "big.npy",
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000,), }\n",
-            &[0; 8],
-        );
-        assert!(read_f64_vector(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("truncated"));
-    }
-
-    proptest::proptest! {
-        /// Arbitrary bytes after a valid magic, or a mangled valid file: an error, never a panic.
-        #[test]
-        fn garbage_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200), cut in 0usize..200, flip in 0usize..200) {
-            let dir = tempfile::tempdir().unwrap();
-            let p = dir.path().join("g.npy");
-            let mut bytes = MAGIC.to_vec();
-            bytes.extend_from_slice(&tail);
-            std::fs::write(&p, &bytes).unwrap();
-            let _ = read_f64_vector(&p);
-            let _ = read_labels(&p);
-            let _ = read_f64_matrix(&p);
-            // a valid file, truncated at `cut` and with one byte flipped
-            let q = dir.path().join("v.npy");
-            write_f64_matrix(&q, &Array2::from_shape_vec((2, 3), vec![1.0; 6]).unwrap()).unwrap();
-            let mut good = std::fs::read(&q).unwrap();
-            let i = flip % good.len();
-            good[i] ^= 0x5a;
-            good.truncate(good.len().min(cut + 6));
-            std::fs::write(&q, &good).unwrap();
-            let _ = read_f64_matrix(&q);
-            let _ = read_f64_vector(&q);
-        }
-    }
-
-    #[test]
-    fn header_parser_accepts_numpy_spellings() {
-        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }   \n")
-            .unwrap();
-        assert_eq!(h.shape, vec![3, 4]);
-        let h = parse_header("{\"shape\": (5,), \"fortran_order\": False, \"descr\": \"<f8\"}")
-            .unwrap();
-        assert_eq!(
-            h,
-            Header {
-                descr: "<f8".into(),
-                fortran_order: false,
-                shape: vec![5]
-            }
-        );
-        assert!(parse_header("{'descr': '<f8', 'shape': (1,)}").is_err());
-    }
-}
+mod tests;

@@ -1,18 +1,18 @@
-//! NumPy `.npy` image arrays (`N x H x W x C` or `N x H x W`, `uint8`, C order), memory-mapped:
-//! e.g. the 300K random images outlier file of Hendrycks et al. (`300K_random_images.npy`,
-//! `300000 x 32 x 32 x 3`, 0.9 GB), read without loading it.
+//! NumPy `.npy` image arrays (`N x H x W x C` or `N x H x W`, `uint8`, C order), read image by
+//! image without loading the file: e.g. the 300K random images outlier file of Hendrycks et
+//! al. (`300K_random_images.npy`, `300000 x 32 x 32 x 3`, 0.9 GB).
 //!
-//! The header (magic `\x93NUMPY`, version 1/2/3, a Python dict literal with `descr`,
-//! `fortran_order` and `shape`) is parsed here and the declared data size must equal the bytes
-//! after the header.
+//! The header is parsed by the workspace's one `.npy` module, `ood_core::io::npy`; this file
+//! only checks that it describes images. Images are copied out with positioned reads rather
+//! than through a memory map, so a file that is truncated while open gives an error naming it
+//! instead of a SIGBUS.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use memmap2::Mmap;
-use ndarray::{ArrayView3, ArrayView4};
+use ndarray::Array3;
+use ood_core::io::npy::{self, Dtype, NpyError, NpyErrorKind, NpyFile};
+use ood_core::limits::check_alloc;
 
-use super::bytes::{checked_product, Cursor};
 use crate::{Error, ImageSet, Result};
 
 /// A parsed `.npy` header of a `uint8` image array.
@@ -23,206 +23,92 @@ pub struct NpyHeader {
     pub data_offset: usize,
 }
 
-/// Parses and validates the header of a `.npy` file whose total size is `bytes.len()` (or, with
-/// `file_len`, the header bytes alone and the file's length).
+/// Byte offset of the header text in a version 1 file (errors about the dict point there).
+const TEXT_AT: u64 = 8;
+
+/// A core `.npy` error as a data-layer error with the byte offset it concerns.
+fn from_npy(e: NpyError, data_offset: u64) -> Error {
+    let offset = match e.kind {
+        NpyErrorKind::Io(source) => return Error::io(e.path, source),
+        NpyErrorKind::BadMagic => 0,
+        NpyErrorKind::BadVersion(..) => 6,
+        NpyErrorKind::Truncated { .. }
+        | NpyErrorKind::TrailingBytes { .. }
+        | NpyErrorKind::Shrunk
+        | NpyErrorKind::OutOfRange { .. } => data_offset,
+        _ => TEXT_AT,
+    };
+    Error::format(e.path, offset, e.kind.to_string())
+}
+
+/// Check that a parsed header describes `uint8` images.
+fn image_shape(h: &npy::Header, path: &Path) -> Result<(usize, usize, usize, usize)> {
+    let fail = |m: String| Error::format(path, TEXT_AT, m);
+    if h.dtype != Dtype::U8 {
+        return Err(fail(format!("dtype {:?} is not uint8", h.descr())));
+    }
+    if h.fortran_order {
+        return Err(fail("Fortran-order arrays are not supported".into()));
+    }
+    match *h.shape.as_slice() {
+        [n, hh, w] => Ok((n, hh, w, 1)),
+        [n, hh, w, c] if (1..=4).contains(&c) => Ok((n, hh, w, c)),
+        ref s => Err(fail(format!("shape {s:?} is not N x H x W (x C, C <= 4)"))),
+    }
+}
+
+/// Parses and validates the header of a `.npy` file whose first bytes are `bytes` and whose
+/// length is `file_len` (the whole file in `bytes` when `file_len == bytes.len()`).
 pub fn parse_header(bytes: &[u8], file_len: u64, path: &Path) -> Result<NpyHeader> {
-    let mut cur = Cursor::new(bytes, path);
-    let magic = cur.take(6, "npy magic")?;
-    if magic != b"\x93NUMPY" {
-        return Err(cur.error_at(0, "not a .npy file (magic)"));
-    }
-    let major = cur.u8("npy major version")?;
-    let _minor = cur.u8("npy minor version")?;
-    let header_len = match major {
-        1 => cur.u16_le("npy header length")? as usize,
-        2 | 3 => cur.u32_le("npy header length")? as usize,
-        v => return Err(cur.error_at(6, format!("unsupported .npy version {v}"))),
-    };
-    let text_at = cur.pos();
-    if header_len > 1 << 20 {
-        return Err(cur.error_at(8, format!("npy header length {header_len} is implausible")));
-    }
-    let text = cur.take(header_len, "npy header")?;
-    let text = std::str::from_utf8(text)
-        .map_err(|e| cur.error_at(text_at + e.valid_up_to(), "npy header is not UTF-8"))?;
-    let dict = HeaderDict::parse(text).map_err(|(at, m)| cur.error_at(text_at + at, m))?;
-    if !matches!(dict.descr.as_str(), "|u1" | "<u1" | ">u1" | "u1" | "=u1") {
-        return Err(cur.error_at(text_at, format!("dtype {:?} is not uint8", dict.descr)));
-    }
-    if dict.fortran_order {
-        return Err(cur.error_at(text_at, "Fortran-order arrays are not supported"));
-    }
-    let shape = match dict.shape.as_slice() {
-        &[n, h, w] => (n, h, w, 1),
-        &[n, h, w, c] if (1..=4).contains(&c) => (n, h, w, c),
-        s => {
-            return Err(cur.error_at(
-                text_at,
-                format!("shape {s:?} is not N x H x W (x C, C <= 4)"),
-            ))
-        }
-    };
-    let data_offset = cur.pos();
-    let declared = checked_product(&dict.shape)
-        .ok_or_else(|| cur.error_at(text_at, "shape overflows"))? as u64;
+    let (h, data_offset) =
+        npy::parse_prefix(bytes).map_err(|k| from_npy(NpyError::new(path, k), 0))?;
+    let shape = image_shape(&h, path)?;
+    let declared = h
+        .data_bytes()
+        .ok_or_else(|| Error::format(path, TEXT_AT, "shape overflows"))?;
     let actual = file_len.saturating_sub(data_offset as u64);
     if declared != actual {
-        return Err(cur.error_at(
-            data_offset,
+        return Err(Error::format(
+            path,
+            data_offset as u64,
             format!(
                 "header declares shape {:?} = {declared} bytes but {actual} follow the header",
-                dict.shape
+                h.shape
             ),
         ));
     }
     Ok(NpyHeader { shape, data_offset })
 }
 
-struct HeaderDict {
-    descr: String,
-    fortran_order: bool,
-    shape: Vec<usize>,
-}
-
-impl HeaderDict {
-    /// Parses `{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }` (any key order,
-    /// either quote). Errors carry the byte position in the text.
-    fn parse(t: &str) -> std::result::Result<Self, (usize, String)> {
-        let b = t.as_bytes();
-        let mut i = 0;
-        let ws = |i: &mut usize| {
-            while *i < b.len() && b[*i].is_ascii_whitespace() {
-                *i += 1
-            }
-        };
-        let expect = |i: &mut usize, c: u8| -> std::result::Result<(), (usize, String)> {
-            ws(i);
-            if *i < b.len() && b[*i] == c {
-                *i += 1;
-                Ok(())
-            } else {
-                Err((*i, format!("expected `{}` in npy header", c as char)))
-            }
-        };
-        let string = |i: &mut usize| -> std::result::Result<String, (usize, String)> {
-            ws(i);
-            let q = *b
-                .get(*i)
-                .ok_or((*i, "unexpected end of npy header".to_string()))?;
-            if q != b'\'' && q != b'"' {
-                return Err((*i, "expected a quoted string in npy header".into()));
-            }
-            let start = *i + 1;
-            let end = b[start..]
-                .iter()
-                .position(|&c| c == q)
-                .ok_or((*i, "unterminated string".to_string()))?
-                + start;
-            *i = end + 1;
-            Ok(t[start..end].to_string())
-        };
-        expect(&mut i, b'{')?;
-        let (mut descr, mut fortran, mut shape) = (None, None, None);
-        loop {
-            ws(&mut i);
-            if b.get(i) == Some(&b'}') {
-                break;
-            }
-            let key_at = i;
-            let key = string(&mut i)?;
-            expect(&mut i, b':')?;
-            ws(&mut i);
-            match key.as_str() {
-                "descr" => descr = Some(string(&mut i)?),
-                "fortran_order" => {
-                    if t[i..].starts_with("True") {
-                        fortran = Some(true);
-                        i += 4;
-                    } else if t[i..].starts_with("False") {
-                        fortran = Some(false);
-                        i += 5;
-                    } else {
-                        return Err((i, "fortran_order is not True/False".into()));
-                    }
-                }
-                "shape" => {
-                    expect(&mut i, b'(')?;
-                    let mut dims = Vec::new();
-                    loop {
-                        ws(&mut i);
-                        if b.get(i) == Some(&b')') {
-                            i += 1;
-                            break;
-                        }
-                        let start = i;
-                        while i < b.len() && b[i].is_ascii_digit() {
-                            i += 1;
-                        }
-                        let d: usize = t[start..i]
-                            .parse()
-                            .map_err(|_| (start, "bad shape dimension".to_string()))?;
-                        dims.push(d);
-                        ws(&mut i);
-                        if b.get(i) == Some(&b',') {
-                            i += 1;
-                        }
-                        if dims.len() > 32 {
-                            return Err((start, "more than 32 dimensions".into()));
-                        }
-                    }
-                    shape = Some(dims);
-                }
-                _ => return Err((key_at, format!("unexpected key {key:?} in npy header"))),
-            }
-            ws(&mut i);
-            if b.get(i) == Some(&b',') {
-                i += 1;
-            }
-        }
-        match (descr, fortran, shape) {
-            (Some(descr), Some(fortran_order), Some(shape)) => Ok(HeaderDict {
-                descr,
-                fortran_order,
-                shape,
-            }),
-            _ => Err((0, "npy header lacks descr, fortran_order or shape".into())),
-        }
-    }
-}
-
-/// A memory-mapped `uint8` image array.
+/// A `uint8` image array on disk.
 pub struct NpyImages {
-    path: PathBuf,
-    mmap: Mmap,
+    file: NpyFile,
     header: NpyHeader,
 }
 
 impl std::fmt::Debug for NpyImages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NpyImages")
-            .field("path", &self.path)
+            .field("path", &self.file.path())
             .field("shape", &self.header.shape)
             .finish()
     }
 }
 
 impl NpyImages {
-    /// Maps the file and validates its header against its size. The file must not be modified
-    /// while mapped (as with any memory map).
+    /// Opens the file (a regular file only) and validates its header against its size.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: read-only map of a data file the caller does not modify while it is open.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let header = parse_header(&mmap, mmap.len() as u64, path)?;
-        Ok(NpyImages {
-            path: path.to_owned(),
-            mmap,
-            header,
-        })
+        let file = NpyFile::open(path).map_err(|e| from_npy(e, 0))?;
+        let shape = image_shape(file.header(), path)?;
+        let header = NpyHeader {
+            shape,
+            data_offset: file.data_offset() as usize,
+        };
+        Ok(NpyImages { file, header })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     pub fn len(&self) -> usize {
@@ -239,27 +125,54 @@ impl NpyImages {
         (h, w, c)
     }
 
-    /// All images as one `N x H x W x C` view into the map.
-    pub fn view(&self) -> ArrayView4<'_, u8> {
-        ArrayView4::from_shape(self.header.shape, &self.mmap[self.header.data_offset..])
-            .expect("size validated at open")
-    }
-
-    /// Image `i` as an `H x W x C` view. Panics if `i >= len()`.
-    pub fn image(&self, i: usize) -> ArrayView3<'_, u8> {
+    fn per_image(&self) -> usize {
         let (h, w, c) = self.image_shape();
-        let per = h * w * c;
-        let start = self.header.data_offset + i * per;
-        ArrayView3::from_shape((h, w, c), &self.mmap[start..start + per])
-            .expect("size validated at open")
+        h * w * c
     }
 
-    /// Copies everything into memory.
-    pub fn to_image_set(&self) -> ImageSet {
-        ImageSet {
-            images: self.view().to_owned(),
-            labels: None,
+    /// Copies image `i` (`H x W x C` bytes) into `out`. Fails if `i >= len()`, if `out` has
+    /// another size, or if the file shrank since it was opened.
+    pub fn try_read_image(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        let per = self.per_image();
+        if i >= self.len() || out.len() != per {
+            return Err(Error::format(
+                self.path(),
+                self.header.data_offset as u64,
+                format!(
+                    "image {i} of {} ({} bytes) asked into {} bytes",
+                    self.len(),
+                    per,
+                    out.len()
+                ),
+            ));
         }
+        let at = (i * per) as u64;
+        self.file
+            .read_at(at, out)
+            .map_err(|e| from_npy(e, self.header.data_offset as u64 + at))
+    }
+
+    /// Image `i` as an `H x W x C` array.
+    pub fn image(&self, i: usize) -> Result<Array3<u8>> {
+        let mut buf = vec![0u8; self.per_image()];
+        self.try_read_image(i, &mut buf)?;
+        Ok(Array3::from_shape_vec(self.image_shape(), buf).expect("size of one image"))
+    }
+
+    /// Copies everything into memory (its size checked against available memory first).
+    pub fn to_image_set(&self) -> Result<ImageSet> {
+        let total = self.len() as u128 * self.per_image() as u128;
+        check_alloc(&self.path().display().to_string(), total, 1)
+            .map_err(|e| Error::format(self.path(), 0, e.to_string()))?;
+        let mut buf = vec![0u8; total as usize];
+        self.file
+            .read_at(0, &mut buf)
+            .map_err(|e| from_npy(e, self.header.data_offset as u64))?;
+        Ok(ImageSet {
+            images: ndarray::Array4::from_shape_vec(self.header.shape, buf)
+                .expect("size validated at open"),
+            labels: None,
+        })
     }
 }
 
@@ -270,7 +183,54 @@ impl crate::batch::ImageSource for NpyImages {
     fn image_shape(&self) -> (usize, usize, usize) {
         NpyImages::image_shape(self)
     }
+    /// The trait cannot fail: a file that shrank while open (changed under us, not bad
+    /// input) stops the batch with this message; the batch loader re-raises it to the caller.
     fn read_image(&self, index: usize, out: &mut [u8]) {
-        out.copy_from_slice(self.image(index).as_slice().expect("contiguous"));
+        if let Err(e) = self.try_read_image(index, out) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ImageSource;
+
+    #[test]
+    fn a_file_truncated_while_open_gives_an_error_not_sigbus() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("imgs.npy");
+        npy::write_array::<u8>(&p, &[100, 8, 8, 3], &[9u8; 100 * 192]).unwrap();
+        let m = NpyImages::open(&p).unwrap();
+        let mut buf = vec![0u8; 192];
+        m.try_read_image(99, &mut buf).unwrap();
+        assert_eq!(buf, vec![9u8; 192]);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(m.header.data_offset as u64 + 10 * 192)
+            .unwrap();
+        // With the old memory map this read raised SIGBUS and killed the process.
+        let e = m.try_read_image(99, &mut buf).unwrap_err().to_string();
+        assert!(
+            e.contains("imgs.npy") && e.contains("file changed while being read"),
+            "{e}"
+        );
+        assert!(m.image(50).is_err() && m.to_image_set().is_err());
+        m.try_read_image(9, &mut buf).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ImageSource::read_image(&m, 99, &mut buf)
+        }));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn devices_and_fifos_are_refused_at_open() {
+        let e = NpyImages::open(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

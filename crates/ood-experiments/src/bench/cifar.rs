@@ -84,7 +84,7 @@ impl std::str::FromStr for PaperBench {
 
 fn write_images(path: &Path, images: ArrayView4<u8>) -> Result<()> {
     let shape = images.shape().to_vec();
-    let mut bytes = ood_nn::extract::npy_header("|u1", &shape);
+    let mut bytes = ood_core::io::npy::header_bytes(ood_core::io::npy::Dtype::U8, &shape);
     bytes.extend(images.iter());
     if let Some(d) = path.parent() {
         create_dir(d)?;

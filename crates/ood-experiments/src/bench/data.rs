@@ -120,7 +120,8 @@ pub fn subset_file(src: &Path, rows: Option<&[usize]>, dst: &Path) -> Result<Pat
         _ => return Ok(src.to_path_buf()),
     };
     let (h, w, c) = images.image_shape();
-    let mut bytes = ood_nn::extract::npy_header("|u1", &[rows.len(), h, w, c]);
+    let mut bytes =
+        ood_core::io::npy::header_bytes(ood_core::io::npy::Dtype::U8, &[rows.len(), h, w, c]);
     for &i in rows {
         if i >= images.len() {
             return Err(BenchError::RowOutOfRange {
@@ -129,7 +130,7 @@ pub fn subset_file(src: &Path, rows: Option<&[usize]>, dst: &Path) -> Result<Pat
                 len: images.len(),
             });
         }
-        bytes.extend(images.image(i).iter());
+        bytes.extend(images.image(i)?.iter());
     }
     if let Some(d) = dst.parent() {
         create_dir(d)?;
@@ -179,18 +180,19 @@ mod tests {
     fn subset_files_hold_the_chosen_rows() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("x.npy");
-        let mut bytes = ood_nn::extract::npy_header("|u1", &[5, 2, 2, 1]);
+        let mut bytes =
+            ood_core::io::npy::header_bytes(ood_core::io::npy::Dtype::U8, &[5, 2, 2, 1]);
         bytes.extend((0..20u8).collect::<Vec<_>>());
         std::fs::write(&src, bytes).unwrap();
         let dst = subset_file(&src, Some(&[1, 4]), &dir.path().join("sub/y.npy")).unwrap();
         let y = NpyImages::open(&dst).unwrap();
         assert_eq!((y.len(), y.image_shape()), (2, (2, 2, 1)));
         assert_eq!(
-            y.image(0).iter().copied().collect::<Vec<u8>>(),
+            y.image(0).unwrap().iter().copied().collect::<Vec<u8>>(),
             vec![4, 5, 6, 7]
         );
         assert_eq!(
-            y.image(1).iter().copied().collect::<Vec<u8>>(),
+            y.image(1).unwrap().iter().copied().collect::<Vec<u8>>(),
             vec![16, 17, 18, 19]
         );
         // all rows: no copy
