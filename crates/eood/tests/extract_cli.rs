@@ -408,11 +408,14 @@ fn hostile_sizes_and_non_finite_input_are_refused_before_the_model_runs() {
             "num_classes must be between 1 and 100000",
         ),
     ] {
+        let mut args = vec![("--depth", "10"), ("--widen-factor", "1")];
+        args.retain(|(f, _)| *f != flag);
+        args.push((flag, value));
         fails(
             eood()
                 .args(["extract", "--state-dict"])
                 .arg(golden("wrn10_zip.pt"))
-                .args(["--depth", "10", "--widen-factor", "1", flag, value])
+                .args(args.iter().flat_map(|(f, v)| [*f, *v]))
                 .arg("--data")
                 .arg(golden("wrn10_x.npy"))
                 .arg("--out-dir")

@@ -360,21 +360,15 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
     let s = |p: &Path| p.to_str().unwrap().to_owned();
     let train = |extra: &[&str]| {
         let mut c = eood();
-        c.args([
-            "train",
-            "--depth",
-            "10",
-            "--widen-factor",
-            "1",
-            "--epochs",
-            "1",
-        ])
-        .args(["--batch-size", "6", "--quiet", "--train-images", &s(&x)])
-        .args(["--train-labels", &s(&y)])
-        .args(extra);
+        c.args(["train", "--depth", "10", "--widen-factor", "1"])
+            .args(["--batch-size", "6", "--quiet", "--train-images", &s(&x)])
+            .args(["--train-labels", &s(&y)])
+            .args(extra);
         c
     };
-    train(&["--out", &s(&model)]).assert().success();
+    train(&["--out", &s(&model), "--epochs", "1"])
+        .assert()
+        .success();
     let before = snapshot(d);
 
     // an existing checkpoint is not replaced without --resume or --force
@@ -393,7 +387,7 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
             "--seed",
             "3",
         ]),
-        "--resume with a different configuration (lr 0.1 -> 0.2, seed 1 -> 3)",
+        "--resume with a different configuration (epochs 1 -> 100, lr 0.1 -> 0.2, seed 1 -> 3)",
     );
     // a second writer (here: a live process holds the lock) fails at once
     std::fs::write(d.join("m.lock"), "1\n").unwrap();
@@ -453,8 +447,8 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
         "num_classes must be between 1 and 100000",
     );
     fails(
-        &mut train(&["--out", &s(&d.join("n.json")), "--epochs", "0"]),
-        "--epochs must be between 1 and 100000, got 0",
+        &mut train(&["--out", &s(&d.join("n.json")), "--lr-min", "1"]),
+        "--lr-min must be between 0 and 0.1, got 1",
     );
     let big = d.join("huge_labels.npy");
     write_npy(
