@@ -421,7 +421,7 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
         "refusing to overwrite an input of this command",
     );
     fails(
-        &mut finetune(&d.join("ft.json")).args(["--lambda", "-1"]),
+        finetune(&d.join("ft.json")).args(["--lambda", "-1"]),
         "--lambda must be between 0 and 1000, got -1",
     );
     // --out over a FIFO (as over a device node) is refused, and nothing is read from it

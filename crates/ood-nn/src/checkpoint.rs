@@ -357,12 +357,12 @@ pub fn read_meta(json: &Path) -> Result<CheckpointMeta> {
         .validate()
         .map_err(|source| Error::SidecarArch {
             path: json.into(),
-            source,
+            source: Box::new(source),
         })?;
     if let Some(spec) = &meta.input {
         check_input_spec(spec).map_err(|source| Error::SidecarArch {
             path: json.into(),
-            source: source.into(),
+            source: Box::new(source.into()),
         })?;
     }
     Ok(meta)
@@ -435,6 +435,17 @@ mod tests {
             num_classes: 3,
             in_channels: 1,
         }
+    }
+
+    /// A freshly initialized small network saved as `m.json` in a new folder.
+    fn saved_small() -> (tempfile::TempDir, PathBuf, CheckpointMeta) {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("m.json");
+        let vs = VarStore::new(Device::Cpu);
+        let _net = WideResNet::new(&vs.root(), &small()).unwrap();
+        let mut meta = CheckpointMeta::new(small(), serde_json::Value::Null, 0);
+        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
+        (dir, json, meta)
     }
 
     #[test]
@@ -534,12 +545,7 @@ mod tests {
 
     #[test]
     fn sidecars_declaring_huge_architectures_are_refused_before_libtorch() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("m.json");
-        let vs = VarStore::new(Device::Cpu);
-        let _net = WideResNet::new(&vs.root(), &small()).unwrap();
-        let mut meta = CheckpointMeta::new(small(), serde_json::Value::Null, 0);
-        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
+        let (_dir, json, _) = saved_small();
         let text = std::fs::read_to_string(&json).unwrap();
         for (from, to, says) in [
             (
@@ -578,12 +584,7 @@ mod tests {
 
     #[test]
     fn corrupted_weights_are_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("m.json");
-        let vs = VarStore::new(Device::Cpu);
-        let _net = WideResNet::new(&vs.root(), &small()).unwrap();
-        let mut meta = CheckpointMeta::new(small(), serde_json::Value::Null, 0);
-        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
+        let (dir, json, meta) = saved_small();
         let w = dir.path().join(&meta.weights);
         let mut bytes = std::fs::read(&w).unwrap();
         let n = bytes.len();

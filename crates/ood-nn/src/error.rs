@@ -42,14 +42,9 @@ pub enum Error {
     #[error("{}: architecture: {source}", path.display())]
     SidecarArch {
         path: PathBuf,
+        // boxed: keeps every `Result<_, Error>` small
         #[source]
-        source: crate::wrn::ArchError,
-    },
-    #[error("{}: {source}", path.display())]
-    Output {
-        path: PathBuf,
-        #[source]
-        source: ood_core::io::OutputError,
+        source: Box<crate::wrn::ArchError>,
     },
     #[error("{}: locked by process {pid} (another run is writing this checkpoint; remove the lock file if that process is gone)", path.display())]
     Locked { path: PathBuf, pid: u32 },

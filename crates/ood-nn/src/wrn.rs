@@ -451,7 +451,7 @@ mod tests {
         // the memory check's count is an upper bound within 1% (BatchNorm buffers included)
         let bound = WrnConfig::default().parameter_count();
         assert!(
-            bound >= 2_243_546 && bound <= 2_243_546 * 101 / 100,
+            (2_243_546..=2_243_546 * 101 / 100).contains(&bound),
             "{bound}"
         );
         for key in [
