@@ -42,7 +42,7 @@ meta["optimizer_sha256"] = None
 json.dump(meta, open(dst, "w"), indent=2)
 open(dst, "a").write("\n")
 PY
-"$EOOD" extract --checkpoint "$OUT/$NAME.json" --dataset fmnist-ood/val_x --out "$WORK" --quiet
+"$EOOD" extract --checkpoint "$OUT/$NAME.json" --dataset fmnist-ood/val_x --out-dir "$WORK" --quiet
 "$EOOD" score --method energy --logits "$WORK/logits.npy" --out "$WORK/val_scores.npy"
 "$EOOD" calibrate --id-scores "$WORK/val_scores.npy" --tpr 0.95 --method energy --out "$OUT/fmnist-detector.json"
 WEIGHTS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["weights"])' "$OUT/$NAME.json")"

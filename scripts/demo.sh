@@ -48,7 +48,7 @@ for model in fmnist-wrn-10-1:fmnist-detector fmnist-wrn-10-1-energy-ft:fmnist-en
   det="models/${model##*:}.json"
   echo "-- $ckpt with $det (accept iff -E(x) > tau)"
   for set in test_x ood_test/mnist ood_test/notmnist ood_test/omniglot ood_test/textures ood_test/photo_crop; do
-    "$EOOD" extract --checkpoint "$ckpt" --dataset "fmnist-ood/$set" --out "$WORK" --quiet
+    "$EOOD" extract --checkpoint "$ckpt" --dataset "fmnist-ood/$set" --out-dir "$WORK" --quiet
     "$EOOD" score --method energy --logits "$WORK/logits.npy" --out "$WORK/scores.npy" 2>/dev/null
     printf '  %-20s ' "$set:"
     "$EOOD" detect --detector "$det" --scores "$WORK/scores.npy" --out "$WORK/flags.npy" 2>&1 |

@@ -2,9 +2,11 @@
 //!
 //! `main` only calls [`run`]; every subcommand lives in its own file under `cmd/`
 //! with a clap `Args` struct and a `run(Args) -> anyhow::Result<()>`.
+//! Flags shared by several subcommands are defined once in `args` (docs/cli.md).
 //! Any error is printed as one line (`error: ...` with its causes joined by `: `)
 //! and the process exits with status 2.
 
+mod args;
 mod cmd;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +48,34 @@ enum Command {
     /// Run a whole benchmark: the paper's tables and figures.
     #[cfg(feature = "nn")]
     Bench(cmd::bench::Args),
+    /// Train a classifier (needs the `nn` feature, not in this build).
+    #[cfg(not(feature = "nn"))]
+    Train(NeedsNn),
+    /// Fine-tune a classifier (needs the `nn` feature, not in this build).
+    #[cfg(not(feature = "nn"))]
+    Finetune(NeedsNn),
+    /// Run a model over a dataset (needs the `nn` feature, not in this build).
+    #[cfg(not(feature = "nn"))]
+    Extract(NeedsNn),
+    /// Run a whole benchmark (needs the `nn` feature, not in this build).
+    #[cfg(not(feature = "nn"))]
+    Bench(NeedsNn),
+}
+
+/// A neural subcommand in a build without the `nn` feature: it exists, takes any arguments,
+/// and says in one line what is missing.
+#[cfg(not(feature = "nn"))]
+#[derive(clap::Args, Debug)]
+struct NeedsNn {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<std::ffi::OsString>,
+}
+
+#[cfg(not(feature = "nn"))]
+fn needs_nn(command: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`eood {command}` needs the `nn` feature (libtorch), which this build lacks: build with default features (scripts/setup.sh, then cargo build --release)"
+    )
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -64,6 +94,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extract(a) => cmd::extract::run(a),
         #[cfg(feature = "nn")]
         Command::Bench(a) => cmd::bench::run(a),
+        #[cfg(not(feature = "nn"))]
+        Command::Train(_) => needs_nn("train"),
+        #[cfg(not(feature = "nn"))]
+        Command::Finetune(_) => needs_nn("finetune"),
+        #[cfg(not(feature = "nn"))]
+        Command::Extract(_) => needs_nn("extract"),
+        #[cfg(not(feature = "nn"))]
+        Command::Bench(_) => needs_nn("bench"),
     }
 }
 

@@ -209,7 +209,7 @@ fn convert_writes_a_folder_as_a_preprocessed_npy_array() {
     // Gray at 28: PIL's L = (299 R + 587 G + 114 B) / 1000 -> 76 for pure red.
     let gray = tmp.path().join("gray.npy");
     eood(tmp.path())
-        .args(["convert", "--gray", "--size", "28"])
+        .args(["convert", "--color", "gray", "--size", "28"])
         .arg(&root)
         .arg("--out")
         .arg(&gray)

@@ -45,7 +45,7 @@ fn help_states_the_defaults() {
         "--torchscript",
         "--features",
         "[default: 256]",
-        "[default: cpu]",
+        "[default: auto]",
         "[default: .]",
         "[default: 40]",
         "fmnist-ood/test_x",
@@ -60,7 +60,7 @@ fn state_dict_logits_and_features_match_pytorch() {
     wrn10_args(&mut eood())
         .arg("--data")
         .arg(golden("wrn10_x.npy"))
-        .args(["--features", "--batch-size", "3", "--out"])
+        .args(["--features", "--batch-size", "3", "--out-dir"])
         .arg(dir.path())
         .assert()
         .success();
@@ -97,7 +97,7 @@ fn torchscript_on_a_named_benchmark_array_with_explicit_normalization() {
         .args(["--dataset", "fmnist-ood/test_x", "--cache"])
         .arg(cache.path())
         .args(["--features", "--mean", "0.49137256,0.48235294,0.44666666"])
-        .args(["--std", "0.24705882,0.24352941,0.2615686", "--out"])
+        .args(["--std", "0.24705882,0.24352941,0.2615686", "--out-dir"])
         .arg(out.path())
         .assert()
         .success()
@@ -123,7 +123,7 @@ fn torchscript_on_a_named_benchmark_array_with_explicit_normalization() {
         .arg(golden("ts_pair.pt"))
         .args(["--dataset", "fmnist-ood/test_x", "--cache"])
         .arg(cache.path())
-        .arg("--out")
+        .arg("--out-dir")
         .arg(out2.path())
         .assert()
         .success()
@@ -188,15 +188,18 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
             .arg(dir.path().join("missing.npy")),
         "missing.npy",
     );
-    fails(
-        eood()
-            .args(["extract", "--torchscript"])
-            .arg(golden("tiny_script.pt"))
-            .arg("--data")
-            .arg(golden("wrn10_x.npy"))
-            .args(["--device", "tpu"]),
-        "--device must be cpu, cuda or cuda:N",
-    );
+    // --device is parsed by clap into an enum: a usage error (exit 2) naming the choices
+    eood()
+        .args(["extract", "--torchscript"])
+        .arg(golden("tiny_script.pt"))
+        .arg("--data")
+        .arg(golden("wrn10_x.npy"))
+        .args(["--device", "tpu"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "expected auto, cpu, cuda or cuda:N",
+        ));
     if !ood_nn_has_cuda() {
         fails(
             eood()
@@ -214,7 +217,7 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
             .arg(golden("tiny_script.pt"))
             .arg("--data")
             .arg(golden("wrn10_x.npy"))
-            .args(["--features", "--out"])
+            .args(["--features", "--out-dir"])
             .arg(dir.path()),
         "`features(x)` method",
     );
@@ -271,7 +274,7 @@ fn odin_and_mahalanobis_with_fixed_settings_match_pytorch() {
             "10",
             "--epsilon",
             "0.0048",
-            "--out",
+            "--out-dir",
         ])
         .arg(dir.path())
         .assert()
@@ -300,7 +303,7 @@ fn odin_and_mahalanobis_with_fixed_settings_match_pytorch() {
         .arg(golden("odin_train_x.npy"))
         .arg("--fit-labels")
         .arg(golden("odin_train_y.npy"))
-        .arg("--out")
+        .arg("--out-dir")
         .arg(dir.path())
         .assert()
         .success();
@@ -330,7 +333,7 @@ fn odin_grid_is_chosen_on_validation_sets_only() {
         .arg(golden("odin_test_x.npy"))
         .arg("--val-ood")
         .arg(golden("odin_train_x.npy"))
-        .arg("--out")
+        .arg("--out-dir")
         .arg(dir.path())
         .assert()
         .success();
@@ -355,7 +358,7 @@ fn odin_grid_is_chosen_on_validation_sets_only() {
         wrn10_args(&mut eood())
             .arg("--data")
             .arg(golden("odin_test_x.npy"))
-            .args(["--method", "odin", "--out"])
+            .args(["--method", "odin", "--out-dir"])
             .arg(dir.path()),
         "needs --val-id and --val-ood",
     );
@@ -369,6 +372,87 @@ fn odin_grid_is_chosen_on_validation_sets_only() {
 }
 
 /// Whether this machine has a GPU libtorch can use (then `--device cuda` is valid).
+#[test]
+fn hostile_sizes_and_non_finite_input_are_refused_before_the_model_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // float input with a NaN in row 1: named, instead of NaN logits
+    let mut x = npy(&golden("wrn10_x.npy"));
+    x[&[1usize, 2, 3, 4][..]] = f32::NAN;
+    let nan = dir.path().join("nan.npy");
+    ndarray_npy::write_npy(&nan, &x).unwrap();
+    fails(
+        wrn10_args(&mut eood())
+            .arg("--data")
+            .arg(&nan)
+            .arg("--out-dir")
+            .arg(&out),
+        "nan.npy: input row 1 is not finite (value NaN at element",
+    );
+    assert!(!out.exists(), "nothing written");
+    // architecture flags from 10^9 to libtorch: refused in one line, no C++ abort
+    for (flag, value, says) in [
+        (
+            "--depth",
+            "1000000000",
+            "WideResNet depth must be between 10 and 1000",
+        ),
+        (
+            "--widen-factor",
+            "100000",
+            "widen_factor must be between 1 and 64",
+        ),
+        (
+            "--num-classes",
+            "1000000000000",
+            "num_classes must be between 1 and 100000",
+        ),
+    ] {
+        let mut args = vec![("--depth", "10"), ("--widen-factor", "1")];
+        args.retain(|(f, _)| *f != flag);
+        args.push((flag, value));
+        fails(
+            eood()
+                .args(["extract", "--state-dict"])
+                .arg(golden("wrn10_zip.pt"))
+                .args(args.iter().flat_map(|(f, v)| [*f, *v]))
+                .arg("--data")
+                .arg(golden("wrn10_x.npy"))
+                .arg("--out-dir")
+                .arg(&out),
+            says,
+        );
+    }
+    for (flag, value) in [("--batch-size", "0"), ("--threads", "0")] {
+        fails(
+            wrn10_args(&mut eood())
+                .arg("--data")
+                .arg(golden("wrn10_x.npy"))
+                .args([flag, value]),
+            &format!("{flag} must be between 1 and"),
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn quiet_keeps_the_result_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wrn10_args(&mut eood())
+        .arg("--data")
+        .arg(golden("wrn10_x.npy"))
+        .arg("--out-dir")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("wrote ") && err.contains("(4 x 10)"),
+        "{err}"
+    );
+}
+
 fn ood_nn_has_cuda() -> bool {
     std::path::Path::new("/proc/driver/nvidia/version").exists()
 }

@@ -50,24 +50,27 @@ fn write_set(
 
 #[test]
 fn help_states_the_code_of_record_defaults() {
+    // the optimizer flags are shared (flattened), their defaults depend on the command
     eood().args(["train", "--help"]).assert().success().stdout(
-        predicate::str::contains("[default: 0.1]")
-            .and(predicate::str::contains("[default: 128]"))
+        predicate::str::contains("train 0.1, finetune 0.001")
+            .and(predicate::str::contains("(default 128)"))
             .and(predicate::str::contains("[default: 40]"))
-            .and(predicate::str::contains("[default: 0.0005]"))
-            .and(predicate::str::contains("[default: 100]")),
+            .and(predicate::str::contains("(default 5e-4)"))
+            .and(predicate::str::contains("train 100, finetune 10"))
+            .and(predicate::str::contains("--force"))
+            .and(predicate::str::contains("[default: auto]")),
     );
     eood()
         .args(["finetune", "--help"])
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("[default: 0.001]")
+            predicate::str::contains("finetune 0.001")
                 .and(predicate::str::contains("[default: 256]"))
                 .and(predicate::str::contains("[default: -23]"))
                 .and(predicate::str::contains("[default: -5]"))
                 .and(predicate::str::contains("[default: energy]"))
-                .and(predicate::str::contains("[default: 10]")),
+                .and(predicate::str::contains("--state-dict <PT>")),
         );
 }
 
@@ -152,7 +155,7 @@ fn train_then_finetune_with_energy_and_oe() {
         eood()
             .args([
                 "finetune",
-                "--from",
+                "--checkpoint",
                 &s(&model),
                 "--loss",
                 loss,
@@ -214,7 +217,7 @@ fn finetune_from_a_pytorch_checkpoint() {
     eood()
         .args([
             "finetune",
-            "--from",
+            "--state-dict",
             &s(&pt),
             "--depth",
             "10",
@@ -249,7 +252,7 @@ fn finetune_from_a_pytorch_checkpoint() {
     eood()
         .args([
             "finetune",
-            "--from",
+            "--state-dict",
             &s(&pt),
             "--depth",
             "16",
@@ -323,6 +326,194 @@ fn bad_input_is_a_one_line_error() {
         .stderr(predicate::str::contains("JSON sidecar"));
 }
 
+/// Exit 2 and one stderr line that contains `needle`.
+fn fails(cmd: &mut Command, needle: &str) {
+    let out = cmd.assert().code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Every file of `dir` with its bytes (to show that a refused run changed nothing).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn checkpoints_are_never_lost_and_sizes_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = write_set(d, "train", 6, 28, 1, true);
+    let (noise, _) = write_set(d, "noise", 4, 28, 1, false);
+    let model = d.join("m.json");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let train = |extra: &[&str]| {
+        let mut c = eood();
+        c.args(["train", "--depth", "10", "--widen-factor", "1"])
+            .args(["--batch-size", "6", "--quiet", "--train-images", &s(&x)])
+            .args(["--train-labels", &s(&y)])
+            .args(extra);
+        c
+    };
+    train(&["--out", &s(&model), "--epochs", "1"])
+        .assert()
+        .success();
+    let before = snapshot(d);
+
+    // an existing checkpoint is not replaced without --resume or --force
+    fails(
+        &mut train(&["--out", &s(&model)]),
+        "m.json: already exists (pass --force",
+    );
+    // --resume with another configuration is refused, naming the fields
+    fails(
+        &mut train(&[
+            "--out",
+            &s(&model),
+            "--resume",
+            "--lr",
+            "0.2",
+            "--seed",
+            "3",
+        ]),
+        "--resume with a different configuration (epochs 1 -> 100, lr 0.1 -> 0.2, seed 1 -> 3)",
+    );
+    // a second writer (here: a live process holds the lock) fails at once
+    std::fs::write(d.join("m.lock"), "1\n").unwrap();
+    fails(
+        &mut train(&["--out", &s(&model), "--resume"]),
+        "m.lock: locked by process 1",
+    );
+    std::fs::remove_file(d.join("m.lock")).unwrap();
+    // finetune --out equal to its pretrained model
+    let finetune = |out: &Path| {
+        let mut c = eood();
+        c.args([
+            "finetune",
+            "--checkpoint",
+            &s(&model),
+            "--outliers",
+            &s(&noise),
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--quiet",
+        ])
+        .args(["--out", &s(out)]);
+        c
+    };
+    fails(
+        &mut finetune(&model),
+        "refusing to overwrite an input of this command",
+    );
+    fails(
+        finetune(&d.join("ft.json")).args(["--lambda", "-1"]),
+        "--lambda must be between 0 and 1000, got -1",
+    );
+    // --out over a FIFO (as over a device node) is refused, and nothing is read from it
+    let fifo = d.join("fifo.json");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fails(
+        &mut train(&["--out", &s(&fifo), "--force"]),
+        "refusing to write over a FIFO",
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    // sizes from flags and from labels
+    fails(
+        &mut train(&[
+            "--out",
+            &s(&d.join("n.json")),
+            "--num-classes",
+            "1000000000000",
+        ]),
+        "num_classes must be between 1 and 100000",
+    );
+    fails(
+        &mut train(&["--out", &s(&d.join("n.json")), "--lr-min", "1"]),
+        "--lr-min must be between 0 and 0.1, got 1",
+    );
+    let big = d.join("huge_labels.npy");
+    write_npy(
+        &big,
+        &Array1::from(vec![0i64, 1, 1_000_000_000_000, 2, 0, 1]),
+    )
+    .unwrap();
+    fails(
+        eood()
+            .args(["train", "--depth", "10", "--widen-factor", "1", "--quiet"])
+            .args(["--train-images", &s(&x), "--train-labels", &s(&big)])
+            .args(["--out", &s(&d.join("n.json"))]),
+        "classes of the training labels (largest label + 1) must be between 1 and 100000, got 1000000000001",
+    );
+    // images of another size than the checkpoint's are named with both shapes
+    let (x32, _) = write_set(d, "big", 2, 32, 1, false);
+    fails(
+        eood()
+            .args(["extract", "--checkpoint", &s(&model), "--data", &s(&x32)])
+            .args(["--out-dir", &s(&d.join("ex")), "--quiet"]),
+        "images are 32x32x1 (H x W x C) but",
+    );
+    assert_eq!(
+        snapshot(d).len(),
+        before.len() + 3,
+        "only the new fixtures added"
+    );
+    for (name, bytes) in &before {
+        assert_eq!(
+            &std::fs::read(d.join(name)).unwrap(),
+            bytes,
+            "{name} changed"
+        );
+    }
+
+    // a sidecar declaring a huge architecture fails cleanly, not in C++
+    let text = std::fs::read_to_string(&model).unwrap();
+    let huge = d.join("huge.json");
+    std::fs::write(
+        &huge,
+        text.replace("\"depth\": 10", "\"depth\": 1000000000"),
+    )
+    .unwrap();
+    fails(
+        eood()
+            .args(["extract", "--checkpoint", &s(&huge), "--data", &s(&x)])
+            .args(["--out-dir", &s(&d.join("ex"))]),
+        "huge.json: architecture: WideResNet depth must be between 10 and 1000, got 1000000000",
+    );
+
+    // --force on resume records the change in the log and goes on
+    train(&["--out", &s(&model), "--resume", "--force", "--epochs", "2"])
+        .assert()
+        .success();
+    let log = std::fs::read_to_string(d.join("m.log.jsonl")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines[1].contains("\"resume_changes\":[\"epochs\"]"),
+        "{log}"
+    );
+    assert!(lines[2].contains("\"epoch\":2"), "{log}");
+    assert!(!d.join("m.lock").exists(), "the lock is released");
+}
+
 #[test]
 fn margin_grid_selects_by_validation_fpr() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,7 +551,7 @@ fn margin_grid_selects_by_validation_fpr() {
     eood()
         .args([
             "finetune",
-            "--from",
+            "--checkpoint",
             &s(&model),
             "--m-in-grid=-2,-8",
             "--m-out-grid=-1",

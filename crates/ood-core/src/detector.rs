@@ -12,6 +12,13 @@
 //!
 //! The artifact is a small JSON file (method, temperature, tau, target, accepted fraction, score
 //! statistics, versions), written atomically.
+//!
+//! Applying a detector to scores of another method (an energy threshold to MSP scores) would
+//! give plausible-looking nonsense, so [`Detector::check_scores`] refuses, before any flag is
+//! written: scores declared as another method than the detector's; scores outside the method's
+//! domain (MSP lies in [0, 1]); and, when the method is not declared, scores that all lie in
+//! [0, 1] (as MSP scores do) while the calibration scores lay entirely outside it. The
+//! calibration range is the one already saved in `score_stats`, so old detector files work.
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +99,43 @@ pub enum DetectorError {
     },
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    #[error("the detector was calibrated on {detector} scores, these are declared {given}")]
+    MethodMismatch { detector: String, given: String },
+    #[error("{method} scores lie in [{min}, {max}], but score {index} is {value}")]
+    OutOfDomain {
+        method: String,
+        index: usize,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    #[error("every score lies in [0, 1], as MSP scores do, but this {method} detector was calibrated on scores in [{cal_min}, {cal_max}]; pass --method {method} if they really are {method} scores")]
+    LooksLikeMsp {
+        method: String,
+        cal_min: f64,
+        cal_max: f64,
+    },
+}
+
+/// The range every score of `method` lies in, when it has one (MSP is a probability).
+pub fn score_domain(method: &str) -> Option<(f64, f64)> {
+    (method == "msp").then_some((0.0, 1.0))
+}
+
+fn check_domain(method: &str, scores: &[f64]) -> Result<(), DetectorError> {
+    let Some((min, max)) = score_domain(method) else {
+        return Ok(());
+    };
+    match scores.iter().position(|s| !(*s >= min && *s <= max)) {
+        Some(index) => Err(DetectorError::OutOfDomain {
+            method: method.into(),
+            index,
+            value: scores[index],
+            min,
+            max,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Detector {
@@ -114,6 +158,7 @@ impl Detector {
                 value: scores[index],
             });
         }
+        check_domain(method, scores)?;
         let mut sorted: Vec<f64> = scores.iter().map(|s| s + 0.0).collect();
         sorted.sort_unstable_by(f64::total_cmp);
         let n = sorted.len();
@@ -155,6 +200,38 @@ impl Detector {
     /// `G(x)`: true = in-distribution. NaN is never accepted.
     pub fn accepts(&self, score: f64) -> bool {
         score > self.tau
+    }
+
+    /// Refuses scores that cannot be of this detector's method (see the module docs);
+    /// `declared` is the method the caller says they are.
+    pub fn check_scores(
+        &self,
+        scores: &[f64],
+        declared: Option<&str>,
+    ) -> Result<(), DetectorError> {
+        if let Some(given) = declared.filter(|&g| g != self.method) {
+            return Err(DetectorError::MethodMismatch {
+                detector: self.method.clone(),
+                given: given.into(),
+            });
+        }
+        check_domain(&self.method, scores)?;
+        let (cal_min, cal_max) = (self.score_stats.min, self.score_stats.max);
+        let unit = |s: &f64| (0.0..=1.0).contains(s);
+        let calibrated_outside = cal_min > 1.0 || cal_max < 0.0;
+        if declared.is_none()
+            && score_domain(&self.method).is_none()
+            && calibrated_outside
+            && scores.len() >= 2
+            && scores.iter().all(unit)
+        {
+            return Err(DetectorError::LooksLikeMsp {
+                method: self.method.clone(),
+                cal_min,
+                cal_max,
+            });
+        }
+        Ok(())
     }
 
     /// Flags for many scores: 1 = accept, 0 = reject.
@@ -247,7 +324,7 @@ mod tests {
     fn ties_at_the_cut_are_accepted_together() {
         // 10 scores, target 0.75 -> k = 8 -> lowest accepted is sorted[2] = 1.0, tied with sorted[1]
         let s = [0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
-        let d = Detector::calibrate(&s, 0.75, "msp", None).unwrap();
+        let d = Detector::calibrate(&s, 0.75, "maxlogit", None).unwrap();
         assert_eq!(d.tau, 0.5);
         assert_eq!(d.accepted_fraction, 0.9);
         // all equal: everything accepted, tau just below
@@ -276,6 +353,56 @@ mod tests {
             e.to_string(),
             "calibration score at index 1 is NaN (non-finite scores are refused)"
         );
+    }
+
+    #[test]
+    fn scores_of_another_method_are_refused() {
+        let energy: Vec<f64> = (0..20).map(|i| 5.0 + i as f64).collect();
+        let d = Detector::calibrate(&energy, 0.95, "energy", Some(1.0)).unwrap();
+        let msp = [0.2, 0.99, 0.5];
+        let e = d.check_scores(&msp, None).unwrap_err().to_string();
+        assert!(e.starts_with("every score lies in [0, 1], as MSP scores do, but this energy detector was calibrated on scores in [5, 24]"), "{e}");
+        // declared as energy: the user vouches for them
+        d.check_scores(&msp, Some("energy")).unwrap();
+        let e = d
+            .check_scores(&energy, Some("msp"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the detector was calibrated on energy scores, these are declared msp"
+        );
+        d.check_scores(&energy, None).unwrap();
+        // an MSP detector refuses scores outside [0, 1], at calibration and at detection
+        let m = Detector::calibrate(&[0.1, 0.6, 0.9], 0.5, "msp", Some(1.0)).unwrap();
+        let e = m.check_scores(&[0.5, 7.0], None).unwrap_err().to_string();
+        assert_eq!(e, "msp scores lie in [0, 1], but score 1 is 7");
+        assert!(matches!(
+            Detector::calibrate(&energy, 0.95, "msp", None),
+            Err(DetectorError::OutOfDomain { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn old_detector_files_still_load_and_check() {
+        // the committed artifact format (models/*.json) has no field added since
+        let mut n = 0;
+        for entry in
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")).unwrap()
+        {
+            let p = entry.unwrap().path();
+            if p.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            if text.contains("eood-detector") {
+                let d = Detector::load(&p).unwrap();
+                d.check_scores(&[d.score_stats.min, d.score_stats.max], None)
+                    .unwrap();
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2, "models/ holds two detectors");
     }
 
     #[test]

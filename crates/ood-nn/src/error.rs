@@ -37,6 +37,19 @@ pub enum Error {
     Sidecar { path: PathBuf, reason: String },
     #[error("{0}")]
     Config(String),
+    #[error("architecture: {0}")]
+    Arch(#[from] crate::wrn::ArchError),
+    #[error("{}: architecture: {source}", path.display())]
+    SidecarArch {
+        path: PathBuf,
+        // boxed: keeps every `Result<_, Error>` small
+        #[source]
+        source: Box<crate::wrn::ArchError>,
+    },
+    #[error("{}: locked by process {pid} (another run is writing this checkpoint; remove the lock file if that process is gone)", path.display())]
+    Locked { path: PathBuf, pid: u32 },
+    #[error("{}: --resume with a different configuration ({fields}); pass --force to continue anyway (the change is recorded in the log)", path.display())]
+    ResumeMismatch { path: PathBuf, fields: String },
     #[error(transparent)]
     Data(#[from] ood_data::Error),
     #[error(transparent)]

@@ -8,8 +8,15 @@
 //! from `(seed, epoch)`; so a run resumed from its last checkpoint continues exactly as the
 //! uninterrupted run would (same thread count assumed).
 //!
-//! After every epoch: the checkpoint (weights + momentum buffers, see [`crate::checkpoint`]) is
-//! saved, then one JSON line is appended to `<stem>.log.jsonl`.
+//! After every epoch: one JSON line is appended to `<stem>.log.jsonl` and fsync'd, *then* the
+//! checkpoint (weights + momentum buffers, see [`crate::checkpoint`]) is saved. A kill between
+//! the two leaves a log line for an epoch the checkpoint does not have yet; resuming drops the
+//! log lines past the checkpoint's epoch (and a torn last line) before it reruns that epoch, so
+//! the log never loses nor repeats an epoch. The whole run holds the checkpoint's lock.
+//!
+//! Resuming checks that the configuration is the one the checkpoint was trained with
+//! ([`ResumeChanges`]): a changed lr, seed, epochs, batch size, ... is refused with the fields
+//! named, or, when allowed, recorded as a `{"resume_changes": ...}` line in the log.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -195,6 +202,58 @@ pub fn evaluate(net: &WideResNet, loader: &BatchLoader, device: Device) -> Resul
     Ok((correct as f64 / total as f64, loss_sum / total as f64))
 }
 
+/// What resuming does when the configuration differs from the checkpoint's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeChanges {
+    /// Fail with [`Error::ResumeMismatch`] naming the differing fields.
+    Refuse,
+    /// Continue, and record old and new values in the log.
+    Record,
+}
+
+/// Top-level fields of two serialized configurations that differ, with both values.
+fn config_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, String)> {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return Vec::new();
+    };
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(v))
+        .map(|(k, v)| {
+            let was = old.get(k).map_or("absent".into(), |o| o.to_string());
+            (k.clone(), format!("{k} {was} -> {v}"))
+        })
+        .collect()
+}
+
+/// Keeps only the log lines of epochs `<= done` (and drops a torn line), rewriting the log
+/// atomically when anything is dropped; lines that are not epoch records are kept.
+fn reconcile_log(path: &Path, done: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let mut kept = String::new();
+    let mut dropped = false;
+    for line in text.split_inclusive('\n') {
+        let complete = line.ends_with('\n');
+        let epoch = serde_json::from_str::<EpochLog>(line.trim_end())
+            .ok()
+            .map(|l| l.epoch);
+        if !complete || epoch.is_some_and(|e| e > done) {
+            dropped = true;
+        } else {
+            kept.push_str(line);
+        }
+    }
+    if dropped {
+        ood_core::io::write_atomic(path, |w| {
+            w.write_all(kept.as_bytes())
+                .map_err(|e| ood_core::io::IoError::new(path, e))
+        })
+        .map_err(|e| Error::io(path, e.source))?;
+    }
+    Ok(())
+}
+
 fn seed_for_epoch(seed: u64, epoch: u64) -> i64 {
     // splitmix64 of (seed, epoch): distinct, well-mixed generator seeds per epoch.
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch + 1));
@@ -205,7 +264,8 @@ fn seed_for_epoch(seed: u64, epoch: u64) -> i64 {
 
 /// Runs (or resumes) training. `vs`/`net` hold the starting weights (random or pretrained);
 /// `meta` describes the run and is saved with every checkpoint. Returns the per-epoch logs of
-/// the epochs run now.
+/// the epochs run now. Resuming with a changed configuration is refused
+/// ([`ResumeChanges::Refuse`]; see [`run_with`]).
 pub fn run(
     vs: &VarStore,
     net: &WideResNet,
@@ -214,6 +274,26 @@ pub fn run(
     meta: &mut CheckpointMeta,
     output: &RunOutput,
 ) -> Result<Vec<EpochLog>> {
+    run_with(vs, net, config, data, meta, output, ResumeChanges::Refuse)
+}
+
+/// [`run`] with an explicit policy for configuration changes on resume.
+pub fn run_with(
+    vs: &VarStore,
+    net: &WideResNet,
+    config: &RunConfig,
+    data: &RunData,
+    meta: &mut CheckpointMeta,
+    output: &RunOutput,
+    changes: ResumeChanges,
+) -> Result<Vec<EpochLog>> {
+    let lock = checkpoint::CheckpointLock::acquire(&output.checkpoint)?;
+    if let Some(pid) = lock.took_over {
+        eprintln!(
+            "note: took over the stale lock of {} left by process {pid}, which no longer runs",
+            output.checkpoint.display()
+        );
+    }
     let device = vs.device();
     let fine_tune = matches!(config.objective, Objective::Finetune(_));
     if fine_tune && data.outliers.is_none() {
@@ -254,6 +334,28 @@ pub fn run(
                 ),
             });
         }
+        let new = serde_json::to_value(config).map_err(|e| Error::Config(e.to_string()))?;
+        let changed = config_changes(&ck.meta.training, &new);
+        if !changed.is_empty() {
+            let fields = changed
+                .iter()
+                .map(|(_, d)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if changes == ResumeChanges::Refuse {
+                return Err(Error::ResumeMismatch {
+                    path: output.checkpoint.clone(),
+                    fields,
+                });
+            }
+            let record = serde_json::json!({
+                "resume_changes": changed.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                "description": fields,
+                "at_epoch": ck.meta.epoch,
+            });
+            append_line(&output.log_path(), &record.to_string())?;
+        }
+        reconcile_log(&output.log_path(), ck.meta.epoch)?;
         state_dict::load_into(vs, &ck.weights)?;
         if let Some(state) = &ck.optimizer {
             opt.load_state(state)?;
@@ -356,13 +458,14 @@ pub fn run(
             meta.metrics.insert("test_accuracy".into(), a);
             meta.metrics.insert("test_loss".into(), l);
         }
+        // log first (see the module docs), then the checkpoint
+        append_log(&output.log_path(), &log)?;
         checkpoint::save(
             &output.checkpoint,
             meta,
             &state_dict::named_tensors(vs),
             Some(&opt.state()),
         )?;
-        append_log(&output.log_path(), &log)?;
         if output.progress {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.4}{} ({:.0} s, {:.1} img/s)",
@@ -384,10 +487,69 @@ pub fn run(
 
 fn append_log(path: &Path, log: &EpochLog) -> Result<()> {
     let line = serde_json::to_string(log).map_err(|e| Error::Config(e.to_string()))?;
+    append_line(path, &line)
+}
+
+/// Appends one line in a single write and fsyncs it.
+fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+    f.write_all(format!("{line}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(epoch: u64) -> String {
+        let log = EpochLog {
+            epoch,
+            step: epoch * 10,
+            train_loss: 1.0,
+            train_accuracy: 0.5,
+            test_accuracy: None,
+            test_loss: None,
+            lr: 0.1,
+            seconds: 1.0,
+            images_per_second: 2.0,
+        };
+        serde_json::to_string(&log).unwrap() + "\n"
+    }
+
+    #[test]
+    fn resume_drops_log_lines_past_the_checkpoint_and_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.log.jsonl");
+        // killed after logging epoch 3 but before its checkpoint; then a torn write
+        let note = "{\"resume_changes\":[\"lr\"]}\n";
+        let text = format!("{}{note}{}{}{{\"epo", line(1), line(2), line(3));
+        std::fs::write(&p, &text).unwrap();
+        reconcile_log(&p, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{}{note}{}", line(1), line(2))
+        );
+        // nothing to drop: the file is left as it is
+        reconcile_log(&p, 2).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn config_changes_name_each_differing_field() {
+        let old = serde_json::to_value(RunConfig::pretrain()).unwrap();
+        let new = RunConfig {
+            lr: 0.2,
+            seed: 3,
+            ..RunConfig::pretrain()
+        };
+        let changed = config_changes(&old, &serde_json::to_value(new).unwrap());
+        let d: Vec<&str> = changed.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(d, ["lr 0.1 -> 0.2", "seed 1 -> 3"]);
+        assert!(config_changes(&serde_json::Value::Null, &old).is_empty());
+    }
 }

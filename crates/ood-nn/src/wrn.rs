@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Architecture of a WideResNet-`depth`-`widen_factor`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,27 +43,68 @@ impl Default for WrnConfig {
     }
 }
 
+/// Why an architecture was refused (from flags or from a checkpoint sidecar).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArchError {
+    #[error("WideResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {0}")]
+    Depth(i64),
+    #[error(transparent)]
+    Limit(#[from] ood_core::limits::LimitError),
+}
+
+/// Sane ranges of the architecture fields. Far above any published WideResNet (WRN-40-4,
+/// WRN-28-10, ImageNet's 1000 classes), far below sizes that make libtorch abort.
+pub const MAX_DEPTH: i64 = 1000;
+pub const MAX_WIDEN_FACTOR: i64 = 64;
+pub const MAX_NUM_CLASSES: i64 = 100_000;
+pub const MAX_IN_CHANNELS: i64 = 64;
+
 impl WrnConfig {
-    /// Blocks per stage, `(depth - 4) / 6`.
+    /// Checks every field against its range and the parameter memory (weights, gradients,
+    /// momentum and a copy) against the memory available, before libtorch allocates anything.
+    pub fn validate(&self) -> Result<(), ArchError> {
+        use ood_core::limits::{check_alloc, check_range};
+        check_range("WideResNet depth", self.depth, 10, MAX_DEPTH)?;
+        if (self.depth - 4) % 6 != 0 {
+            return Err(ArchError::Depth(self.depth));
+        }
+        check_range("widen_factor", self.widen_factor, 1, MAX_WIDEN_FACTOR)?;
+        check_range("num_classes", self.num_classes, 1, MAX_NUM_CLASSES)?;
+        check_range("in_channels", self.in_channels, 1, MAX_IN_CHANNELS)?;
+        // written as a range check so that NaN is refused; 1 itself is excluded below
+        check_range("dropout", self.dropout, 0.0, 1.0)?;
+        if self.dropout == 1.0 {
+            return Err(ood_core::limits::LimitError::OutOfRange {
+                what: "dropout".into(),
+                value: "1".into(),
+                min: "0".into(),
+                max: "1 (excluded)".into(),
+            }
+            .into());
+        }
+        check_alloc("WideResNet parameters", self.parameter_count(), 4 * 4)?;
+        Ok(())
+    }
+
+    /// Number of parameters (an upper bound within a few percent: BatchNorm buffers included).
+    /// Only called on validated fields, so it cannot overflow u128.
+    pub fn parameter_count(&self) -> u128 {
+        let n = ((self.depth.max(10) - 4) / 6) as u128;
+        let k = self.widen_factor.max(1) as u128;
+        let widths = [16, 16 * k, 32 * k, 64 * k];
+        let mut count = 9 * self.in_channels.max(1) as u128 * 16;
+        for s in 0..3 {
+            let (c_in, c_out) = (widths[s], widths[s + 1]);
+            // first block: c_in -> c_out plus a 1x1 shortcut, the others c_out -> c_out
+            count += 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 5 * (c_in + c_out);
+            count += (n - 1) * (18 * c_out * c_out + 10 * c_out);
+        }
+        count + (widths[3] + 1) * self.num_classes.max(1) as u128 + 5 * widths[3]
+    }
+
+    /// Blocks per stage, `(depth - 4) / 6`, after [`WrnConfig::validate`].
     pub fn blocks_per_stage(&self) -> Result<i64> {
-        if self.depth < 10 || (self.depth - 4) % 6 != 0 {
-            return Err(Error::Config(format!(
-                "WideResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {}",
-                self.depth
-            )));
-        }
-        if self.widen_factor < 1 || self.num_classes < 1 || self.in_channels < 1 {
-            return Err(Error::Config(format!(
-                "WideResNet widen_factor, num_classes and in_channels must be >= 1, got {}, {}, {}",
-                self.widen_factor, self.num_classes, self.in_channels
-            )));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
-            )));
-        }
+        self.validate()?;
         Ok((self.depth - 4) / 6)
     }
 
@@ -407,6 +448,12 @@ mod tests {
             .sum();
         // WRN-40-2 on CIFAR-10 has 2,243,546 parameters (PyTorch's count for the code of record).
         assert_eq!(params, 2_243_546);
+        // the memory check's count is an upper bound within 1% (BatchNorm buffers included)
+        let bound = WrnConfig::default().parameter_count();
+        assert!(
+            (2_243_546..=2_243_546 * 101 / 100).contains(&bound),
+            "{bound}"
+        );
         for key in [
             "conv1.weight",
             "block1.layer.0.bn1.running_mean",

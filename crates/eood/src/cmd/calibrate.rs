@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::metrics::read_finite;
+use crate::args::ScoreMethod;
 use anyhow::{anyhow, bail};
 use ood_core::Detector;
 
@@ -19,12 +20,12 @@ pub struct Args {
     /// Detector artifact to write (JSON); written atomically.
     #[arg(long)]
     pub out: PathBuf,
-    /// Score the scores came from (recorded in the artifact).
-    #[arg(long, default_value = "energy")]
-    pub method: String,
-    /// Temperature of that score (recorded in the artifact); default 1 for energy and msp,
-    /// none for other methods.
-    #[arg(long)]
+    /// Score the scores came from (recorded in the artifact; `detect` checks it).
+    #[arg(long, value_enum, default_value_t = ScoreMethod::Energy)]
+    pub method: ScoreMethod,
+    /// Temperature of that score (recorded in the artifact), in [1e-3, 1e6] as for `score`;
+    /// default 1 for energy, msp and odin, none for other methods.
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
     /// Drop NaN/inf scores (and say how many) instead of refusing the file.
     #[arg(long)]
@@ -36,12 +37,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--tpr must be in (0, 1), got {}", args.tpr);
     }
     ood_core::io::check_output(&args.out, &[&args.id_scores])?;
+    if let Some(t) = args.temperature {
+        crate::args::check_temperature(t)?;
+    }
     let scores = read_finite(&args.id_scores, args.drop_nonfinite)?;
-    let temperature = args.temperature.or(match args.method.as_str() {
-        "energy" | "msp" => Some(1.0),
-        _ => None,
-    });
-    let det = Detector::calibrate(&scores, args.tpr, &args.method, temperature)
+    let temperature = args
+        .temperature
+        .or(args.method.has_temperature().then_some(1.0));
+    let det = Detector::calibrate(&scores, args.tpr, args.method.name(), temperature)
         .map_err(|e| anyhow!("{e}"))?;
     det.save(&args.out).map_err(|e| anyhow!("{e}"))?;
     eprintln!(

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ndarray::{Array3, Array4};
+use ood_core::limits::check_range;
 use ood_data::cache::{Cache, Locations};
 use ood_data::fmnist_ood::{self, BuildConfig};
 use ood_data::formats::{gimp_pat, idx, image_file, zip_images, ColorMode};
@@ -65,20 +66,20 @@ enum Command {
     /// class sub-folders) with the paper's preprocessing (shorter side to --size, center crop),
     /// or an SVHN cropped-digits .mat file (--svhn).
     Convert {
-        /// Image folder, or the SVHN .mat file with --svhn.
+        /// Image folder, or the SVHN .mat file with --source svhn-mat.
         input: PathBuf,
         /// Output .npy (written atomically).
         #[arg(long)]
         out: PathBuf,
-        /// Side of the square output images.
+        /// Side of the square output images, 1 to 4096.
         #[arg(long, default_value_t = 32)]
         size: usize,
-        /// Convert to one gray channel (default: RGB).
-        #[arg(long)]
-        gray: bool,
-        /// The input is an SVHN .mat file (labels are dropped: OOD sets need none).
-        #[arg(long)]
-        svhn: bool,
+        /// Output channels.
+        #[arg(long, value_enum, default_value_t = Color::Rgb)]
+        color: Color,
+        /// What the input is; an SVHN .mat file's labels are dropped (OOD sets need none).
+        #[arg(long, value_enum, default_value_t = Source::Folder)]
+        source: Source,
     },
     /// Write a PNG montage of samples of a dataset, a built set (fmnist-ood/ood_test/mnist) or a .npy file.
     /// `fmnist-ood` alone writes one montage per built array into a folder.
@@ -87,17 +88,37 @@ enum Command {
         /// Output PNG (a folder for `fmnist-ood`); default <cache>/montages/...
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Most images shown (a seeded sample of larger sets).
+        /// Most images shown (a seeded sample of larger sets), 1 to 10000.
         #[arg(long, default_value_t = 256)]
         max: usize,
-        /// Images per row.
+        /// Images per row, 1 to 256.
         #[arg(long, default_value_t = 16)]
         cols: usize,
-        /// Pixel magnification.
+        /// Pixel magnification, 1 to 32.
         #[arg(long, default_value_t = 2)]
         scale: usize,
     },
 }
+
+/// `data convert --color`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Color {
+    Rgb,
+    Gray,
+}
+
+/// `data convert --source`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// An image folder (flat or in class sub-folders).
+    Folder,
+    /// SVHN's cropped-digits .mat file (test_32x32.mat).
+    SvhnMat,
+}
+
+/// Largest side of a converted image and the montage limits: far beyond any use, far below
+/// sizes whose buffers exhaust memory.
+const MAX_CONVERT_SIZE: usize = 4096;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (cache, choice) = Cache::locate(args.cache.as_deref());
@@ -159,9 +180,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             input,
             out,
             size,
-            gray,
-            svhn,
-        } => convert(&input, &out, size, gray, svhn),
+            color,
+            source,
+        } => {
+            check_range("--size", size, 1, MAX_CONVERT_SIZE)?;
+            convert(
+                &input,
+                &out,
+                size,
+                color == Color::Gray,
+                source == Source::SvhnMat,
+            )
+        }
         Command::Show {
             name,
             out,
@@ -169,6 +199,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cols,
             scale,
         } => {
+            check_range("--max", max, 1, 10_000)?;
+            check_range("--cols", cols, 1, 256)?;
+            check_range("--scale", scale, 1, 32)?;
             let spec = MontageSpec {
                 cols,
                 max_images: max,
@@ -450,9 +483,6 @@ fn collect(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> anyhow::Result<()> 
 /// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy.
 fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> anyhow::Result<()> {
     use ood_data::formats::image_folder::{read_image_folder, FolderOptions, Preprocess};
-    if size == 0 {
-        bail!("--size must be at least 1");
-    }
     ood_core::io::check_output(out, &[input])?;
     let color = if gray {
         ColorMode::Gray
@@ -464,7 +494,7 @@ fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> any
         let (h, w, _) = set.image_shape();
         if (h, w) != (size, size) || gray {
             bail!(
-                "{}: SVHN images are {h}x{w} RGB; convert them with the default --size 32 and no --gray",
+                "{}: SVHN images are {h}x{w} RGB; convert them with the default --size 32 and --color rgb",
                 input.display()
             );
         }

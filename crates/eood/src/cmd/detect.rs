@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use ood_core::finite::{read_scores, NonFinitePolicy};
 use ood_core::io::npy::write_u8_vector;
 use ood_core::Detector;
+
+use crate::args::ScoreMethod;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,6 +22,11 @@ pub struct Args {
     /// Output flags, 1-D .npy of uint8 (1 = accept, 0 = reject); written atomically.
     #[arg(long)]
     pub out: PathBuf,
+    /// Score method of --scores: refused unless it is the detector's. Without it, scores that
+    /// look like another method's (all in [0, 1] for a detector calibrated outside it) are
+    /// refused.
+    #[arg(long, value_enum)]
+    pub method: Option<ScoreMethod>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -27,6 +34,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let det = Detector::load(&args.detector).map_err(|e| anyhow!("{e}"))?;
     let (scores, _) =
         read_scores(&args.scores, NonFinitePolicy::Refuse).map_err(|e| anyhow!("{e}"))?;
+    det.check_scores(&scores, args.method.map(ScoreMethod::name))
+        .with_context(|| args.scores.display().to_string())?;
     let flags = det.apply(&scores);
     write_u8_vector(&args.out, &flags).map_err(|e| anyhow!("{e}"))?;
     let accepted = flags.iter().filter(|&&f| f == 1).count();

@@ -3,7 +3,7 @@
 //!
 //! Models: our checkpoint (`--checkpoint model.json`), a PyTorch `state_dict` of the code of
 //! record's WideResNet (`--state-dict net.pt` with the architecture flags), or any TorchScript
-//! classifier (`--torchscript model.pt`).
+//! classifier (`--torchscript model.pt`). Outputs go to the folder `--out-dir`.
 //!
 //! Data: `--data file.npy` (uint8 images N x H x W (x C), or float32 N x C x H x W used as model
 //! input), or `--dataset fmnist-ood/<array>` from the built benchmark in the cache
@@ -28,24 +28,17 @@ use ood_data::cache::Cache;
 use ood_data::transforms::Normalize;
 use ood_nn::extract::{self, default_normalize, ExtractConfig, InputSet};
 use ood_nn::model::Classifier;
-use ood_nn::tch::{self, Device};
+use ood_nn::tch::Device;
+
+use crate::args::{ArchArgs, DeviceArgs, ModelArgs, ModelRef, RuntimeArgs};
+use ood_core::limits::check_range;
 use ood_nn::WrnConfig;
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("model").required(true).args(["checkpoint", "state_dict", "torchscript"])))]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["data", "dataset"])))]
 pub struct Args {
-    /// Our checkpoint: its JSON sidecar (`eood train` / `eood finetune` output).
-    #[arg(long, value_name = "JSON")]
-    pub checkpoint: Option<PathBuf>,
-    /// A PyTorch state_dict (torch.save, zip or legacy) of the code of record's WideResNet;
-    /// give its architecture with --depth/--widen-factor/--num-classes.
-    #[arg(long, value_name = "PT")]
-    pub state_dict: Option<PathBuf>,
-    /// Any TorchScript classifier (torch.jit.trace/script + save): forward(x) returns logits,
-    /// or (logits, features); a `features(x)` method also gives --features.
-    #[arg(long, value_name = "PT")]
-    pub torchscript: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// Input .npy: uint8 images N x H x W (x C), or float32 N x C x H x W model input.
     #[arg(long, value_name = "NPY")]
@@ -60,9 +53,10 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
 
-    /// Output folder: logits.npy, features.npy (with --features) and extract.json.
+    /// Output folder: logits.npy, features.npy (with --features) and extract.json (or
+    /// scores.npy and <method>.json with --method).
     #[arg(long, value_name = "DIR", default_value = ".")]
-    pub out: PathBuf,
+    pub out_dir: PathBuf,
     /// Also write the penultimate features (features.npy).
     #[arg(long)]
     pub features: bool,
@@ -74,31 +68,16 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', requires = "mean")]
     pub std: Option<Vec<f32>>,
 
-    /// WideResNet depth for --state-dict.
-    #[arg(long, default_value_t = 40)]
-    pub depth: i64,
-    /// WideResNet width multiplier for --state-dict.
-    #[arg(long, default_value_t = 2)]
-    pub widen_factor: i64,
-    /// Number of classes for --state-dict.
-    #[arg(long, default_value_t = 10)]
-    pub num_classes: i64,
-
-    /// cpu or cuda (cuda:N for a given GPU).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Images per forward pass.
+    /// Architecture of a --state-dict.
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Images per forward pass, 1 to 65536.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Threads preparing uint8 image batches ahead of the model (0: on the main thread).
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 
     #[command(flatten)]
     pub method: MethodArgs,
@@ -145,31 +124,6 @@ pub struct MethodArgs {
     /// Fix the input step instead of choosing it from the code of record's grid.
     #[arg(long)]
     pub epsilon: Option<f64>,
-}
-
-pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    let device = match s {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => Device::Cuda(i),
-            _ => bail!("--device must be cpu, cuda or cuda:N, got {s:?}"),
-        },
-    };
-    if let Device::Cuda(i) = device {
-        let n = tch::Cuda::device_count();
-        if (i as i64) >= n {
-            bail!(
-                "--device {s}: libtorch sees {n} CUDA device(s){}",
-                if ood_nn::LINKS_TORCH_CUDA {
-                    ""
-                } else {
-                    " (this build is not linked with libtorch_cuda)"
-                }
-            );
-        }
-    }
-    Ok(device)
 }
 
 /// `fmnist-ood/<name>` -> `<cache>/fmnist-ood/<name>.npy`.
@@ -235,37 +189,72 @@ pub fn choose_normalize(
 }
 
 pub fn load_model(args: &Args, device: Device, channels: usize) -> anyhow::Result<Classifier> {
-    if let Some(json) = &args.checkpoint {
-        return Classifier::from_checkpoint(json, device)
-            .with_context(|| format!("loading checkpoint {}", json.display()));
+    match args.model.source() {
+        ModelRef::Checkpoint(json) => Classifier::from_checkpoint(json, device)
+            .with_context(|| format!("loading checkpoint {}", json.display())),
+        ModelRef::StateDict(pt) => {
+            let config = WrnConfig {
+                dropout: 0.0,
+                ..args.arch.config(None, channels)?
+            };
+            Classifier::from_state_dict(pt, &config, device).with_context(|| {
+                format!("loading {} as a {} state_dict", pt.display(), config.name())
+            })
+        }
+        ModelRef::TorchScript(ts) => Ok(Classifier::from_torchscript(ts, device)?),
     }
-    if let Some(pt) = &args.state_dict {
-        let config = WrnConfig {
-            depth: args.depth,
-            widen_factor: args.widen_factor,
-            dropout: 0.0,
-            num_classes: args.num_classes,
-            in_channels: channels as i64,
-        };
-        return Classifier::from_state_dict(pt, &config, device).with_context(|| {
-            format!("loading {} as a {} state_dict", pt.display(), config.name())
-        });
+}
+
+/// Reads the input once before the model runs: float input must be finite (the first bad
+/// value is named, instead of NaN logits), and the image size must be the one a checkpoint
+/// was trained with (both shapes named).
+fn check_input(args: &Args, input: &InputSet, normalize: Option<&Normalize>) -> anyhow::Result<()> {
+    let recorded = match args.model.source() {
+        ModelRef::Checkpoint(json) => ood_nn::checkpoint::read_meta(json)?.input,
+        _ => None,
+    };
+    // uint8 images cannot be non-finite: only their first batch is read, for the shape
+    let whole = !input.needs_normalization();
+    for batch in input.batches(args.batch_size, normalize, 0)? {
+        let batch = batch?;
+        let size = batch.x.size();
+        if let (Some(spec), [_, c, h, w]) = (&recorded, size.as_slice()) {
+            if (spec.channels as i64, spec.height as i64, spec.width as i64) != (*c, *h, *w) {
+                bail!(
+                    "{}: images are {h}x{w}x{c} (H x W x C) but {} was trained on {}x{}x{}",
+                    input.path().display(),
+                    args.model.path().display(),
+                    spec.height,
+                    spec.width,
+                    spec.channels
+                );
+            }
+        }
+        if !whole {
+            break;
+        }
+        let bad = batch.x.isfinite().logical_not();
+        if bad.any().int64_value(&[]) != 0 {
+            let flat = bad.flatten(0, -1).nonzero();
+            let i = flat.int64_value(&[0, 0]) as usize;
+            let per_row = (size[1..].iter().product::<i64>()).max(1) as usize;
+            let v = batch.x.flatten(0, -1).double_value(&[i as i64]);
+            bail!(
+                "{}: input row {} is not finite (value {v} at element {}); refusing to compute logits from it",
+                input.path().display(),
+                batch.start + i / per_row,
+                i % per_row
+            );
+        }
     }
-    let ts = args.torchscript.as_ref().expect("clap requires one model");
-    Ok(Classifier::from_torchscript(ts, device)?)
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be positive");
-    }
-    if let Some(n) = args.threads {
-        if n < 1 {
-            bail!("--threads must be at least 1");
-        }
-        tch::set_num_threads(n);
-    }
-    let device = parse_device(&args.device)?;
+    check_range("--batch-size", args.batch_size, 1, 65_536)?;
+    check_range("--val-max", args.method.val_max, 1, usize::MAX)?;
+    args.runtime.apply()?;
+    let device = args.device.tch()?;
     let data = match (&args.data, &args.dataset) {
         (Some(p), _) => p.clone(),
         (None, Some(name)) => resolve_dataset(name, args.cache.as_deref())?,
@@ -280,7 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &model,
             input.channels(),
         )?;
-        if !args.quiet {
+        if args.runtime.progress() {
             eprintln!(
                 "normalization (from {from}): mean {:?}, std {:?}",
                 n.mean, n.std
@@ -290,17 +279,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    check_input(&args, &input, normalize.as_ref())?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
     if let Some(method) = args.method.method {
         return run_method(&args, method, &model, &input, normalize.as_ref());
     }
-    let logits_path = args.out.join("logits.npy");
-    let features_path = args.features.then(|| args.out.join("features.npy"));
+    let logits_path = args.out_dir.join("logits.npy");
+    let features_path = args.features.then(|| args.out_dir.join("features.npy"));
     let config = ExtractConfig {
         batch_size: args.batch_size,
-        workers: args.workers,
-        progress: !args.quiet,
+        workers: args.runtime.workers,
+        progress: args.runtime.progress(),
     };
     let summary = extract::extract(
         &model,
@@ -317,20 +307,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "classes": summary.classes,
         "feature_dim": summary.feature_dim,
         "normalize": normalize,
-        "device": args.device,
+        "device": format!("{device:?}"),
         "batch_size": args.batch_size,
         "seconds": summary.seconds,
         "images_per_second": summary.images_per_second(),
         "logits": logits_path,
         "features": features_path,
     });
-    let json_path = args.out.join("extract.json");
+    let json_path = args.out_dir.join("extract.json");
     let text = serde_json::to_string_pretty(&record)? + "\n";
     ood_core::io::write_atomic(&json_path, |w| {
         std::io::Write::write_all(w, text.as_bytes())
             .map_err(|e| ood_core::io::IoError::new(&json_path, e))
     })?;
-    if !args.quiet {
+    // the result line, --quiet or not
+    {
         eprintln!(
             "wrote {} ({} x {}){} in {:.1} s ({:.0} images/s)",
             logits_path.display(),
@@ -412,7 +403,7 @@ fn run_method(
     use ood_nn::odin::{self, OdinGrid};
 
     let m = &args.method;
-    let progress = !args.quiet;
+    let progress = args.runtime.progress();
     let bs = args.batch_size;
     // The input step is in [0, 1] pixel units: the gradient sign is divided by the std of the
     // normalization (float input: --std if given, else 1).
@@ -544,7 +535,7 @@ fn run_method(
         sel.chosen().clone()
     };
     let scores = scores_for(input, std::slice::from_ref(&chosen))?.remove(0);
-    let scores_path = args.out.join("scores.npy");
+    let scores_path = args.out_dir.join("scores.npy");
     ood_core::io::npy::write_f64_vector(&scores_path, &scores)?;
     record["chosen"] = chosen;
     record["data"] = serde_json::json!(input.path());
@@ -555,7 +546,7 @@ fn run_method(
     if let Some(f) = &fit {
         record["fit"] = serde_json::to_value(f.to_file())?;
     }
-    let json_path = args.out.join(format!(
+    let json_path = args.out_dir.join(format!(
         "{}.json",
         record["method"].as_str().unwrap_or("method")
     ));
@@ -564,7 +555,7 @@ fn run_method(
         std::io::Write::write_all(w, text.as_bytes())
             .map_err(|e| ood_core::io::IoError::new(&json_path, e))
     })?;
-    if progress {
+    {
         eprintln!(
             "wrote {} ({} scores) and {}",
             scores_path.display(),

@@ -23,7 +23,9 @@ use ood_nn::tch::{self, nn::VarStore, Device, Kind};
 use ood_nn::train::{self, batch_tensors, RunConfig, RunData, RunOutput};
 use ood_nn::{pytorch, state_dict, WideResNet};
 
-use super::train::{check_out, check_positive, loaders, run_and_report, ArchArgs, DataArgs};
+use super::train::{arch_for, loaders, run_and_report, DataArgs};
+use crate::args::{ArchArgs, CheckpointOutArgs, DeviceArgs, ModelArgs, ModelRef, OptimizerArgs};
+use ood_core::limits::check_range;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum LossKind {
@@ -54,11 +56,10 @@ fn parse_margin(s: &str) -> Result<Margin, String> {
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Pretrained checkpoint: ours (`<name>.json`) or a PyTorch state_dict (`.pt`/`.pth`, zip or
-    /// legacy format; give its architecture with --depth/--widen-factor/--num-classes).
-    #[arg(long, value_name = "FILE")]
-    pub from: PathBuf,
-    /// Architecture of a PyTorch checkpoint given to --from (ours records its own).
+    /// The pretrained model: our checkpoint or a PyTorch state_dict (not TorchScript).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Architecture of a --state-dict (a checkpoint records its own).
     #[command(flatten)]
     pub arch: ArchArgs,
     /// Auxiliary outliers, N x H x W x C uint8 .npy (default with --fmnist-ood: its aux_outliers.npy).
@@ -97,44 +98,19 @@ pub struct Args {
     /// Validation OOD sets for the grid (default with --fmnist-ood: every ood_val/*.npy).
     #[arg(long, value_name = "NPY", num_args = 1..)]
     pub val_ood: Vec<PathBuf>,
-    /// Weight of the outlier term (default: 0.1 for energy, 0.5 for oe).
-    #[arg(long)]
+    /// Weight of the outlier term, in [0, 1000] (default: 0.1 for energy, 0.5 for oe).
+    #[arg(long, allow_negative_numbers = true)]
     pub lambda: Option<f64>,
-    /// Checkpoint to write, `<name>.json`.
-    #[arg(long, value_name = "JSON")]
-    pub out: PathBuf,
-    /// Epochs (code of record: 10).
-    #[arg(long, default_value_t = 10)]
-    pub epochs: u64,
-    /// In-distribution images per step.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Outliers per step (concatenated after the in-distribution batch).
+    /// Outliers per step, 1 to 65536 (concatenated after the in-distribution batch).
     #[arg(long, default_value_t = 256)]
     pub outlier_batch_size: usize,
-    /// Initial learning rate, cosine-annealed per step to --lr-min.
-    #[arg(long, default_value_t = 0.001)]
-    pub lr: f64,
-    /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = 1e-6)]
-    pub lr_min: f64,
-    /// Nesterov momentum of SGD.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay (applied to every parameter, as PyTorch's SGD).
-    #[arg(long, default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    /// Seeds dropout, shuffling and augmentation.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Continue from --out if it exists (after an interruption).
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many epochs in this invocation (continue later with --resume).
-    #[arg(long, value_name = "N")]
-    pub stop_after: Option<u64>,
+    #[command(flatten)]
+    pub optimizer: OptimizerArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub output: CheckpointOutArgs,
 }
-
 /// Mean energy of `net` over the first `limit` images of a loader (evaluation mode).
 fn mean_energy(
     net: &WideResNet,
@@ -159,11 +135,28 @@ fn mean_energy(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_out(&args.out)?;
-    check_positive("--lr", args.lr)?;
-    if args.batch_size == 0 || args.outlier_batch_size == 0 || args.epochs == 0 {
-        bail!("--batch-size, --outlier-batch-size and --epochs must be positive");
+    let from = args.model.path().to_path_buf();
+    let mut inputs = args.data.inputs();
+    inputs.extend(args.outliers.clone());
+    inputs.push(from.clone());
+    args.output
+        .check(&inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    let base = args
+        .optimizer
+        .apply(RunConfig::finetune(FinetuneLoss::OutlierExposure {
+            lambda: 0.5,
+        }))?;
+    check_range("--outlier-batch-size", args.outlier_batch_size, 1, 65_536)?;
+    if let Some(l) = args.lambda {
+        check_range("--lambda", l, 0.0, 1000.0)?;
     }
+    if let ModelRef::TorchScript(p) = args.model.source() {
+        bail!(
+            "{}: a TorchScript model cannot be fine-tuned; give --checkpoint or --state-dict",
+            p.display()
+        );
+    }
+    let device = args.device.tch()?;
     let sets = args.data.open()?;
     let outliers_path = match (&args.outliers, &args.data.fmnist_ood) {
         (Some(p), _) => p.clone(),
@@ -180,11 +173,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The pretrained model.
-    let device = Device::cuda_if_available();
     let vs = VarStore::new(device);
-    let is_ours = args.from.extension().is_some_and(|e| e == "json");
+    let is_ours = matches!(args.model.source(), ModelRef::Checkpoint(_));
     let (arch, spec, pretrained) = if is_ours {
-        let ck = checkpoint::load(&args.from)?;
+        let ck = checkpoint::load(&from)?;
         let (h, w, c) = sets.train.image_shape();
         let spec = ck
             .meta
@@ -193,44 +185,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| InputSpec::default_for(h, w, c));
         (ck.meta.architecture.clone(), spec, ck.weights)
     } else {
-        let arch = args.arch.config(&sets)?;
+        let arch = arch_for(&args.arch, &sets)?;
         let (h, w, c) = sets.train.image_shape();
         (
             arch,
             InputSpec::default_for(h, w, c),
-            pytorch::load_state_dict(&args.from)?,
+            pytorch::load_state_dict(&from)?,
         )
     };
     if (spec.height, spec.width, spec.channels) != sets.train.image_shape() {
         bail!(
             "{} expects {}x{}x{} images, the data has {:?}",
-            args.from.display(),
+            from.display(),
             spec.height,
             spec.width,
             spec.channels,
             sets.train.image_shape()
         );
     }
-    tch::manual_seed(args.seed as i64);
+    tch::manual_seed(base.seed as i64);
     let net = WideResNet::new(&vs.root(), &arch)?;
     state_dict::load_into(&vs, &pretrained)
-        .with_context(|| format!("loading {}", args.from.display()))?;
+        .with_context(|| format!("loading {}", from.display()))?;
 
-    let (train_loader, test_loader) = loaders(
-        &sets,
-        &spec,
-        args.batch_size,
-        true,
-        args.seed,
-        args.data.workers,
-    )?;
+    let workers = args.data.runtime.workers;
+    let (train_loader, test_loader) =
+        loaders(&sets, &spec, base.batch_size, true, base.seed, workers)?;
     let outlier_loader = loader(
         outliers.clone() as Arc<dyn ImageSource>,
         spec.train_pipeline(),
         args.outlier_batch_size,
         true,
-        args.seed.wrapping_add(1),
-        args.data.workers,
+        base.seed.wrapping_add(1),
+        workers,
     )?;
 
     let loss = match args.loss {
@@ -245,10 +232,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     256,
                     false,
                     0,
-                    args.data.workers,
+                    workers,
                 )?;
                 let m = mean_energy(&net, &l, 2048, device)?;
-                if !args.data.quiet {
+                if args.data.runtime.progress() {
                     eprintln!("auto margin {which} = {m:.3} (mean energy of the pretrained model)");
                 }
                 Ok(m)
@@ -269,42 +256,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let config = RunConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
+        objective: train::Objective::Finetune(loss),
         outlier_batch_size: args.outlier_batch_size,
-        lr: args.lr,
-        lr_min: args.lr_min,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        seed: args.seed,
-        ..RunConfig::finetune(loss)
+        ..base
     };
     let data = RunData {
         train: &train_loader,
         outliers: Some(&outlier_loader),
         test: test_loader.as_ref(),
     };
-    let progress = !args.data.quiet;
+    let progress = args.data.runtime.progress();
     if !args.m_in_grid.is_empty() {
         return grid_search(&args, &vs, &net, &pretrained, &spec, &config, &data, device);
     }
-    let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, args.seed);
+    let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, config.seed);
     meta.input = Some(spec);
     let output = RunOutput {
-        checkpoint: args.out.clone(),
-        resume: args.resume,
+        checkpoint: args.output.out.clone(),
+        resume: args.output.resume,
         progress,
-        stop_after: args.stop_after,
+        stop_after: args.output.stop_after,
     };
     if progress {
         eprintln!(
             "fine-tuning {} from {} with {:?}: {} images + {} outliers, {} epochs",
             arch.name(),
-            args.from.display(),
+            from.display(),
             loss,
             sets.train.len(),
             outliers.len(),
-            args.epochs
+            config.epochs
         );
     }
     run_and_report(
@@ -315,8 +296,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &data,
         &mut meta,
         &output,
-        &args.out,
-        args.epochs,
+        args.output.resume_changes(),
     )
 }
 
@@ -388,7 +368,7 @@ fn grid_search(
             256,
             false,
             0,
-            args.data.workers,
+            args.data.runtime.workers,
         )?)
     };
     let id_loader = open_eval(&val_images)?;
@@ -405,8 +385,14 @@ fn grid_search(
         })
         .collect::<anyhow::Result<_>>()?;
 
-    let out_dir = args.out.parent().map(PathBuf::from).unwrap_or_default();
+    let out_dir = args
+        .output
+        .out
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let stem = args
+        .output
         .out
         .file_stem()
         .and_then(|s| s.to_str())
@@ -429,26 +415,26 @@ fn grid_search(
         };
         let ck = out_dir.join(format!("{stem}.grid-{i}.json"));
         let mut meta =
-            CheckpointMeta::new(net.config().clone(), serde_json::Value::Null, args.seed);
+            CheckpointMeta::new(net.config().clone(), serde_json::Value::Null, base.seed);
         meta.input = Some(spec.clone());
         let output = RunOutput {
             checkpoint: ck.clone(),
-            resume: args.resume,
-            progress: !args.data.quiet,
+            resume: args.output.resume,
+            progress: !args.data.runtime.quiet,
             stop_after: None,
         };
-        if !args.data.quiet {
+        if !args.data.runtime.quiet {
             eprintln!("grid {}/{n}: m_in {m_in}, m_out {m_out}", i + 1);
         }
         train::run(vs, net, &config, data, &mut meta, &output)
             .with_context(|| format!("fine-tuning into {}", ck.display()))?;
-        if args.resume {
+        if args.output.resume {
             // A finished point is not retrained: evaluate the weights it saved.
             state_dict::load_into(vs, &checkpoint::load(&ck)?.weights)?;
         }
         let (mean_fpr, per_set) =
             ood_nn::validation::energy_validation(net, &id_loader, &ood_loaders, device)?;
-        if !args.data.quiet {
+        if !args.data.runtime.quiet {
             eprintln!(
                 "grid {}/{n}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {mean_fpr:.4}",
                 i + 1,
@@ -472,12 +458,12 @@ fn grid_search(
     ck.meta
         .metrics
         .insert("mean_val_fpr95".into(), best.mean_val_fpr95);
-    checkpoint::save(&args.out, &mut ck.meta, &ck.weights, None)?;
+    checkpoint::save(&args.output.out, &mut ck.meta, &ck.weights, None)?;
     let summary = serde_json::json!({
         "selection": "minimum mean FPR at 95% TPR of -E over the validation OOD sets",
         "val_images": val_images.display().to_string(),
         "val_ood": val_ood.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "best": {"m_in": best.m_in, "m_out": best.m_out, "checkpoint": args.out.display().to_string()},
+        "best": {"m_in": best.m_in, "m_out": best.m_out, "checkpoint": args.output.out.display().to_string()},
         "points": points,
     });
     let grid_path = out_dir.join(format!("{stem}.grid.json"));
@@ -492,7 +478,7 @@ fn grid_search(
         best.m_in,
         best.m_out,
         best.mean_val_fpr95,
-        args.out.display(),
+        args.output.out.display(),
         grid_path.display()
     );
     Ok(())

@@ -30,7 +30,7 @@ pub struct Args {
     /// TPR at which the FPR is read, in (0, 1).
     #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub tpr: f64,
-    /// Paper protocol: number of random OOD draws (paper: 10); reports mean and std.
+    /// Paper protocol: number of random OOD draws, 1 to 100000 (paper: 10); reports mean and std.
     #[arg(long)]
     pub draws: Option<usize>,
     /// OOD scores per draw (default: len(ID) / 5).
@@ -76,8 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.tpr > 0.0 && args.tpr < 1.0) {
         bail!("--tpr must be in (0, 1), got {}", args.tpr);
     }
-    if args.draws == Some(0) {
-        bail!("--draws must be at least 1");
+    if let Some(d) = args.draws {
+        // each draw keeps its metrics: a sane count, not one that allocates without end
+        ood_core::limits::check_range("--draws", d, 1, 100_000)?;
     }
     if args.samples == Some(0) {
         bail!("--samples must be at least 1");

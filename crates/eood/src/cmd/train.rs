@@ -2,16 +2,19 @@
 //! with Nesterov momentum 0.9, weight decay 5e-4, lr 0.1 cosine-annealed per step to 1e-6,
 //! batch 128, random crop (4-pixel padding) + horizontal flip. Writes a checkpoint (`--out`,
 //! `<name>.json` + safetensors) after every epoch and a JSON line per epoch to
-//! `<name>.log.jsonl`; `--resume` continues an interrupted run exactly.
-use std::path::{Path, PathBuf};
+//! `<name>.log.jsonl`; `--resume` continues an interrupted run exactly. An existing checkpoint is
+//! never replaced without `--resume` or `--force`, and two runs never write the same one (lock).
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+
+use crate::args::{ArchArgs, CheckpointOutArgs, DeviceArgs, OptimizerArgs, RuntimeArgs};
 use ood_data::batch::{BatchLoader, ImageSource};
 use ood_nn::checkpoint::CheckpointMeta;
 use ood_nn::data::{loader, InputSpec, NpySet};
-use ood_nn::tch::{self, nn::VarStore, Device};
-use ood_nn::train::{self, RunConfig, RunData, RunOutput};
+use ood_nn::tch::{self, nn::VarStore};
+use ood_nn::train::{self, ResumeChanges, RunConfig, RunData, RunOutput};
 use ood_nn::{WideResNet, WrnConfig};
 
 /// Where the labelled in-distribution data comes from.
@@ -33,15 +36,8 @@ pub struct DataArgs {
     /// Test labels, N integers .npy.
     #[arg(long, value_name = "NPY")]
     pub test_labels: Option<PathBuf>,
-    /// Threads building batches ahead of the model (0: on the training thread).
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// No progress bars or per-epoch lines.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// Opened data sets.
@@ -51,6 +47,26 @@ pub struct Sets {
 }
 
 impl DataArgs {
+    /// Every file the data flags name (an output must not overwrite one of them).
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = [
+            &self.train_images,
+            &self.train_labels,
+            &self.test_images,
+            &self.test_labels,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        if let Some(dir) = &self.fmnist_ood {
+            for name in ["train_x", "train_y", "test_x", "test_y", "aux_outliers"] {
+                v.push(dir.join(format!("{name}.npy")));
+            }
+        }
+        v
+    }
+
     pub fn open(&self) -> anyhow::Result<Sets> {
         let (train_x, train_y, test) =
             match (&self.fmnist_ood, &self.train_images, &self.train_labels) {
@@ -80,54 +96,15 @@ impl DataArgs {
                 );
             }
         }
-        if let Some(n) = self.threads {
-            if n < 1 {
-                bail!("--threads must be at least 1");
-            }
-            tch::set_num_threads(n);
-        }
+        self.runtime.apply()?;
         Ok(Sets { train, test })
     }
 }
 
-/// The WideResNet flags.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ArchArgs {
-    /// WideResNet depth, 6n+4 (code of record: 40).
-    #[arg(long, default_value_t = 40)]
-    pub depth: i64,
-    /// Width multiplier k (code of record: 2).
-    #[arg(long, default_value_t = 2)]
-    pub widen_factor: i64,
-    /// Dropout between the convolutions of a block (code of record: 0.3).
-    #[arg(long, default_value_t = 0.3)]
-    pub dropout: f64,
-    /// Number of classes (default: largest training label + 1).
-    #[arg(long)]
-    pub num_classes: Option<i64>,
-}
-
-impl ArchArgs {
-    pub fn config(&self, sets: &Sets) -> anyhow::Result<WrnConfig> {
-        let (_, _, c) = sets.train.image_shape();
-        let labels_classes = sets.train.num_classes().unwrap_or(1);
-        let num_classes = self.num_classes.unwrap_or(labels_classes);
-        if num_classes < labels_classes {
-            bail!(
-                "--num-classes {num_classes} but the training labels go up to {}",
-                labels_classes - 1
-            );
-        }
-        let config = WrnConfig {
-            depth: self.depth,
-            widen_factor: self.widen_factor,
-            dropout: self.dropout,
-            num_classes,
-            in_channels: c as i64,
-        };
-        config.blocks_per_stage()?;
-        Ok(config)
-    }
+/// The architecture for `sets`: classes from the labels unless --num-classes, the data's channels.
+pub fn arch_for(arch: &ArchArgs, sets: &Sets) -> anyhow::Result<WrnConfig> {
+    let (_, _, c) = sets.train.image_shape();
+    arch.config(Some(sets.train.num_classes().unwrap_or(1)), c)
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,40 +113,15 @@ pub struct Args {
     pub data: DataArgs,
     #[command(flatten)]
     pub arch: ArchArgs,
-    /// Checkpoint to write, `<name>.json` (weights go beside it as safetensors).
-    #[arg(long, value_name = "JSON")]
-    pub out: PathBuf,
-    /// Epochs (paper: 100 for CIFAR).
-    #[arg(long, default_value_t = 100)]
-    pub epochs: u64,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Initial learning rate, cosine-annealed per step to --lr-min.
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f64,
-    /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = 1e-6)]
-    pub lr_min: f64,
-    /// Nesterov momentum of SGD.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay (applied to every parameter, as PyTorch's SGD).
-    #[arg(long, default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    /// Seeds initialization, dropout, shuffling and augmentation.
-    /// Seeds dropout, shuffling and augmentation.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub optimizer: OptimizerArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub output: CheckpointOutArgs,
     /// Train without random crop and flip.
     #[arg(long)]
     pub no_augment: bool,
-    /// Continue from --out if it exists (after an interruption).
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many epochs in this invocation (continue later with --resume).
-    #[arg(long, value_name = "N")]
-    pub stop_after: Option<u64>,
 }
 
 /// Loaders for training and testing with `spec`'s preprocessing.
@@ -208,70 +160,45 @@ pub fn loaders(
     Ok((train, test))
 }
 
-pub fn check_positive(name: &str, v: f64) -> anyhow::Result<()> {
-    if !(v.is_finite() && v > 0.0) {
-        bail!("{name} must be a positive number, got {v}");
-    }
-    Ok(())
-}
-
-pub fn check_out(out: &Path) -> anyhow::Result<()> {
-    if out.extension().is_none_or(|e| e != "json") {
-        bail!(
-            "--out must name the checkpoint's JSON sidecar (<name>.json), got {}",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_out(&args.out)?;
-    check_positive("--lr", args.lr)?;
-    if args.batch_size == 0 || args.epochs == 0 {
-        bail!("--batch-size and --epochs must be positive");
-    }
+    let inputs = args.data.inputs();
+    args.output
+        .check(&inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    let config = args.optimizer.apply(RunConfig::pretrain())?;
+    let device = args.device.tch()?;
     let sets = args.data.open()?;
-    let arch = args.arch.config(&sets)?;
+    let arch = arch_for(&args.arch, &sets)?;
     let (h, w, c) = sets.train.image_shape();
     let spec = InputSpec::default_for(h, w, c);
+    let workers = args.data.runtime.workers;
     let (train_loader, test_loader) = loaders(
         &sets,
         &spec,
-        args.batch_size,
+        config.batch_size,
         !args.no_augment,
-        args.seed,
-        args.data.workers,
+        config.seed,
+        workers,
     )?;
 
-    tch::manual_seed(args.seed as i64);
-    let vs = VarStore::new(Device::cuda_if_available());
+    tch::manual_seed(config.seed as i64);
+    let vs = VarStore::new(device);
     let net = WideResNet::new(&vs.root(), &arch)?;
-    let config = RunConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        lr_min: args.lr_min,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        seed: args.seed,
-        ..RunConfig::pretrain()
-    };
-    let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, args.seed);
+    let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, config.seed);
     meta.input = Some(spec);
+    let progress = args.data.runtime.progress();
     let output = RunOutput {
-        checkpoint: args.out.clone(),
-        resume: args.resume,
-        progress: !args.data.quiet,
-        stop_after: args.stop_after,
+        checkpoint: args.output.out.clone(),
+        resume: args.output.resume,
+        progress,
+        stop_after: args.output.stop_after,
     };
-    if !args.data.quiet {
+    if progress {
         eprintln!(
             "training {} ({} classes) on {} images of {h}x{w}x{c}, {} epochs, device {:?}",
             arch.name(),
             arch.num_classes,
             sets.train.len(),
-            args.epochs,
+            config.epochs,
             vs.device()
         );
     }
@@ -288,8 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &data,
         &mut meta,
         &output,
-        &args.out,
-        args.epochs,
+        args.output.resume_changes(),
     )
 }
 
@@ -304,10 +230,10 @@ pub(crate) fn run_and_report(
     data: &RunData,
     meta: &mut CheckpointMeta,
     output: &RunOutput,
-    out: &Path,
-    epochs: u64,
+    changes: ResumeChanges,
 ) -> anyhow::Result<()> {
-    let logs = train::run(vs, net, config, data, meta, output)
+    let (out, epochs) = (&output.checkpoint, config.epochs);
+    let logs = train::run_with(vs, net, config, data, meta, output, changes)
         .with_context(|| format!("{what} into {}", out.display()))?;
     let last = logs.last().ok_or_else(|| {
         anyhow!(
