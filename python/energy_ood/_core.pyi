@@ -70,3 +70,31 @@ class Mahalanobis:
     def to_json(self) -> str: ...
     @staticmethod
     def from_json(text: str) -> "Mahalanobis": ...
+
+def validate_params(params: str) -> None:
+    """Check the core's ``Params`` JSON (``{"method": "react", "percentile": 90.0}``)."""
+
+class ZooModel:
+    """A fitted detector of the core's zoo (``ood_core::detectors::Fitted``)."""
+
+    @staticmethod
+    def fit(
+        params: str,
+        features: Optional[npt.NDArray[np.float64]] = None,
+        logits: Optional[npt.NDArray[np.float64]] = None,
+        labels: Optional[npt.NDArray[np.int64]] = None,
+        weight: Optional[npt.NDArray[np.float64]] = None,
+        bias: Optional[npt.NDArray[np.float64]] = None,
+    ) -> "ZooModel": ...
+    def score(
+        self,
+        features: Optional[npt.NDArray[np.float64]] = None,
+        logits: Optional[npt.NDArray[np.float64]] = None,
+    ) -> npt.NDArray[np.float64]: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def params_json(self) -> str: ...
+    def save(self, path: str) -> None: ...
+    @staticmethod
+    def load(path: str) -> "ZooModel": ...

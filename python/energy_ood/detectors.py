@@ -9,7 +9,8 @@ in ``_core_class``, and say which arrays ``_fit`` passes (see :class:`Mahalanobi
 Files: ``save`` writes JSON ``{"format": "energy-ood-python-detector", "version": 1,
 "method", "params", "state"}`` atomically, where ``state`` is the core's own file of the
 fitted model (for Mahalanobis the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``, which
-``Mahalanobis.load`` also reads directly).
+``Mahalanobis.load`` also reads directly). The zoo classes (``energy_ood/_zoo.py``) save the
+core's ``eood-detector`` file itself, which Rust's ``Fitted::load`` reads.
 """
 
 from __future__ import annotations
@@ -123,7 +124,12 @@ class BaseDetector:
 
     @classmethod
     def load(cls, path: "str | os.PathLike[str]") -> "BaseDetector":
-        """Read a file written by ``save`` (``BaseDetector.load`` returns the saved class)."""
+        """Read a file written by ``save`` (``BaseDetector.load`` returns the saved class),
+        or a core detector file of the zoo (``eood-detector`` JSON or KNN safetensors)."""
+        from . import _zoo
+
+        if _zoo.is_core_file(path):
+            return _zoo._from_model(_core.ZooModel.load(os.fspath(path)), cls)
         return cls.from_json(_read_regular(path))
 
     def __repr__(self) -> str:
@@ -239,5 +245,12 @@ class Mahalanobis(FittedDetector):
         return cls.from_json(text)  # type: ignore[return-value]
 
 
+# the detector zoo of the core (ReAct, ASH, ..., one class per method): energy_ood/_zoo.py
+from ._zoo import (  # noqa: E402
+    ASH, DICE, GEN, KLM, KNN, RMDS, SCALE, SHE, Entropy, GradNorm, MahalanobisFeatures, ReAct,
+    ViM, ZooDetector,
+)
+
 __all__ = ["BaseDetector", "LogitDetector", "FittedDetector", "Energy", "MSP", "MaxLogit",
-           "Mahalanobis"]
+           "Mahalanobis", "ZooDetector", "ReAct", "ASH", "SCALE", "DICE", "GradNorm", "GEN",
+           "Entropy", "KLM", "KNN", "ViM", "MahalanobisFeatures", "RMDS", "SHE"]

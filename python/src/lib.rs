@@ -15,6 +15,7 @@ mod metrics;
 mod par;
 mod scores;
 mod zoo;
+mod zoo_model;
 
 /// A core error as a Python `ValueError` with the error's own message and its sources.
 pub(crate) fn value_error(e: impl std::error::Error) -> PyErr {
@@ -59,5 +60,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     detector::register(m)?;
     zoo::register(m)?;
+    zoo_model::register(m)?;
     Ok(())
 }
