@@ -27,7 +27,7 @@ def test_calibrate_accepts_the_target_fraction(rng):
 
 def test_temperature_rule_and_ties():
     assert eo.Detector.calibrate([1.0, 2.0, 3.0], method="maxlogit").temperature is None
-    assert eo.Detector.calibrate([1.0, 2.0, 3.0], method="msp").temperature == 1.0
+    assert eo.Detector.calibrate([0.2, 0.5, 0.9], method="msp").temperature == 1.0
     assert eo.Detector.calibrate([1.0, 2.0], method="energy", temperature=2.0).temperature == 2.0
     tied = eo.Detector.calibrate(np.ones(10), tpr=0.5)
     assert tied.accept(np.ones(10)).all()  # ties are accepted together
@@ -122,3 +122,9 @@ def test_cli_reads_python_tau_exactly(eood, tmp_path, rng):
                         str(tmp_path / "s.npy"), "--out", str(tmp_path / "f.npy")],
                        check=True, capture_output=True)
         assert list(np.load(tmp_path / "f.npy")) == [0, 0, 1], (i, t)
+
+
+def test_msp_detector_refuses_scores_outside_unit_interval():
+    # The core refuses to calibrate an MSP detector on scores that cannot be softmax confidences.
+    with pytest.raises(ValueError, match=r"msp scores lie in \[0, 1\]"):
+        eo.Detector.calibrate([1.0, 2.0, 3.0], method="msp")
