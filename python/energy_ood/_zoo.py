@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _core
 from ._arrays import as_f64, as_labels
-from .detectors import BaseDetector, _read_regular
+from .detectors import BaseDetector, FittedDetector, _read_regular
 
 _ZOO: Dict[str, Type["ZooDetector"]] = {}  # core method key -> class
 
@@ -50,7 +50,7 @@ def _rows(*arrays: Optional[np.ndarray]) -> Optional[int]:
     return None
 
 
-class ZooDetector(BaseDetector):
+class ZooDetector(FittedDetector):
     """A method of the core's zoo. Subclasses set ``method`` (the core key; ASH, three keys in
     ``_keys``) and ``_core_params`` (the core's ``Params`` as a dict); constructor keywords are named as the
     core's fields, so a loaded file's parameters rebuild the class directly."""
@@ -62,9 +62,6 @@ class ZooDetector(BaseDetector):
         for key in cls._keys or (cls.method,):
             if key:
                 _ZOO[key] = cls
-
-    def __init__(self) -> None:
-        self._model: Any = None
 
     def _core_params(self) -> Dict[str, Any]:
         raise NotImplementedError
@@ -80,15 +77,6 @@ class ZooDetector(BaseDetector):
 
     def get_params(self) -> Dict[str, Any]:
         return {k: v for k, v in self._core_params().items() if k != "method"}
-
-    @property
-    def fitted(self) -> bool:
-        return self._model is not None
-
-    def _require(self) -> Any:
-        if self._model is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(...) first")
-        return self._model
 
     def fit(self, features: Any = None, logits: Any = None, labels: Any = None,
             weight: Any = None, bias: Any = None) -> "ZooDetector":
