@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::metrics::read_finite;
 use crate::args::ScoreMethod;
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use ood_core::Detector;
 
 #[derive(clap::Args, Debug)]
@@ -44,9 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let temperature = args
         .temperature
         .or(args.method.has_temperature().then_some(1.0));
-    let det = Detector::calibrate(&scores, args.tpr, args.method.name(), temperature)
-        .map_err(|e| anyhow!("{e}"))?;
-    det.save(&args.out).map_err(|e| anyhow!("{e}"))?;
+    let det = Detector::calibrate(&scores, args.tpr, args.method.name(), temperature)?;
+    det.save(&args.out)?;
     eprintln!(
         "tau = {} accepts {:.2}% of {} validation scores (target {:.2}%); wrote {}",
         det.tau,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use ood_core::finite::{read_scores, NonFinitePolicy};
 use ood_core::io::npy::write_u8_vector;
 use ood_core::Detector;
@@ -31,13 +31,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     ood_core::io::check_output(&args.out, &[&args.detector, &args.scores])?;
-    let det = Detector::load(&args.detector).map_err(|e| anyhow!("{e}"))?;
-    let (scores, _) =
-        read_scores(&args.scores, NonFinitePolicy::Refuse).map_err(|e| anyhow!("{e}"))?;
+    let det = Detector::load(&args.detector)?;
+    let (scores, _) = read_scores(&args.scores, NonFinitePolicy::Refuse)?;
     det.check_scores(&scores, args.method.map(ScoreMethod::name))
         .with_context(|| args.scores.display().to_string())?;
     let flags = det.apply(&scores);
-    write_u8_vector(&args.out, &flags).map_err(|e| anyhow!("{e}"))?;
+    write_u8_vector(&args.out, &flags)?;
     let accepted = flags.iter().filter(|&&f| f == 1).count();
     eprintln!(
         "{} detector (tau = {}): accepted {accepted} of {} ({:.2}%), rejected {}; wrote {}",

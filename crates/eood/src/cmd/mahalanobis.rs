@@ -63,8 +63,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn fit(a: FitArgs) -> anyhow::Result<()> {
     ood_core::io::check_output(&a.out, &[&a.features, &a.labels])?;
-    let x = read_f64_matrix(&a.features).map_err(|e| anyhow!("{e}"))?;
-    let y = read_labels(&a.labels).map_err(|e| anyhow!("{e}"))?;
+    let x = read_f64_matrix(&a.features)?;
+    let y = read_labels(&a.labels)?;
     if x.nrows() != y.len() {
         bail!(
             "{} has {} rows but {} has {} labels",
@@ -108,11 +108,11 @@ fn score(a: ScoreArgs) -> anyhow::Result<()> {
         )
     })?;
     let fitted = Mahalanobis::from_file(file).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
-    let x = read_f64_matrix(&a.features).map_err(|e| anyhow!("{e}"))?;
+    let x = read_f64_matrix(&a.features)?;
     let s = fitted
         .score(x.view())
         .map_err(|e| anyhow!("{}: {e}", a.features.display()))?;
-    write_f64_vector(&a.out, &s).map_err(|e| anyhow!("{e}"))?;
+    write_f64_vector(&a.out, &s)?;
     eprintln!(
         "wrote {} Mahalanobis scores to {}",
         s.len(),

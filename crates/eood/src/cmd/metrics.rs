@@ -121,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 seed: args.seed,
                 metrics: cfg,
             };
-            let table = evaluate_table(&id, &sets, &pcfg).map_err(|e| anyhow!("{e}"))?;
+            let table = evaluate_table(&id, &sets, &pcfg)?;
             table
                 .rows
                 .into_iter()
@@ -170,7 +170,7 @@ pub(crate) fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
         Err(e @ ScoresFileError::NonFinite { .. }) => {
             Err(anyhow!("{e}; pass --drop-nonfinite to drop them"))
         }
-        Err(e) => Err(anyhow!("{e}")),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -30,7 +30,7 @@ fn parse_method(s: &str) -> Result<Method, String> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     ood_core::io::check_output(&args.out, &[&args.logits])?;
-    let logits = read_f64_matrix(&args.logits).map_err(|e| anyhow!("{e}"))?;
+    let logits = read_f64_matrix(&args.logits)?;
     if args.method != Method::MaxLogit {
         crate::args::check_temperature(args.temperature)
             .with_context(|| args.logits.display().to_string())?;
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.temperature
         );
     }
-    write_f64_vector(&args.out, &scores).map_err(|e| anyhow!("{e}"))?;
+    write_f64_vector(&args.out, &scores)?;
     let t = scorer
         .temperature()
         .map(|t| format!(", T = {t}"))
