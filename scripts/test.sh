@@ -10,3 +10,6 @@ cargo test --workspace --locked
 cargo build -p eood --locked --quiet
 EOOD_REQUIRE_TORCH=1 EOOD_BIN="$PWD/target/debug/eood" \
   python/.venv-test/bin/pytest -q -p no:cacheprovider python/tests
+# The framework-free CLI (no libtorch): it must build, and its neural commands say what they need.
+# Last, because it replaces target/debug/eood with the build without `nn`.
+cargo test -p eood --no-default-features --locked --test hostile_cli --test core_cli
