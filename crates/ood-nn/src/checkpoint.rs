@@ -289,11 +289,8 @@ pub fn save(
         },
     )
     .map_err(|e| Error::io(json, e.source))?;
-    // The renames must reach the disk before the files they replace are deleted.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    // Only now is the previous checkpoint of this name superseded.
+    // write_atomic synced the directory after its rename, so the renames are on disk before the
+    // files they replace are deleted. Only now is the previous checkpoint of this name superseded.
     let keep = [Some(meta.weights.as_str()), meta.optimizer.as_deref()];
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {

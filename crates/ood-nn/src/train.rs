@@ -322,7 +322,8 @@ pub fn run_with(
     );
 
     let mut start_epoch = 0;
-    if output.resume && output.checkpoint.exists() {
+    let resumed = output.resume && output.checkpoint.exists();
+    if resumed {
         let ck = checkpoint::load(&output.checkpoint)?;
         if ck.meta.architecture != *net.config() {
             return Err(Error::Sidecar {
@@ -353,9 +354,12 @@ pub fn run_with(
                 "description": fields,
                 "at_epoch": ck.meta.epoch,
             });
+            // After reconciling, so that a torn last line is dropped, not glued to this record.
+            reconcile_log(&output.log_path(), ck.meta.epoch)?;
             append_line(&output.log_path(), &record.to_string())?;
+        } else {
+            reconcile_log(&output.log_path(), ck.meta.epoch)?;
         }
-        reconcile_log(&output.log_path(), ck.meta.epoch)?;
         state_dict::load_into(vs, &ck.weights)?;
         if let Some(state) = &ck.optimizer {
             opt.load_state(state)?;
@@ -364,6 +368,15 @@ pub fn run_with(
         meta.step = ck.meta.step;
         meta.epoch = ck.meta.epoch;
         meta.metrics = ck.meta.metrics;
+    }
+    if !resumed {
+        // A fresh run: a log left by an earlier run of the same checkpoint, or by one killed
+        // before its first save, is not this run's history.
+        let log = output.log_path();
+        match std::fs::remove_file(&log) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&log, e)),
+            _ => {}
+        }
     }
     meta.training = serde_json::to_value(config).map_err(|e| Error::Config(e.to_string()))?;
     meta.seed = config.seed;

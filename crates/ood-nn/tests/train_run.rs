@@ -114,6 +114,9 @@ fn trains_logs_and_resumes_exactly() {
         progress: false,
         stop_after: None,
     };
+    // A log left by an earlier run of the same checkpoint (or one killed before its first save)
+    // is not this fresh run's history: it must not be appended to.
+    std::fs::write(out.log_path(), "{\"epoch\":1}\n{\"epoch\":2}\n").unwrap();
     let logs = train::run(&a.vs, &a.net, &config(), &data, &mut a.meta, &out).unwrap();
     assert_eq!(logs.len(), 3);
     assert_eq!(logs[2].step, 36);

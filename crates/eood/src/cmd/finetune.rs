@@ -428,10 +428,8 @@ fn grid_search(
         }
         train::run(vs, net, &config, data, &mut meta, &output)
             .with_context(|| format!("fine-tuning into {}", ck.display()))?;
-        if args.output.resume {
-            // A finished point is not retrained: evaluate the weights it saved.
-            state_dict::load_into(vs, &checkpoint::load(&ck)?.weights)?;
-        }
+        // A finished point resumed with --resume is not retrained: `train::run` loaded the
+        // weights it saved into `vs`, which are evaluated as they are.
         let (mean_fpr, per_set) =
             ood_nn::validation::energy_validation(net, &id_loader, &ood_loaders, device)?;
         if !args.data.runtime.quiet {

@@ -128,8 +128,7 @@ pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<Ep
     if let Some(d) = job.checkpoint.parent() {
         create_dir(d)?;
     }
-    // a stale log from an earlier run of the same folder would be appended to
-    let _ = std::fs::remove_file(output.log_path());
+    // A stale log of an earlier run of the same folder is dropped by `train::run` (fresh run).
     Ok(train::run(vs, net, &job.config, &data, &mut meta, &output)?)
 }
 
