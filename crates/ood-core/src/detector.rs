@@ -57,6 +57,9 @@ impl ScoreStats {
     }
 }
 
+/// Largest detector file read.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// A calibrated threshold detector, as saved on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detector {
@@ -249,8 +252,21 @@ impl Detector {
         })
     }
 
+    /// Read a detector file: a regular file only (never a device node or a FIFO), at most
+    /// [`MAX_FILE_BYTES`] (a real one is under a kilobyte).
     pub fn load(path: &Path) -> Result<Self, DetectorError> {
-        let text = std::fs::read_to_string(path).map_err(|e| IoError::new(path, e))?;
+        use std::io::Read;
+        let (file, len) = crate::io::open_regular(path)?;
+        if len > MAX_FILE_BYTES {
+            return Err(DetectorError::Format {
+                path: path.into(),
+                message: format!("{len} bytes, more than a detector file's {MAX_FILE_BYTES}"),
+            });
+        }
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES)
+            .read_to_string(&mut text)
+            .map_err(|e| IoError::new(path, e))?;
         Self::parse(&text, path)
     }
 
@@ -381,6 +397,18 @@ mod tests {
             Detector::calibrate(&energy, 0.95, "msp", None),
             Err(DetectorError::OutOfDomain { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn load_refuses_device_nodes_and_oversized_files() {
+        // Regression: `Detector::load` read any path whole (`/dev/zero` never ended).
+        let e = Detector::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; (MAX_FILE_BYTES + 1) as usize]).unwrap();
+        let e = Detector::load(&big).unwrap_err();
+        assert!(e.to_string().contains("more than a detector file's"), "{e}");
     }
 
     #[test]

@@ -415,3 +415,28 @@ fn paper_grids_are_valid_and_hold_the_defaults() {
     assert_eq!(Params::paper_grid(Method::Knn, 128).len(), 5);
     assert_eq!(Params::paper_grid(Method::Vim, 64).len(), 2); // 16, 32 below D = 64
 }
+
+#[test]
+fn knn_refuses_features_beyond_f32_instead_of_panicking() {
+    // Regression: unnormalised features past f32's range made every distance NaN and the score
+    // indexed an empty neighbour list (a panic, a PanicException in Python).
+    let (f, head, y) = toy();
+    let fit = toy_fit(&f, &head, &y);
+    let m = Params::Knn(KnnParams {
+        k: 2,
+        normalize: false,
+    })
+    .fit(&fit)
+    .unwrap();
+    let huge = mat(2, 3, &[1.0, 0.0, 0.0, 1e20, 0.0, 0.0]);
+    let e = m
+        .score(&Inputs {
+            features: Some(huge.view()),
+            logits: None,
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "knn (query in f32): score of row 1 is not finite (feature scaling overflowed)"
+    );
+}

@@ -150,6 +150,20 @@ impl Knn {
         let q32 = queries.mapv(|v| v as f32);
         let b32 = bank.mapv(|v| v as f32);
         let norms: Vec<f32> = b32.rows().into_iter().map(|r| r.dot(&r)).collect();
+        // The search runs in f32: a value or squared norm beyond its range would make every
+        // distance NaN (no neighbour found), so it is refused here, naming the row.
+        if let Some(row) = norms.iter().position(|n| !n.is_finite()) {
+            return Err(DetectorError::Overflow {
+                method: "knn (training bank in f32)",
+                row,
+            });
+        }
+        if let Some(row) = q32.rows().into_iter().position(|r| !r.dot(&r).is_finite()) {
+            return Err(DetectorError::Overflow {
+                method: "knn (query in f32)",
+                row,
+            });
+        }
         let starts: Vec<usize> = (0..queries.nrows()).step_by(QUERY_BLOCK).collect();
         let blocks: Vec<Vec<Neighbours>> = starts
             .par_iter()
