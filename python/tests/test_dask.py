@@ -41,6 +41,10 @@ def test_partitioned_scoring_equals_single_process(client, rng):
                           dtype=np.float64), client.scatter(cal, broadcast=True),
                           dtype=bool).compute()
     np.testing.assert_array_equal(flags, cal.accept(det.score(features=feats)))
-    # the work ran on both worker processes
-    who = client.run(lambda: __import__("os").getpid())
-    assert len(set(who.values())) == 2
+    # the scoring ran in the workers' processes, not in this one: each block reports its pid
+    nblocks = x.numblocks[0]
+    pids = x.map_blocks(lambda b, d: np.full(1, __import__("os").getpid()), remote,
+                        drop_axis=1, chunks=((1,) * nblocks,), dtype=np.int64).compute()
+    workers = set(client.run(lambda: __import__("os").getpid()).values())
+    assert len(pids) == nblocks and set(pids.tolist()) <= workers
+    assert __import__("os").getpid() not in set(pids.tolist())
