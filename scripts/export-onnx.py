@@ -10,7 +10,7 @@ used here at that opset, and the legacy TorchScript exporter writes it without o
 
 It also writes a golden file (JSON) with the logits and features PyTorch computes for a few
 fixed inputs, used by crates/ood-bundle/tests. Run with a Python that imports torch
-(e.g. /work/venv-ref), outside the repo's .venv:
+(e.g. python/.venv-test plus `pip install onnx safetensors`), not the repo's minimal .venv:
 
     python scripts/export-onnx.py models/fmnist-wrn-10-1.json models/fmnist-wrn-10-1.onnx \
         --golden crates/ood-bundle/tests/fixtures/fmnist-wrn-10-1.golden.json

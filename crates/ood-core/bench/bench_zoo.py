@@ -13,7 +13,7 @@ Rounds alternate between the tools and the medians are reported, because the mac
 shared. Run from the repository root (about 5 minutes on 2 loaded cores):
 
     cargo build --release -p ood-core --example zoo_bench
-    /work/venv-ref/bin/python crates/ood-core/bench/bench_zoo.py [--rounds 3] [--threads 2]
+    python/.venv-test/bin/python crates/ood-core/bench/bench_zoo.py [--rounds 3] [--threads 2]
 """
 import argparse
 import json

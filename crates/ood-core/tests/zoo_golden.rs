@@ -1,7 +1,7 @@
 //! Golden scores of every zoo detector against pytorch-ood 0.4.0 (or the authors' formula in
 //! float64 where pytorch-ood differs or computes in float32; the script says which).
 //! Regenerate with
-//! `/work/venv-ref/bin/python crates/ood-core/tests/golden/zoo/make_zoo_golden.py`.
+//! `python/.venv-test/bin/python crates/ood-core/tests/golden/zoo/make_zoo_golden.py`.
 
 use std::path::Path;
 

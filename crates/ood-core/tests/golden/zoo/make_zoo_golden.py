@@ -3,7 +3,10 @@
 
 Reference: pytorch-ood 0.4.0 (with torch, scikit-learn) from PyPI. Run from the repository root:
 
-    /work/venv-ref/bin/python crates/ood-core/tests/golden/zoo/make_zoo_golden.py
+    python/.venv-test/bin/python crates/ood-core/tests/golden/zoo/make_zoo_golden.py
+
+(python/.venv-test comes from `bash scripts/setup-python.sh --pytest`; add
+`pip install --no-deps pytorch-ood==0.4.0 torchvision==0.26.0` there.)
 
 Fixed, seeded small arrays: training features (N x D, non-negative like post-ReLU pooled
 features, no ties), labels, the last layer W (K x D), b (K), and test features (ID-like rows
