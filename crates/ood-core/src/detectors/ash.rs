@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{check_percentile, head_energy};
 use super::{DetectorError, FitData, Head, Inputs};
+use crate::scores::contiguous;
+use crate::scores::par::par_zip_rows;
 
 /// Which ASH variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,29 +117,33 @@ impl Ash {
         let key = self.params.variant.key();
         let k = kept(key, features.ncols(), self.params.percentile)?;
         let mut out = Array2::<f64>::zeros(features.raw_dim());
-        let (mut row, mut idx) = (Vec::new(), Vec::new());
-        for (r, (src, mut dst)) in features.rows().into_iter().zip(out.rows_mut()).enumerate() {
-            row.clear();
-            row.extend(src.iter().copied());
-            top_k(&row, k, &mut idx);
-            let s1: f64 = row.iter().sum();
-            match self.params.variant {
-                AshVariant::P => idx.iter().for_each(|&i| dst[i] = row[i]),
-                AshVariant::B => idx.iter().for_each(|&i| dst[i] = s1 / k as f64),
-                AshVariant::S => {
-                    let s2: f64 = idx.iter().map(|&i| row[i]).sum();
-                    // all kept values zero: the shaped row is zero whatever the factor
-                    let f = if s2 == 0.0 { 0.0 } else { (s1 / s2).exp() };
-                    if !f.is_finite() {
-                        return Err(DetectorError::Overflow {
-                            method: key,
-                            row: r,
-                        });
+        let variant = self.params.variant;
+        par_zip_rows(features, &mut out, |offset, src, mut dst| {
+            let mut idx = Vec::new();
+            let mut buf = Vec::new();
+            for (r, (src, mut dst)) in src.rows().into_iter().zip(dst.rows_mut()).enumerate() {
+                let row = contiguous(src, &mut buf);
+                top_k(row, k, &mut idx);
+                let s1: f64 = row.iter().sum();
+                match variant {
+                    AshVariant::P => idx.iter().for_each(|&i| dst[i] = row[i]),
+                    AshVariant::B => idx.iter().for_each(|&i| dst[i] = s1 / k as f64),
+                    AshVariant::S => {
+                        let s2: f64 = idx.iter().map(|&i| row[i]).sum();
+                        // all kept values zero: the shaped row is zero whatever the factor
+                        let f = if s2 == 0.0 { 0.0 } else { (s1 / s2).exp() };
+                        if !f.is_finite() {
+                            return Err(DetectorError::Overflow {
+                                method: key,
+                                row: offset + r,
+                            });
+                        }
+                        idx.iter().for_each(|&i| dst[i] = row[i] * f);
                     }
-                    idx.iter().for_each(|&i| dst[i] = row[i] * f);
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use super::par::{first_non_finite, par_dot, par_gram, par_rows};
+
 /// Errors of fitting or applying the Mahalanobis detector.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MahalanobisError {
@@ -124,7 +126,7 @@ impl MahalanobisParams {
         for (i, mut row) in centered.axis_iter_mut(Axis(0)).enumerate() {
             row -= &means.row(class_index[&labels[i]]);
         }
-        let mut covariance = centered.t().dot(&centered) / n as f64;
+        let mut covariance = par_gram(centered.view()) / n as f64;
         if self.shrinkage > 0.0 {
             let mu = covariance.diag().sum() / d as f64;
             covariance *= 1.0 - self.shrinkage;
@@ -181,22 +183,26 @@ impl Mahalanobis {
             });
         }
         check_finite(features)?;
-        let z = features.dot(&self.whiten.t());
-        Ok(z.rows()
-            .into_iter()
-            .map(|zr| {
-                self.whitened_means
-                    .rows()
-                    .into_iter()
-                    .map(|m| {
-                        -zr.iter()
-                            .zip(m.iter())
-                            .map(|(a, b)| (a - b) * (a - b))
-                            .sum::<f64>()
-                    })
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect())
+        let z = par_dot(features, self.whiten.t());
+        let out: Result<Vec<f64>, std::convert::Infallible> = par_rows(z.view(), |_, part| {
+            Ok(part
+                .rows()
+                .into_iter()
+                .map(|zr| {
+                    self.whitened_means
+                        .rows()
+                        .into_iter()
+                        .map(|m| {
+                            -zr.iter()
+                                .zip(m.iter())
+                                .map(|(a, b)| (a - b) * (a - b))
+                                .sum::<f64>()
+                        })
+                        .fold(f64::NEG_INFINITY, f64::max)
+                })
+                .collect())
+        });
+        Ok(out.unwrap_or_else(|e| match e {}))
     }
 
     pub fn to_file(&self) -> MahalanobisFile {
@@ -243,12 +249,14 @@ fn to_array(rows: &[Vec<f64>], r: usize, c: usize) -> Option<Array2<f64>> {
 }
 
 fn check_finite(x: ArrayView2<f64>) -> Result<(), MahalanobisError> {
-    for ((row, col), &value) in x.indexed_iter() {
-        if !value.is_finite() {
-            return Err(MahalanobisError::NonFinite { row, col, value });
-        }
+    match first_non_finite(x) {
+        Some((row, col)) => Err(MahalanobisError::NonFinite {
+            row,
+            col,
+            value: x[[row, col]],
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Lower Cholesky factor `L` with `A = L L^T`. A pivot below `1e-12 * max diag(A)` counts as
