@@ -8,12 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ash::{kept, top_k};
+use super::ash::{kept, shape_rows};
 use super::data::{check_percentile, head_energy};
 use super::{DetectorError, FitData, Head, Inputs};
-use crate::scores::contiguous;
-use crate::scores::par::par_zip_rows;
-use ndarray::Array2;
 
 const KEY: &str = "scale";
 
@@ -63,26 +60,12 @@ impl Scale {
         x.check(Some(&self.head))?;
         let features = x.features(KEY)?;
         let k = kept(KEY, features.ncols(), self.params.percentile)?;
-        let mut scaled = Array2::<f64>::zeros(features.raw_dim());
-        par_zip_rows(features, &mut scaled, |offset, src, mut dst| {
-            let mut idx = Vec::new();
-            let mut buf = Vec::new();
-            for (r, (src, mut dst)) in src.rows().into_iter().zip(dst.rows_mut()).enumerate() {
-                let row = contiguous(src, &mut buf);
-                top_k(row, k, &mut idx);
-                let s1: f64 = row.iter().sum();
-                let s2: f64 = idx.iter().map(|&i| row[i]).sum();
-                // top-k summing to zero on ReLU features means an all-zero row: leave it
-                let f = if s2 == 0.0 { 1.0 } else { (s1 / s2).exp() };
-                if !f.is_finite() {
-                    return Err(DetectorError::Overflow {
-                        method: KEY,
-                        row: offset + r,
-                    });
-                }
-                dst.iter_mut().zip(row).for_each(|(d, &v)| *d = v * f);
-            }
-            Ok(())
+        let scaled = shape_rows(KEY, features, k, |row, idx, s1, mut dst| {
+            let s2: f64 = idx.iter().map(|&i| row[i]).sum();
+            // top-k summing to zero on ReLU features means an all-zero row: leave it
+            let f = if s2 == 0.0 { 1.0 } else { (s1 / s2).exp() };
+            dst.iter_mut().zip(row).for_each(|(d, &v)| *d = v * f);
+            f.is_finite()
         })?;
         Ok(head_energy(&self.head, scaled.view()))
     }

@@ -22,6 +22,21 @@ fn chunks(rows: usize, cols: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// `dst` cut into mutable row blocks along `parts` (consecutive ranges from row 0).
+fn split<'a>(
+    dst: &'a mut Array2<f64>,
+    parts: &[(usize, usize)],
+) -> Vec<(usize, usize, ndarray::ArrayViewMut2<'a, f64>)> {
+    let mut rest = dst.view_mut();
+    let mut pieces = Vec::with_capacity(parts.len());
+    for &(lo, hi) in parts {
+        let (head, tail) = rest.split_at(Axis(0), hi - lo);
+        pieces.push((lo, hi, head));
+        rest = tail;
+    }
+    pieces
+}
+
 /// `f(offset, chunk)` on row chunks of `x` in parallel, outputs concatenated in row order;
 /// the error of the first failing chunk (in row order) is returned.
 pub fn par_rows<T: Send, E: Send>(
@@ -52,14 +67,7 @@ pub fn par_zip_rows<E: Send>(
 ) -> Result<(), E> {
     assert_eq!(src.nrows(), dst.nrows(), "par_zip_rows: row counts differ");
     let parts = chunks(src.nrows(), src.ncols());
-    let mut rest = dst.view_mut();
-    let mut pieces = Vec::with_capacity(parts.len());
-    for &(lo, hi) in &parts {
-        let (head, tail) = rest.split_at(Axis(0), hi - lo);
-        pieces.push((lo, hi, head));
-        rest = tail;
-    }
-    let results: Vec<Result<(), E>> = pieces
+    let results: Vec<Result<(), E>> = split(dst, &parts)
         .into_par_iter()
         .map(|(lo, hi, d)| f(lo, src.slice(s![lo..hi, ..]), d))
         .collect();
@@ -75,16 +83,11 @@ pub fn par_dot(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
         general_mat_mul(1.0, &a, &b, 0.0, &mut out);
         return out;
     }
-    let mut rest = out.view_mut();
-    let mut pieces = Vec::with_capacity(parts.len());
-    for &(lo, hi) in &parts {
-        let (head, tail) = rest.split_at(Axis(0), hi - lo);
-        pieces.push((lo, hi, head));
-        rest = tail;
-    }
-    pieces.into_par_iter().for_each(|(lo, hi, mut c)| {
-        general_mat_mul(1.0, &a.slice(s![lo..hi, ..]), &b, 0.0, &mut c);
-    });
+    split(&mut out, &parts)
+        .into_par_iter()
+        .for_each(|(lo, hi, mut c)| {
+            general_mat_mul(1.0, &a.slice(s![lo..hi, ..]), &b, 0.0, &mut c);
+        });
     out
 }
 
