@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-BIN = os.path.join("target", "release", "examples", "zoo_bench")
+BIN = os.environ.get("ZOO_BENCH_BIN", os.path.join("target", "release", "examples", "zoo_bench"))
 METHODS = ["energy", "msp", "maxlogit", "react", "ash_p", "ash_b", "ash_s", "scale", "dice",
            "gen", "entropy", "klm", "knn", "vim", "mahalanobis_features", "rmds", "she",
            "gradnorm"]
