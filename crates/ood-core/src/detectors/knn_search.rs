@@ -343,6 +343,7 @@ mod tests {
     /// Both kernels give the naive f32 distances (and the masks against a bar), for sizes
     /// with short last tiles and panels; the whole search finds a naive ranking's k nearest.
     #[test]
+    #[allow(clippy::needless_range_loop)] // the indices name rows and lanes in the messages
     fn kernels_match_naive_distances() {
         let (n, m, d) = (29, 45, 7);
         let val = |i: usize, j: usize| ((i * 7919 + j * 104_729) % 10_007) as f64 / 3335.0 - 1.5;

@@ -54,8 +54,8 @@ pub trait LogitScore: Sync {
                 .enumerate()
                 .map(|(r, row)| {
                     let row = contiguous(row, &mut buf);
-                    // one fused pass tests the row: `v - v` is NaN exactly for NaN and +-inf
-                    if row.iter().fold(0.0, |a, &v| a + (v - v)) != 0.0 {
+                    // one fused pass tests the row: `v * 0` is NaN exactly for NaN and +-inf
+                    if row.iter().fold(0.0, |a, &v| a + v * 0.0) != 0.0 {
                         let c = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
                         return Err(ScoreError::NonFinite {
                             row: offset + r,

@@ -1,8 +1,9 @@
 //! Row-parallel building blocks of the scorers and detectors: the rows of a matrix split into
-//! contiguous chunks on rayon (its pool size is `RAYON_NUM_THREADS`), results kept in row
-//! order, and an error from a chunk moved to whole-matrix row numbers by the caller's
-//! `offset`, so it names the first bad row exactly as a serial pass would. Small inputs stay
-//! on the calling thread (a task costs a few microseconds).
+//! contiguous chunks on rayon (its pool size is `RAYON_NUM_THREADS`; the cut does not depend on
+//! it, so neither do the results), results kept in row order, and an error from a chunk moved
+//! to whole-matrix row numbers by the caller's `offset`, so it names the first bad row exactly
+//! as a serial pass would. Small inputs stay on the calling thread (a task costs a few
+//! microseconds).
 
 use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -10,17 +11,22 @@ use rayon::prelude::*;
 /// Values per chunk below which splitting does not pay.
 const MIN_VALUES: usize = 1 << 15;
 
-/// Row ranges of about `MIN_VALUES` values each, at most a few per thread.
-fn chunks(rows: usize, cols: usize) -> Vec<(usize, usize)> {
-    let threads = rayon::current_num_threads().max(1);
+/// Row ranges of at least `MIN_VALUES` values each, at most `max_parts` of them. The cut does
+/// not depend on the number of threads, so results are the same bits for any pool size.
+fn chunks(rows: usize, cols: usize, max_parts: usize) -> Vec<(usize, usize)> {
     let by_size = (rows * cols.max(1)) / MIN_VALUES;
-    let n = (4 * threads).min(by_size).min(rows).max(1);
+    let n = max_parts.min(by_size).min(rows).max(1);
     let size = rows.div_ceil(n).max(1);
     (0..rows)
         .step_by(size)
         .map(|a| (a, (a + size).min(rows)))
         .collect()
 }
+
+/// Pieces of a row-parallel pass (enough for a few per thread on the machines we run on).
+const PARTS: usize = 32;
+/// Pieces of a Gram matrix: each holds a D x D partial sum.
+const GRAM_PARTS: usize = 8;
 
 /// `dst` cut into mutable row blocks along `parts` (consecutive ranges from row 0).
 fn split<'a>(
@@ -43,7 +49,7 @@ pub fn par_rows<T: Send, E: Send>(
     x: ArrayView2<'_, f64>,
     f: impl Fn(usize, ArrayView2<'_, f64>) -> Result<Vec<T>, E> + Sync,
 ) -> Result<Vec<T>, E> {
-    let parts = chunks(x.nrows(), x.ncols());
+    let parts = chunks(x.nrows(), x.ncols(), PARTS);
     if parts.len() == 1 {
         return f(0, x);
     }
@@ -66,7 +72,7 @@ pub fn par_zip_rows<E: Send>(
     f: impl Fn(usize, ArrayView2<'_, f64>, ndarray::ArrayViewMut2<'_, f64>) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
     assert_eq!(src.nrows(), dst.nrows(), "par_zip_rows: row counts differ");
-    let parts = chunks(src.nrows(), src.ncols());
+    let parts = chunks(src.nrows(), src.ncols(), PARTS);
     let results: Vec<Result<(), E>> = split(dst, &parts)
         .into_par_iter()
         .map(|(lo, hi, d)| f(lo, src.slice(s![lo..hi, ..]), d))
@@ -78,7 +84,7 @@ pub fn par_zip_rows<E: Send>(
 pub fn par_dot(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
     let (n, m) = (a.nrows(), b.ncols());
     let mut out = Array2::<f64>::zeros((n, m));
-    let parts = chunks(n, a.ncols() * m.max(1) / 8 + 1);
+    let parts = chunks(n, a.ncols() * m.max(1) / 8 + 1, PARTS);
     if parts.len() == 1 {
         general_mat_mul(1.0, &a, &b, 0.0, &mut out);
         return out;
@@ -91,27 +97,31 @@ pub fn par_dot(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
     out
 }
 
-/// `x^T x` (D x D) as a sum of per-chunk products over the threads.
+/// `x^T x` (D x D) as a sum of per-chunk products over the threads, added in row order so
+/// that the result does not depend on which thread finished first.
 pub fn par_gram(x: ArrayView2<'_, f64>) -> Array2<f64> {
     let d = x.ncols();
-    let parts = chunks(x.nrows(), d * d / 8 + 1);
-    parts
+    let parts = chunks(x.nrows(), d * d / 8 + 1, GRAM_PARTS);
+    let grams: Vec<Array2<f64>> = parts
         .into_par_iter()
         .map(|(a, b)| {
             let c = x.slice(s![a..b, ..]);
             c.t().dot(&c)
         })
-        .reduce(|| Array2::<f64>::zeros((d, d)), |acc, g| acc + g)
+        .collect();
+    grams
+        .into_iter()
+        .fold(Array2::<f64>::zeros((d, d)), |acc, g| acc + g)
 }
 
 /// Index (row, column) of the first non-finite value, if any. The common case (all finite) is
-/// one vectorised pass: `v - v` is 0 for a finite value and NaN otherwise.
+/// one vectorised pass: `v * 0` is 0 for a finite value and NaN otherwise.
 pub fn first_non_finite(x: ArrayView2<'_, f64>) -> Option<(usize, usize)> {
     let all_finite = match x.as_slice_memory_order() {
         Some(s) => s
             .par_chunks(1 << 16)
-            .all(|c| c.iter().fold(0.0, |a, &v| a + (v - v)) == 0.0),
-        None => x.iter().fold(0.0, |a, &v| a + (v - v)) == 0.0,
+            .all(|c| c.iter().fold(0.0, |a, &v| a + v * 0.0) == 0.0),
+        None => x.iter().fold(0.0, |a, &v| a + v * 0.0) == 0.0,
     };
     if all_finite {
         return None;
