@@ -126,11 +126,16 @@ class Detector:
     def score_stats(self) -> Dict[str, float]:
         return self._inner.score_stats
 
-    def accept(self, scores: Any) -> np.ndarray:
-        """Boolean array, True = in-distribution (``score > tau``). NaN/inf: ValueError."""
+    def accept(self, scores: Any, method: "str | None" = None) -> np.ndarray:
+        """Boolean array, True = in-distribution (``score > tau``). NaN/inf: ValueError.
+        Scores that cannot be of this detector's method are refused with ValueError, as
+        ``eood detect`` refuses them (the core's ``check_scores``): ``method`` declared as
+        another method than the detector's, scores outside the method's range (MSP outside
+        [0, 1]), or, with ``method`` not given, scores all in [0, 1] (MSP-like) for a detector
+        calibrated entirely outside [0, 1]."""
         s = as_f64(scores, "scores", 1)
         check_finite(s, "score")
-        return self._inner.accept(s)
+        return self._inner.accept(s, None if method is None else str(method))
 
     def save(self, path: "str | Any") -> None:
         """Write the JSON file atomically (never over a directory or a device node)."""

@@ -8,7 +8,8 @@ logits=None)`` returns float64 scores, higher = more in-distribution. ``weight``
 
 Files: ``save``/``load`` use the core's own file (``Fitted::save`` / ``Fitted::load``: the
 ``eood-detector`` JSON, or safetensors for KNN's training bank), so a file written here loads in
-Rust and back; ``BaseDetector.load`` also recognises it. Pickles hold the same file's bytes.
+Rust and back; ``BaseDetector.load`` also recognises it. Pickles hold the same file's bytes,
+made and parsed in memory by the core (``Fitted::to_bytes`` / ``Fitted::from_bytes``).
 Percentiles are in percent (pytorch-ood takes fractions). docs/detectors.md says where the core
 follows the authors rather than pytorch-ood 0.4.0.
 """
@@ -18,15 +19,13 @@ from __future__ import annotations
 import json
 import operator
 import os
-import stat
-import tempfile
 from typing import Any, ClassVar, Dict, Optional, Type
 
 import numpy as np
 
 from . import _core
 from ._arrays import as_f64, as_labels
-from .detectors import BaseDetector, FittedDetector, _read_regular
+from .detectors import _REGISTRY, BaseDetector, FittedDetector
 
 _ZOO: Dict[str, Type["ZooDetector"]] = {}  # core method key -> class
 
@@ -104,27 +103,14 @@ class ZooDetector(FittedDetector):
         """Write the core's file (``eood-detector`` JSON; safetensors for KNN), atomically."""
         self._require().save(os.fspath(path))
 
-    @classmethod
-    def load(cls, path: "str | os.PathLike[str]") -> "ZooDetector":
-        """Read a core detector file (written by ``save`` or by Rust's ``Fitted::save``)."""
-        return _from_model(_core.ZooModel.load(os.fspath(path)), cls)
-
     def to_bytes(self) -> bytes:
-        """The bytes of the file ``save`` writes."""
-        with tempfile.TemporaryDirectory(prefix="energy-ood-") as d:
-            p = os.path.join(d, "detector")
-            self.save(p)
-            with open(p, "rb") as f:
-                return f.read()
+        """The bytes of the file ``save`` writes (made in memory by the core)."""
+        return self._require().to_bytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ZooDetector":
         """Inverse of :meth:`to_bytes` (the core re-checks every array)."""
-        with tempfile.TemporaryDirectory(prefix="energy-ood-") as d:
-            p = os.path.join(d, "detector")
-            with open(p, "wb") as f:
-                f.write(data)
-            return cls.load(p)
+        return _from_model(_core.ZooModel.from_bytes(bytes(data)), cls)
 
     def to_json(self) -> str:
         raise TypeError(f"{type(self).__name__} is stored in the core's file: use save/to_bytes")
@@ -136,7 +122,7 @@ class ZooDetector(FittedDetector):
     def __setstate__(self, d: Dict[str, Any]) -> None:
         self.__init__(**d["params"])  # type: ignore[misc]
         if d["file"] is not None:
-            self._model = type(self).from_bytes(d["file"])._model
+            self._model = _core.ZooModel.from_bytes(bytes(d["file"]))
 
 
 def _from_model(model: Any, want: type) -> ZooDetector:
@@ -152,16 +138,20 @@ def _from_model(model: Any, want: type) -> ZooDetector:
     return det
 
 
-def is_core_file(path: "str | os.PathLike[str]") -> bool:
-    """True for a core detector file: not JSON (safetensors) or ``"format": "eood-detector"``."""
-    p = os.fspath(path)
-    if not stat.S_ISREG(os.stat(p).st_mode):
-        raise ValueError(f"{p}: not a regular file")
-    with open(p, "rb") as f:
-        if f.read(1) != b"{":
-            return True
-    d = json.loads(_read_regular(p))
-    return isinstance(d, dict) and d.get("format") == "eood-detector"
+def load_bytes(data: bytes, want: type) -> BaseDetector:
+    """A detector from a file's bytes: the core's zoo file (safetensors, or JSON with
+    ``"format": "eood-detector"``), the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``,
+    or the package's own ``energy-ood-python-detector`` JSON (the logit scores)."""
+    if data[:1] != b"{":
+        return _from_model(_core.ZooModel.from_bytes(data), want)
+    text = data.decode("utf-8")
+    d = json.loads(text)
+    fmt = d.get("format") if isinstance(d, dict) else None
+    if fmt == "eood-detector":
+        return _from_model(_core.ZooModel.from_bytes(data), want)
+    if fmt == "eood-mahalanobis":
+        return _from_model(_core.ZooModel.from_mahalanobis_json(text), want)
+    return want.from_json(text)
 
 
 # --- the energy family ---------------------------------------------------------------------
@@ -334,11 +324,12 @@ class ViM(ZooDetector):
         return {"method": "vim", "dim": self.dim}
 
 
-class MahalanobisFeatures(ZooDetector):
-    """Mahalanobis on features in the zoo's file format (Lee et al. 2018): class means
-    ``mu_c``, one tied covariance ``Sigma`` (1/N), score ``max_c -(h - mu_c)^T Sigma^-1
-    (h - mu_c)``. Same scores as :class:`energy_ood.detectors.Mahalanobis`, which keeps the
-    ``eood mahalanobis fit`` file."""
+class Mahalanobis(ZooDetector):
+    """Mahalanobis on features (Lee et al. 2018): class means ``mu_c``, one tied covariance
+    ``Sigma`` (1/N; optionally shrunk: ``(1 - a) Sigma + a tr(Sigma)/D I``), score
+    ``max_c -(h - mu_c)^T Sigma^-1 (h - mu_c)``. Fit on training features and labels. The one
+    Mahalanobis class (``MahalanobisFeatures`` is the same class, by its report key); ``load``
+    also reads the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
 
     method = "mahalanobis_features"
 
@@ -349,6 +340,15 @@ class MahalanobisFeatures(ZooDetector):
 
     def _core_params(self) -> Dict[str, Any]:
         return {"method": "mahalanobis_features", "shrinkage": self.shrinkage}
+
+    def _set_state(self, state: Optional[str]) -> None:
+        """The state of an ``energy-ood-python-detector`` file of an earlier version
+        (``"method": "mahalanobis"``): the ``eood-mahalanobis`` JSON."""
+        self._model = None if state is None else _core.ZooModel.from_mahalanobis_json(state)
+
+
+MahalanobisFeatures = Mahalanobis
+_REGISTRY["mahalanobis"] = Mahalanobis  # the method name of files of earlier versions
 
 
 class RMDS(ZooDetector):
@@ -382,4 +382,4 @@ class SHE(ZooDetector):
 
 
 ZOO_CLASSES = (ReAct, ASH, SCALE, DICE, GradNorm, GEN, Entropy, KLM, KNN, ViM,
-               MahalanobisFeatures, RMDS, SHE)
+               Mahalanobis, RMDS, SHE)

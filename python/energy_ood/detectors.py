@@ -3,22 +3,19 @@ float64 scores (higher = more in-distribution), fitted detectors pickle and ``sa
 
 Each class is a thin wrapper of one method of the Rust core. Adding a method of the detector
 zoo is a few lines: subclass :class:`LogitDetector` (a score of the logits alone) or
-:class:`FittedDetector` (fitted on training features/logits/labels/head), name the core class
-in ``_core_class``, and say which arrays ``_fit`` passes (see :class:`Mahalanobis`).
+``_zoo.ZooDetector`` (a method of ``ood_core::detectors``: name its key and its parameters).
 
-Files: ``save`` writes JSON ``{"format": "energy-ood-python-detector", "version": 1,
-"method", "params", "state"}`` atomically, where ``state`` is the core's own file of the
-fitted model (for Mahalanobis the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``, which
-``Mahalanobis.load`` also reads directly). The zoo classes (``energy_ood/_zoo.py``) save the
-core's ``eood-detector`` file itself, which Rust's ``Fitted::load`` reads.
+Files: the logit scores (Energy, MSP, MaxLogit) save JSON ``{"format":
+"energy-ood-python-detector", "version": 1, "method", "params", "state"}``; the zoo classes
+(``energy_ood/_zoo.py``, Mahalanobis among them) save the core's ``eood-detector`` file itself,
+which Rust's ``Fitted::load`` reads. Reading and writing go through the core's guards
+(``_core.read_file`` / ``_core.write_file``: regular files only, atomic writes).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
-import tempfile
 from typing import Any, ClassVar, Dict, Optional, Type
 
 import numpy as np
@@ -31,33 +28,10 @@ VERSION = 1
 _REGISTRY: Dict[str, Type["BaseDetector"]] = {}
 
 
-def _read_regular(path: "str | os.PathLike[str]") -> str:
-    """Text of a regular file; directories, FIFOs and devices are refused before reading."""
-    p = os.fspath(path)
-    st = os.stat(p)
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{p}: not a regular file")
-    with open(p, encoding="utf-8") as f:
-        return f.read()
-
-
 def _write_atomic(path: "str | os.PathLike[str]", text: str) -> None:
-    """Write through a temporary file in the same folder, then rename; never over a non-file."""
-    p = os.fspath(path)
-    if os.path.lexists(p) and not stat.S_ISREG(os.stat(p).st_mode):
-        raise ValueError(f"{p}: exists and is not a regular file; refusing to replace it")
-    folder = os.path.dirname(os.path.abspath(p))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".energy-ood-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write by the core's atomic write (temporary file, fsync, rename), which refuses to
+    replace a directory or a device node."""
+    _core.write_file(os.fspath(path), text.encode("utf-8"))
 
 
 class BaseDetector:
@@ -125,12 +99,11 @@ class BaseDetector:
     @classmethod
     def load(cls, path: "str | os.PathLike[str]") -> "BaseDetector":
         """Read a file written by ``save`` (``BaseDetector.load`` returns the saved class),
-        or a core detector file of the zoo (``eood-detector`` JSON or KNN safetensors)."""
+        or a core detector file of the zoo (``eood-detector`` JSON or KNN safetensors), or
+        the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
         from . import _zoo
 
-        if _zoo.is_core_file(path):
-            return _zoo._from_model(_core.ZooModel.load(os.fspath(path)), cls)
-        return cls.from_json(_read_regular(path))
+        return _zoo.load_bytes(_core.read_file(os.fspath(path)), cls)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -186,9 +159,7 @@ class MaxLogit(LogitDetector):
 
 
 class FittedDetector(BaseDetector):
-    """A method with a fitted model held by the Rust core (``_core_class``)."""
-
-    _core_class: ClassVar[Any] = None
+    """A method with a fitted model held by the Rust core (``self._model``)."""
 
     def __init__(self) -> None:
         self._model: Any = None
@@ -202,53 +173,11 @@ class FittedDetector(BaseDetector):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(...) first")
         return self._model
 
-    def _state(self) -> Optional[str]:
-        return None if self._model is None else self._model.to_json()
-
-    def _set_state(self, state: Optional[str]) -> None:
-        self._model = None if state is None else self._core_class.from_json(state)
-
-
-class Mahalanobis(FittedDetector):
-    """Mahalanobis on features (Lee et al. 2018): class means ``mu_c``, one tied covariance
-    ``Sigma`` (optionally shrunk: ``(1 - a) Sigma + a tr(Sigma)/D I``), score
-    ``max_c -(h - mu_c)^T Sigma^-1 (h - mu_c)``. Fit on training features and labels."""
-
-    method = "mahalanobis"
-    _core_class = _core.Mahalanobis
-
-    def __init__(self, shrinkage: float = 0.0) -> None:
-        super().__init__()
-        self.shrinkage = float(shrinkage)
-
-    def get_params(self) -> Dict[str, Any]:
-        return {"shrinkage": self.shrinkage}
-
-    def fit(self, features: Any = None, logits: Any = None, labels: Any = None,
-            weight: Any = None, bias: Any = None) -> "Mahalanobis":
-        self._model = _core.Mahalanobis.fit(as_f64(features, "features", 2), as_labels(labels),
-                                            self.shrinkage)
-        return self
-
-    def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
-        return self._require().score(as_f64(features, "features", 2))
-
-    @classmethod
-    def load(cls, path: "str | os.PathLike[str]") -> "Mahalanobis":
-        """Read a file of ``save``, or the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
-        text = _read_regular(path)
-        d = json.loads(text)
-        if isinstance(d, dict) and d.get("format") == "eood-mahalanobis":
-            det = cls(shrinkage=d.get("params", {}).get("shrinkage", 0.0))
-            det._set_state(text)
-            return det
-        return cls.from_json(text)  # type: ignore[return-value]
-
 
 # the detector zoo of the core (ReAct, ASH, ..., one class per method): energy_ood/_zoo.py
 from ._zoo import (  # noqa: E402
-    ASH, DICE, GEN, KLM, KNN, RMDS, SCALE, SHE, Entropy, GradNorm, MahalanobisFeatures, ReAct,
-    ViM, ZooDetector,
+    ASH, DICE, GEN, KLM, KNN, RMDS, SCALE, SHE, Entropy, GradNorm, Mahalanobis,
+    MahalanobisFeatures, ReAct, ViM, ZooDetector,
 )
 
 __all__ = ["BaseDetector", "LogitDetector", "FittedDetector", "Energy", "MSP", "MaxLogit",

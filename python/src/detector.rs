@@ -72,13 +72,19 @@ impl PyDetector {
         Ok(d)
     }
 
-    /// G(x) for finite scores: True = in-distribution.
+    /// G(x) for finite scores: True = in-distribution. Scores that cannot be of this
+    /// detector's method (declared as another `method`, outside its domain, or MSP-like for a
+    /// detector calibrated outside [0, 1]) are refused by the core's `check_scores`, as
+    /// `eood detect` refuses them.
+    #[pyo3(signature = (scores, method = None))]
     fn accept<'py>(
         &self,
         py: Python<'py>,
         scores: PyReadonlyArray1<'py, f64>,
+        method: Option<&str>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
         let s = slice1(&scores, "scores")?;
+        self.inner.check_scores(s, method).map_err(value_error)?;
         let flags: Vec<bool> = py.detach(|| s.iter().map(|&x| self.inner.accepts(x)).collect());
         Ok(flags.into_pyarray(py))
     }

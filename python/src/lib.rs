@@ -11,10 +11,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 mod detector;
+mod files;
 mod metrics;
-mod par;
 mod scores;
-mod zoo;
 mod zoo_model;
 
 /// A core error as a Python `ValueError` with the error's own message and its sources.
@@ -59,7 +58,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     scores::register(m)?;
     metrics::register(m)?;
     detector::register(m)?;
-    zoo::register(m)?;
+    files::register(m)?;
     zoo_model::register(m)?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Logit scores: energy, MSP, max-logit (ood_core::scores), one row of K logits -> one number.
+//! Logit scores: energy, MSP, max-logit (ood_core::scores), one row of K logits -> one number;
+//! the core splits the rows over its threads.
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
 use ood_core::scores::Method;
@@ -19,7 +20,7 @@ fn score_logits<'py>(
     let method: Method = method.parse().map_err(PyValueError::new_err)?;
     let view = view2(&logits, "logits")?;
     let out = py
-        .detach(|| crate::par::par_rows(view, |part| method.scorer(temperature).score(part)))
+        .detach(|| method.scorer(temperature).score(view))
         .map_err(value_error)?;
     Ok(out.into_pyarray(py))
 }

@@ -7,13 +7,17 @@
 //! `Fitted::save` / `Fitted::load` (its `eood-detector` JSON, or safetensors for KNN), so a
 //! file written here loads in Rust and back. Fitting and scoring run with the GIL released.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::ArrayView2;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
-use ood_core::detectors::{FitData, Fitted, Head, Inputs, Params};
+use ood_core::detectors::mahalanobis::Stored;
+use ood_core::detectors::{FitData, Fitted, Head, Inputs, MahalanobisFeatures, Params};
+use ood_core::scores::mahalanobis::MahalanobisFile;
+use ood_core::scores::Mahalanobis;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::{value_error, view2};
 
@@ -120,6 +124,41 @@ impl PyZooModel {
     #[getter]
     fn params_json(&self) -> String {
         serde_json::to_string(&self.inner.params()).expect("parameters serialize")
+    }
+
+    /// The bytes of the core's file (what `save` writes; pickles hold these).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py
+            .detach(|| self.inner.to_bytes(Path::new("<bytes>")))
+            .map_err(value_error)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Parse the bytes of a core file (every array checked, as `load` does).
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = py
+            .detach(|| Fitted::from_bytes(data, Path::new("<bytes>")))
+            .map_err(value_error)?;
+        Ok(Self { inner })
+    }
+
+    /// A `mahalanobis_features` model from the `eood-mahalanobis` JSON of
+    /// `eood mahalanobis fit` (the same fit: class means and the tied covariance).
+    #[staticmethod]
+    fn from_mahalanobis_json(text: &str) -> PyResult<Self> {
+        let file: MahalanobisFile = serde_json::from_str(text).map_err(|e| {
+            value_error(ood_core::io::IoError::new(
+                Path::new("<mahalanobis json>"),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            ))
+        })?;
+        let model = Mahalanobis::from_file(file).map_err(value_error)?;
+        Ok(Self {
+            inner: Fitted::MahalanobisFeatures(MahalanobisFeatures {
+                model: Stored(model),
+            }),
+        })
     }
 
     /// Write the core's file (atomically; device nodes and directories are refused).

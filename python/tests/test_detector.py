@@ -128,3 +128,20 @@ def test_msp_detector_refuses_scores_outside_unit_interval():
     # The core refuses to calibrate an MSP detector on scores that cannot be softmax confidences.
     with pytest.raises(ValueError, match=r"msp scores lie in \[0, 1\]"):
         eo.Detector.calibrate([1.0, 2.0, 3.0], method="msp")
+
+
+def test_accept_refuses_scores_of_another_method(rng):
+    # Regression (review): accept applied an energy threshold to MSP scores without a word,
+    # where `eood detect` refuses them (the core's check_scores).
+    val = rng.normal(8.0, 1.0, 500)  # energies, all outside [0, 1]
+    d = eo.Detector.calibrate(val, method="energy")
+    with pytest.raises(ValueError, match="every score lies in \\[0, 1\\], as MSP scores do"):
+        d.accept(np.array([0.2, 0.9, 0.5]))
+    with pytest.raises(ValueError, match="calibrated on energy scores, these are declared msp"):
+        d.accept(val, method="msp")
+    np.testing.assert_array_equal(d.accept(val[:50], method="energy"), val[:50] > d.tau)
+    # declared: the caller vouches for MSP-like values of an energy detector
+    assert d.accept(np.array([0.2, 0.9]), method="energy").tolist() == [False, False]
+    m = eo.Detector.calibrate(rng.uniform(0.5, 1.0, 100), method="msp")
+    with pytest.raises(ValueError, match="msp scores lie in \\[0, 1\\], but score 1 is 7"):
+        m.accept(np.array([0.5, 7.0]))

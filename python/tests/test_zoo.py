@@ -156,3 +156,37 @@ def test_bad_input_raises_value_error_with_the_reason(golden):
         D.ReAct().fit(features=g["train"])
     with pytest.raises(RuntimeError, match="not fitted"):
         D.ViM().score(features=g["test"])
+
+
+def test_pickles_are_made_in_memory(golden, monkeypatch):
+    # Regression (review): pickling went through a temporary file on disk (a read-only or
+    # full /tmp broke pickling; a worker paid two file writes per detector).
+    import tempfile
+
+    dets = [fitted(golden, D.KNN(k=7)), fitted(golden, D.ReAct(percentile=80))]
+
+    def no_disk(*a, **k):
+        raise AssertionError("pickling touched the disk")
+
+    for name in ("TemporaryDirectory", "mkstemp", "NamedTemporaryFile", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    for det in dets:
+        want = score(golden, det)
+        data = pickle.dumps(det)
+        np.testing.assert_array_equal(score(golden, pickle.loads(data)), want)
+        # the pickled state is the core file's bytes, parsed by the core
+        assert det.__getstate__()["file"] == det.to_bytes()
+        np.testing.assert_array_equal(score(golden, type(det).from_bytes(det.to_bytes())), want)
+    with pytest.raises(ValueError, match="not a detector"):
+        D.ReAct.from_bytes(b"{not json")
+
+
+def test_one_mahalanobis_class(golden, tmp_path):
+    # Regression (review): detectors.Mahalanobis and MahalanobisFeatures were two classes of
+    # one method with two file formats.
+    assert D.Mahalanobis is D.MahalanobisFeatures
+    assert D.Mahalanobis.method == "mahalanobis_features"
+    det = fitted(golden, D.Mahalanobis())
+    det.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m").read_text())["format"] == "eood-detector"
+    assert type(D.BaseDetector.load(tmp_path / "m")) is D.Mahalanobis

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-BIN = os.path.join("target", "release", "examples", "zoo_bench")
+BIN = os.environ.get("ZOO_BENCH_BIN", os.path.join("target", "release", "examples", "zoo_bench"))
 METHODS = ["energy", "msp", "maxlogit", "react", "ash_p", "ash_b", "ash_s", "scale", "dice",
            "gen", "entropy", "klm", "knn", "vim", "mahalanobis_features", "rmds", "she",
            "gradnorm"]
@@ -83,16 +83,14 @@ def knn_bench(args, rng, tmp):
     return rows
 
 
-def peer_zoo(dir_):
-    """pytorch-ood 0.4.0: fit + score every method with defaults (run in its own process)."""
+def peer_methods(train, y, W, b, test):
+    """pytorch-ood 0.4.0: key -> a function that fits (where the method fits) and scores
+    every method with its defaults on torch CPU tensors (float32 features and head, int64
+    labels). Also used by python/bench/bench_detectors.py, on the same arrays."""
     import torch
     from pytorch_ood.detector import (ASH, DICE, GEN, KNN, RMD, SCALE, SHE, EnergyBased,
                                       Entropy, GradNorm, KLMatching, Mahalanobis, MaxLogit,
                                       MaxSoftmax, ReAct, ViM)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    ld = lambda n: torch.from_numpy(np.load(os.path.join(dir_, n)))
-    train, y, W, b, test = (ld("train.npy"), ld("train_labels.npy"), ld("weight.npy"),
-                            ld("bias.npy"), ld("test.npy"))
     W, b = W.float(), b.float()
     head = lambda z: z.flatten(1) @ W.T + b
     lin = torch.nn.Linear(W.shape[1], W.shape[0])
@@ -100,42 +98,57 @@ def peer_zoo(dir_):
         lin.weight.copy_(W)
         lin.bias.copy_(b)
     t4 = test[:, :, None, None]
-    times = {}
+    m = {
+        "energy": lambda: EnergyBased.score(head(test)),
+        "msp": lambda: MaxSoftmax.score(head(test)),
+        "maxlogit": lambda: MaxLogit.score(head(test)),
+        "react": lambda: ReAct(None, head, percentile=0.9).fit_feature_maps(train, y)
+        .predict_feature_maps(test),
+    }
+    for v, p in (("ash-p", 0.9), ("ash-b", 0.65), ("ash-s", 0.9)):
+        m[v.replace("-", "_")] = (lambda v=v, p=p: ASH(None, head, variant=v, percentile=p)
+                                  .predict_feature_maps(t4))
+    m.update({
+        "scale": lambda: SCALE(None, head, percentile=0.85).predict_feature_maps(t4),
+        "dice": lambda: DICE(None, W, b, p=0.9).fit_features(train, y).predict_features(test),
+        "gen": lambda: GEN.score(head(test), gamma=0.1, M=100),
+        "entropy": lambda: Entropy.score(head(test)),
+        "klm": lambda: KLMatching(None).fit_logits(head(train)).predict_logits(head(test)),
+        "knn": lambda: KNN(None, k=50).fit_features(train, y).predict_features(test),
+        "vim": lambda: ViM(None, d=W.shape[1] // 2, w=W, b=b).fit_features(train, y)
+        .predict_features(test),
+        "mahalanobis_features": lambda: Mahalanobis(None).fit_features(train, y)
+        .predict_features(test),
+        "rmds": lambda: RMD(None).fit_features(train, y).predict_features(test),
+        "she": lambda: SHE(None, head).fit_features(train, y).predict_features(test),
+        "gradnorm": lambda: GradNorm(lin, param_filter=lambda n: n == "weight",
+                                     micro_batch_size=1024).predict(test),
+    })
+    assert list(m) == METHODS
+    return m
 
-    def run(key, f):
+
+def peer_zoo(dir_):
+    """pytorch-ood 0.4.0: fit + score every method with defaults (run in its own process)."""
+    import torch
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    ld = lambda n: torch.from_numpy(np.load(os.path.join(dir_, n)))
+    train, y, W, b, test = (ld("train.npy"), ld("train_labels.npy"), ld("weight.npy"),
+                            ld("bias.npy"), ld("test.npy"))
+    times = {}
+    for key, f in peer_methods(train, y, W, b, test).items():
         t = time.perf_counter()
         s = f()
         assert len(s) == len(test)
         times[key] = time.perf_counter() - t
-
-    run("energy", lambda: EnergyBased.score(head(test)))
-    run("msp", lambda: MaxSoftmax.score(head(test)))
-    run("maxlogit", lambda: MaxLogit.score(head(test)))
-    run("react", lambda: ReAct(None, head, percentile=0.9).fit_feature_maps(train, y)
-        .predict_feature_maps(test))
-    for v, p in (("ash-p", 0.9), ("ash-b", 0.65), ("ash-s", 0.9)):
-        run(v.replace("-", "_"), lambda: ASH(None, head, variant=v, percentile=p)
-            .predict_feature_maps(t4))
-    run("scale", lambda: SCALE(None, head, percentile=0.85).predict_feature_maps(t4))
-    run("dice", lambda: DICE(None, W, b, p=0.9).fit_features(train, y).predict_features(test))
-    run("gen", lambda: GEN.score(head(test), gamma=0.1, M=100))
-    run("entropy", lambda: Entropy.score(head(test)))
-    run("klm", lambda: KLMatching(None).fit_logits(head(train)).predict_logits(head(test)))
-    run("knn", lambda: KNN(None, k=50).fit_features(train, y).predict_features(test))
-    run("vim", lambda: ViM(None, d=W.shape[1] // 2, w=W, b=b).fit_features(train, y)
-        .predict_features(test))
-    run("mahalanobis_features", lambda: Mahalanobis(None).fit_features(train, y)
-        .predict_features(test))
-    run("rmds", lambda: RMD(None).fit_features(train, y).predict_features(test))
-    run("she", lambda: SHE(None, head).fit_features(train, y).predict_features(test))
-    run("gradnorm", lambda: GradNorm(lin, param_filter=lambda n: n == "weight",
-                                     micro_batch_size=1024).predict(test))
     times["total"] = sum(times.values())
     times["peak_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(times))
 
 
-def zoo_bench(args, rng, tmp):
+def zoo_arrays(rng):
+    """The zoo benchmark's arrays: clustered features of K = 10 classes (D = 128), 50,000
+    training and 20,000 test rows (half from the clusters, half not), a head W, b."""
     d, k = 128, 10
     centres = np.abs(rng.normal(0, 1, (k, d))) * 1.5
     train, y = features(rng, 50_000, d, centres)
@@ -143,8 +156,12 @@ def zoo_bench(args, rng, tmp):
     test_ood = np.abs(rng.normal(0.8, 1.2, (10_000, d))).astype(np.float32)
     W = (0.4 * (centres - centres.mean(0)) + rng.normal(0, 0.2, (k, d))).astype(np.float32)
     b = rng.normal(0, 0.3, k).astype(np.float32)
-    for name, a in (("train", train), ("train_labels", y.astype(np.int64)), ("weight", W),
-                    ("bias", b), ("test", np.vstack([test_id, test_ood]))):
+    return {"train": train, "train_labels": y.astype(np.int64), "weight": W, "bias": b,
+            "test": np.vstack([test_id, test_ood])}
+
+
+def zoo_bench(args, rng, tmp):
+    for name, a in zoo_arrays(rng).items():
         np.save(os.path.join(tmp, name + ".npy"), a)
     peer, ours = [], []
     for _ in range(args.rounds):

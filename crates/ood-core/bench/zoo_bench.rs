@@ -5,7 +5,7 @@
 //! write the k neighbour indices (row-major, int64), print `{"seconds": .., "peak_kib": ..}`.
 //! `zoo_bench zoo DIR`: fit every method with its defaults on DIR/{train,train_labels,weight,
 //! bias}.npy and score DIR/test.npy; print one JSON object of seconds per method key, the
-//! total and the peak resident memory.
+//! total and the peak resident memory. `zoo DIR KEY...` times only the methods named.
 
 use std::path::Path;
 use std::time::Instant;
@@ -40,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 peak_resident_kib().unwrap_or(0)
             );
         }
-        Some("zoo") if args.len() == 3 => {
+        Some("zoo") if args.len() >= 3 => {
+            // optional method keys after DIR: time only those (profiling)
+            let only: Vec<&str> = args[3..].iter().map(String::as_str).collect();
             let dir = Path::new(&args[2]);
             let train = read_f64_matrix(&dir.join("train.npy"))?;
             let labels = read_labels(&dir.join("train_labels.npy"))?;
@@ -61,7 +63,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut parts = Vec::new();
             let all = Instant::now();
-            for m in Method::ALL {
+            for m in Method::ALL
+                .into_iter()
+                .filter(|m| only.is_empty() || only.contains(&m.key()))
+            {
                 let t = Instant::now();
                 let scores = Params::default_for(m).fit(&fit)?.score(&inputs)?;
                 assert_eq!(scores.len(), test.nrows());
@@ -75,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         _ => {
-            eprintln!("usage: zoo_bench knn TRAIN QUERIES K OUT | zoo DIR");
+            eprintln!("usage: zoo_bench knn TRAIN QUERIES K OUT | zoo DIR [KEY...]");
             std::process::exit(2);
         }
     }

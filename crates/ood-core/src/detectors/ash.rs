@@ -13,11 +13,13 @@
 //! ASH-B@65, ASH-S@90; grid {65, 70, ..., 95}. Ties among equal activations are broken by the
 //! lower index (torch.topk leaves that order unspecified).
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 use serde::{Deserialize, Serialize};
 
 use super::data::{check_percentile, head_energy};
 use super::{DetectorError, FitData, Head, Inputs};
+use crate::scores::contiguous;
+use crate::scores::par::par_zip_rows;
 
 /// Which ASH variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,36 +111,57 @@ pub fn top_k(row: &[f64], k: usize, idx: &mut Vec<usize>) {
     idx.truncate(k);
 }
 
+/// Shaped features (N x D, zeros where `shape` writes nothing), rows in parallel: for every
+/// row, its `k` largest activations' indices and its sum `s1` go to `shape` with the output
+/// row; `shape` returns false when its factor overflowed (an error naming that row). Shared
+/// by ASH and SCALE.
+pub(crate) fn shape_rows(
+    method: &'static str,
+    features: ArrayView2<f64>,
+    k: usize,
+    shape: impl Fn(&[f64], &[usize], f64, ArrayViewMut1<f64>) -> bool + Sync,
+) -> Result<Array2<f64>, DetectorError> {
+    let mut out = Array2::<f64>::zeros(features.raw_dim());
+    par_zip_rows(features, &mut out, |offset, src, mut dst| {
+        let (mut idx, mut buf) = (Vec::new(), Vec::new());
+        for (r, (src, dst)) in src.rows().into_iter().zip(dst.rows_mut()).enumerate() {
+            let row = contiguous(src, &mut buf);
+            top_k(row, k, &mut idx);
+            if !shape(row, &idx, row.iter().sum(), dst) {
+                return Err(DetectorError::Overflow {
+                    method,
+                    row: offset + r,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 impl Ash {
     /// The shaped features (N x D).
     pub fn shape(&self, features: ArrayView2<f64>) -> Result<Array2<f64>, DetectorError> {
         let key = self.params.variant.key();
         let k = kept(key, features.ncols(), self.params.percentile)?;
-        let mut out = Array2::<f64>::zeros(features.raw_dim());
-        let (mut row, mut idx) = (Vec::new(), Vec::new());
-        for (r, (src, mut dst)) in features.rows().into_iter().zip(out.rows_mut()).enumerate() {
-            row.clear();
-            row.extend(src.iter().copied());
-            top_k(&row, k, &mut idx);
-            let s1: f64 = row.iter().sum();
-            match self.params.variant {
-                AshVariant::P => idx.iter().for_each(|&i| dst[i] = row[i]),
-                AshVariant::B => idx.iter().for_each(|&i| dst[i] = s1 / k as f64),
-                AshVariant::S => {
-                    let s2: f64 = idx.iter().map(|&i| row[i]).sum();
-                    // all kept values zero: the shaped row is zero whatever the factor
-                    let f = if s2 == 0.0 { 0.0 } else { (s1 / s2).exp() };
-                    if !f.is_finite() {
-                        return Err(DetectorError::Overflow {
-                            method: key,
-                            row: r,
-                        });
-                    }
-                    idx.iter().for_each(|&i| dst[i] = row[i] * f);
-                }
+        let variant = self.params.variant;
+        shape_rows(key, features, k, |row, idx, s1, mut dst| match variant {
+            AshVariant::P => {
+                idx.iter().for_each(|&i| dst[i] = row[i]);
+                true
             }
-        }
-        Ok(out)
+            AshVariant::B => {
+                idx.iter().for_each(|&i| dst[i] = s1 / k as f64);
+                true
+            }
+            AshVariant::S => {
+                let s2: f64 = idx.iter().map(|&i| row[i]).sum();
+                // all kept values zero: the shaped row is zero whatever the factor
+                let f = if s2 == 0.0 { 0.0 } else { (s1 / s2).exp() };
+                idx.iter().for_each(|&i| dst[i] = row[i] * f);
+                f.is_finite()
+            }
+        })
     }
 
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::check_positive;
+use super::data::{check_positive, rows_map};
 use super::{DetectorError, FitData, Head, Inputs};
-use crate::scores::Method as LogitMethod;
+use crate::scores::{contiguous, Method as LogitMethod};
 
 /// Which logit score, with its temperature (ignored by max-logit).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,15 +48,9 @@ impl Logit {
         x.check(self.head.as_ref())?;
         let logits = x.logits(method.name(), self.head.as_ref())?;
         let s = method.scorer(self.params.temperature);
-        let mut buf = Vec::with_capacity(logits.ncols());
-        Ok(logits
-            .rows()
-            .into_iter()
-            .map(|r| {
-                buf.clear();
-                buf.extend(r.iter().copied());
-                s.score_row(&buf)
-            })
-            .collect())
+        // finite and non-empty: checked above
+        Ok(rows_map(logits.view(), |r, buf| {
+            s.score_row(contiguous(r, buf))
+        }))
     }
 }

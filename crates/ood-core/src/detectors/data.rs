@@ -5,6 +5,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use super::DetectorError;
+use crate::scores::contiguous;
+use crate::scores::par::{first_non_finite, par_dot, par_rows};
 
 /// The classifier's last linear layer: `logits = h W^T + b`, W is K x D, b has K entries.
 /// Stored as [`StoredHead`]; loading validates it again.
@@ -46,7 +48,9 @@ impl Head {
     }
     /// `h W^T + b` for N x D features (dimensions checked by the caller).
     pub fn logits(&self, features: ArrayView2<f64>) -> Array2<f64> {
-        features.dot(&self.weight.t()) + &self.bias
+        let mut l = par_dot(features, self.weight.t());
+        l += &self.bias;
+        l
     }
 }
 
@@ -141,12 +145,12 @@ pub struct Inputs<'a> {
 
 /// Index of the first non-finite value, as an error naming `what`.
 pub fn check_finite(what: &'static str, x: ArrayView2<f64>) -> Result<(), DetectorError> {
-    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        Some(((row, col), &value)) => Err(DetectorError::NonFinite {
+    match first_non_finite(x) {
+        Some((row, col)) => Err(DetectorError::NonFinite {
             what,
             row,
             col,
-            value,
+            value: x[[row, col]],
         }),
         None => Ok(()),
     }
@@ -349,33 +353,32 @@ pub fn softmax_into(row: ArrayView1<f64>, out: &mut Vec<f64>) {
     out.iter_mut().for_each(|v| *v /= s);
 }
 
-/// `f(softmax(row))` for every row of the logits (the probabilities may be reordered by `f`).
-pub fn per_softmax_row(logits: ArrayView2<f64>, mut f: impl FnMut(&mut [f64]) -> f64) -> Vec<f64> {
-    let mut p = Vec::with_capacity(logits.ncols());
-    logits
-        .rows()
-        .into_iter()
-        .map(|r| {
-            softmax_into(r, &mut p);
-            f(&mut p)
-        })
-        .collect()
+/// `f(softmax(row))` for every row of the logits (the probabilities may be reordered by `f`),
+/// rows split over the threads.
+pub fn per_softmax_row(logits: ArrayView2<f64>, f: impl Fn(&mut [f64]) -> f64 + Sync) -> Vec<f64> {
+    rows_map(logits, |r, p| {
+        softmax_into(r, p);
+        f(p)
+    })
+}
+
+/// `f(row, scratch)` for every row, in parallel chunks, in row order.
+pub fn rows_map(
+    x: ArrayView2<f64>,
+    f: impl Fn(ArrayView1<f64>, &mut Vec<f64>) -> f64 + Sync,
+) -> Vec<f64> {
+    let out: Result<Vec<f64>, std::convert::Infallible> = par_rows(x, |_, part| {
+        let mut p = Vec::with_capacity(part.ncols());
+        Ok(part.rows().into_iter().map(|r| f(r, &mut p)).collect())
+    });
+    out.unwrap_or_else(|e| match e {})
 }
 
 /// `T * logsumexp(logits / T)` per row: the negative energy ([`crate::scores::Energy`]).
 pub fn energy_rows(logits: ArrayView2<f64>, temperature: f64) -> Vec<f64> {
     use crate::scores::{Energy, LogitScore};
     let e = Energy { temperature };
-    let mut buf = Vec::with_capacity(logits.ncols());
-    logits
-        .rows()
-        .into_iter()
-        .map(|r| {
-            buf.clear();
-            buf.extend(r.iter().copied());
-            e.score_row(&buf)
-        })
-        .collect()
+    rows_map(logits, |r, buf| e.score_row(contiguous(r, buf)))
 }
 
 /// Energy (T = 1) of the head's logits on (modified) features: the common last step of

@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::data::{check_finite, Matrix};
-use super::{DetectorError, Fitted};
+use super::{DetectorError, Fitted, Knn};
 use crate::io::{check_output, open_regular, write_atomic, IoError};
 use crate::limits::check_alloc;
 
@@ -42,18 +42,31 @@ impl Fitted {
     /// safetensors for KNN's training bank.
     pub fn save(&self, path: &Path) -> Result<(), DetectorError> {
         check_output(path, &[])?;
-        let io = |e: std::io::Error| DetectorError::Io(IoError::new(path, e));
-        let bytes = match self {
+        let bytes = self.to_bytes(path)?;
+        write_atomic(path, |w| {
+            w.write_all(&bytes)
+                .map_err(|e| DetectorError::Io(IoError::new(path, e)))
+        })
+    }
+
+    /// The bytes [`Fitted::save`] writes (the Python package pickles these); `origin` names
+    /// the destination in errors.
+    pub fn to_bytes(&self, origin: &Path) -> Result<Vec<u8>, DetectorError> {
+        let io = |e: std::io::Error| DetectorError::Io(IoError::new(origin, e));
+        Ok(match self {
             Fitted::Knn(knn) => {
                 let bank = &knn.bank.0;
-                let mut skeleton = knn.clone();
-                skeleton.bank = Matrix(Array2::zeros((0, bank.ncols())));
+                let skeleton = Knn {
+                    params: knn.params,
+                    bank: Matrix(Array2::zeros((0, bank.ncols()))),
+                    packed: Default::default(),
+                };
                 let meta = to_json(&Fitted::Knn(skeleton)).map_err(|e| io(e.into()))?;
                 let meta = String::from_utf8(meta).expect("serde_json writes UTF-8");
                 let raw: Vec<u8> = bank.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let view = TensorView::new(Dtype::F64, vec![bank.nrows(), bank.ncols()], &raw)
                     .map_err(|source| DetectorError::Safetensors {
-                        path: path.to_path_buf(),
+                        path: origin.to_path_buf(),
                         source,
                     })?;
                 safetensors::serialize(
@@ -61,7 +74,7 @@ impl Fitted {
                     Some(HashMap::from([(META_KEY.to_string(), meta)])),
                 )
                 .map_err(|source| DetectorError::Safetensors {
-                    path: path.to_path_buf(),
+                    path: origin.to_path_buf(),
                     source,
                 })?
             }
@@ -70,8 +83,7 @@ impl Fitted {
                 v.push(b'\n');
                 v
             }
-        };
-        write_atomic(path, |w| w.write_all(&bytes).map_err(io))
+        })
     }
 
     /// Read a file written by [`Fitted::save`].
@@ -82,10 +94,16 @@ impl Fitted {
         file.take(len)
             .read_to_end(&mut bytes)
             .map_err(|e| DetectorError::Io(IoError::new(path, e)))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parse the bytes of a detector file (JSON or safetensors), checking every array as
+    /// [`Fitted::load`] does; `origin` names where they came from in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Fitted, DetectorError> {
         if bytes.first() == Some(&b'{') {
-            return parse(path, &bytes);
+            return parse(origin, bytes);
         }
-        load_safetensors(path, &bytes)
+        load_safetensors(origin, bytes)
     }
 }
 

@@ -8,25 +8,25 @@
 //! pytorch-ood. Paper default k = 50 (CIFAR-10, all training data); grid {50, 100, 200, 500,
 //! 1000} (pytorch-ood's), capped at N.
 //!
-//! Search is exact: blocks of queries times blocks of the bank in f32 through
-//! `matrixmultiply`'s sgemm (`|q - b|^2 = |b|^2 - 2 q.b + |q|^2`), a bounded heap per query, and
-//! then the k candidates re-measured in f64, so the distance returned is exact up to f64 rounding
-//! (the f32 pass can only swap neighbours whose distances agree to ~1e-7).
+//! Search is exact (`knn_search`): f32 register-blocked products of every query with every
+//! bank row, a bounded heap per query, then the k candidates re-measured in f64, so the
+//! distance returned is exact up to f64 rounding (the f32 pass can only swap neighbours whose
+//! distances agree to ~1e-7). The f32 bank is packed once per fitted model (at fit, or at the
+//! first search after a load), not per call.
 
-use std::collections::BinaryHeap;
+use std::sync::{Arc, OnceLock};
 
-use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::Matrix;
+use super::knn_search::{candidates, exact, Bank32, Kernel};
 use super::{DetectorError, FitData, Inputs};
 use crate::limits::check_alloc;
+use crate::scores::par::par_zip_rows;
 
 const KEY: &str = "knn";
-/// Query rows per task and bank rows per matrix product (a 256 x 1024 f32 block is 1 MiB).
-const QUERY_BLOCK: usize = 256;
-const BANK_BLOCK: usize = 1024;
 
 /// KNN's hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -72,21 +72,42 @@ impl KnnParams {
                 n: features.nrows(),
             });
         }
-        check_alloc("KNN bank", features.len() as u128, 8)?;
-        Ok(Knn {
+        check_alloc("KNN bank", features.len() as u128, 12)?;
+        let knn = Knn {
             params: *self,
             bank: Matrix(self.prepare(features)),
-        })
+            packed: Packed::default(),
+        };
+        // pack now, so that scoring finds it ready (an overflow is reported when scoring)
+        let _ = knn.packed();
+        Ok(knn)
     }
     fn prepare(&self, x: ArrayView2<f64>) -> Array2<f64> {
-        let mut z = x.to_owned();
-        if self.normalize {
-            for mut r in z.rows_mut() {
-                let n = r.dot(&r).sqrt().max(1e-12);
-                r /= n;
-            }
+        if !self.normalize {
+            return x.to_owned();
         }
+        let mut z = Array2::<f64>::zeros(x.raw_dim());
+        let done: Result<(), std::convert::Infallible> =
+            par_zip_rows(x, &mut z, |_, src, mut dst| {
+                for (s, mut d) in src.rows().into_iter().zip(dst.rows_mut()) {
+                    let n = s.dot(&s).sqrt().max(1e-12);
+                    d.zip_mut_with(&s, |o, &v| *o = v / n);
+                }
+                Ok(())
+            });
+        done.unwrap_or_else(|e| match e {});
         z
+    }
+}
+
+/// The bank packed in f32 for the search, built once per model: not stored in files and not
+/// compared (it is a function of `bank`). `Err(row)`: that bank row overflows f32.
+#[derive(Debug, Clone, Default)]
+pub struct Packed(OnceLock<Result<Arc<Bank32>, usize>>);
+
+impl PartialEq for Packed {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 
@@ -94,7 +115,11 @@ impl KnnParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Knn {
     pub params: KnnParams,
+    /// Set `bank` only on a model whose search has not run yet (a freshly parsed file): the
+    /// packed copy is made from it once.
     pub bank: Matrix,
+    #[serde(skip)]
+    pub packed: Packed,
 }
 
 /// The k nearest bank rows of one query: indices by increasing distance, and the distances.
@@ -102,21 +127,6 @@ pub struct Knn {
 pub struct Neighbours {
     pub index: Vec<usize>,
     pub distance: Vec<f64>,
-}
-
-/// f32 key ordered for the heap (distances are finite).
-#[derive(PartialEq)]
-struct Key(f32, usize);
-impl Eq for Key {}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Key {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
-    }
 }
 
 impl Knn {
@@ -130,8 +140,23 @@ impl Knn {
             .collect())
     }
 
+    fn packed(&self) -> Result<Arc<Bank32>, usize> {
+        self.packed
+            .0
+            .get_or_init(|| Bank32::pack(self.bank.0.view()).map(Arc::new))
+            .clone()
+    }
+
     /// Exact k-nearest-neighbour search of raw (unnormalised) query features.
     pub fn search(&self, features: ArrayView2<f64>) -> Result<Vec<Neighbours>, DetectorError> {
+        self.search_with(features, Kernel::best())
+    }
+
+    pub(crate) fn search_with(
+        &self,
+        features: ArrayView2<f64>,
+        kernel: Kernel,
+    ) -> Result<Vec<Neighbours>, DetectorError> {
         let bank = &self.bank.0;
         if features.ncols() != bank.ncols() {
             return Err(DetectorError::Dimension {
@@ -146,117 +171,102 @@ impl Knn {
             return Err(DetectorError::KTooLarge { k, n: bank.nrows() });
         }
         check_alloc("KNN queries", features.len() as u128, 12)?;
-        let queries = self.params.prepare(features);
-        let q32 = queries.mapv(|v| v as f32);
-        let b32 = bank.mapv(|v| v as f32);
-        let norms: Vec<f32> = b32.rows().into_iter().map(|r| r.dot(&r)).collect();
         // The search runs in f32: a value or squared norm beyond its range would make every
         // distance NaN (no neighbour found), so it is refused here, naming the row.
-        if let Some(row) = norms.iter().position(|n| !n.is_finite()) {
-            return Err(DetectorError::Overflow {
-                method: "knn (training bank in f32)",
-                row,
-            });
-        }
-        if let Some(row) = q32.rows().into_iter().position(|r| !r.dot(&r).is_finite()) {
+        let packed = self.packed().map_err(|row| DetectorError::Overflow {
+            method: "knn (training bank in f32)",
+            row,
+        })?;
+        let queries = self.params.prepare(features);
+        let q32: Vec<f32> = queries.iter().map(|&v| v as f32).collect();
+        let d = bank.ncols();
+        if let Some(row) = q32
+            .chunks(d.max(1))
+            .position(|r| !r.iter().map(|v| v * v).sum::<f32>().is_finite())
+        {
             return Err(DetectorError::Overflow {
                 method: "knn (query in f32)",
                 row,
             });
         }
-        let starts: Vec<usize> = (0..queries.nrows()).step_by(QUERY_BLOCK).collect();
-        let blocks: Vec<Vec<Neighbours>> = starts
-            .par_iter()
-            .map(|&s| {
-                let e = (s + QUERY_BLOCK).min(queries.nrows());
-                let cand = candidates(q32.slice(s![s..e, ..]), b32.view(), &norms, k);
-                cand.into_iter()
-                    .enumerate()
-                    .map(|(i, idx)| exact(queries.row(s + i), bank.view(), idx))
-                    .collect()
+        let cand = candidates(&q32, &packed, k, kernel);
+        Ok(cand
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, idx)| {
+                let (index, distance) = exact(queries.row(i), bank.view(), idx);
+                Neighbours { index, distance }
             })
-            .collect();
-        Ok(blocks.into_iter().flatten().collect())
+            .collect())
     }
 }
 
-/// For each query row, the indices of its k nearest bank rows by f32 distance (unsorted).
-fn candidates(
-    q: ArrayView2<f32>,
-    bank: ArrayView2<f32>,
-    norms: &[f32],
-    k: usize,
-) -> Vec<Vec<usize>> {
-    let mut heaps: Vec<BinaryHeap<Key>> = (0..q.nrows())
-        .map(|_| BinaryHeap::with_capacity(k + 1))
-        .collect();
-    let mut dots = Array2::<f32>::zeros((q.nrows(), BANK_BLOCK.min(bank.nrows())));
-    for start in (0..bank.nrows()).step_by(BANK_BLOCK) {
-        let end = (start + BANK_BLOCK).min(bank.nrows());
-        let mut g = dots.slice_mut(s![.., ..end - start]);
-        general_mat_mul(1.0, &q, &bank.slice(s![start..end, ..]).t(), 0.0, &mut g);
-        for (heap, row) in heaps.iter_mut().zip(g.rows()) {
-            let row = row.as_slice().expect("rows of a standard-layout block");
-            scan(heap, k, row, &norms[start..end], start);
-        }
-    }
-    heaps
-        .into_iter()
-        .map(|h| h.into_iter().map(|Key(_, i)| i).collect())
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
 
-/// Offer one row of dot products to a query's heap of its k best. `|q|^2` is the same for every
-/// candidate, so `|b|^2 - 2 q.b` ranks them. Chunks of 32 are first tested as a whole (a loop
-/// the compiler vectorises), because after the first blocks almost no candidate beats the
-/// current k-th best.
-fn scan(heap: &mut BinaryHeap<Key>, k: usize, dots: &[f32], norms: &[f32], offset: usize) {
-    const CHUNK: usize = 32;
-    let mut worst = if heap.len() == k {
-        heap.peek().map_or(f32::INFINITY, |t| t.0)
-    } else {
-        f32::INFINITY
-    };
-    for (c, (dc, nc)) in dots.chunks(CHUNK).zip(norms.chunks(CHUNK)).enumerate() {
-        // `|` rather than `||`: no early exit, so the loop vectorises
-        let any = dc
-            .iter()
-            .zip(nc)
-            .fold(false, |a, (&dot, &n)| a | (n - 2.0 * dot < worst));
-        if !any {
-            continue;
+    fn bank() -> Array2<f64> {
+        Array2::from_shape_fn((70, 5), |(i, j)| ((i * 37 + j * 11) % 17) as f64 - 4.0)
+    }
+
+    /// Regression: the f32 bank was converted again on every search; now it is packed once
+    /// per model (at fit; after a file load, at the first search) and shared by later ones.
+    #[test]
+    fn bank_is_packed_once_per_model() {
+        let f = bank();
+        let fit = FitData {
+            features: Some(f.view()),
+            ..Default::default()
+        };
+        let m = KnnParams {
+            k: 3,
+            normalize: true,
         }
-        for (j, (&dot, &n)) in dc.iter().zip(nc).enumerate() {
-            let d = n - 2.0 * dot;
-            if d < worst {
-                if heap.len() == k {
-                    heap.pop();
-                }
-                heap.push(Key(d, offset + c * CHUNK + j));
-                if heap.len() == k {
-                    worst = heap.peek().map_or(f32::INFINITY, |t| t.0);
-                }
+        .fit(&fit)
+        .unwrap();
+        let first = m.packed.0.get().expect("packed at fit").clone().unwrap();
+        m.search(f.view()).unwrap();
+        let again = m.packed().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the search re-packed the bank");
+        // a model parsed from its parts packs at its first search, then keeps it
+        let parsed = Knn {
+            params: m.params,
+            bank: m.bank.clone(),
+            packed: Packed::default(),
+        };
+        assert!(parsed.packed.0.get().is_none());
+        assert_eq!(
+            parsed.search(f.view()).unwrap(),
+            m.search(f.view()).unwrap()
+        );
+        let p1 = parsed.packed().unwrap();
+        parsed.search(f.view()).unwrap();
+        assert!(Arc::ptr_eq(&p1, &parsed.packed().unwrap()));
+    }
+
+    /// The portable kernel and the detected one (AVX-512 where present) find the same
+    /// neighbours and distances.
+    #[test]
+    fn kernels_agree_on_the_search() {
+        let f = bank();
+        let fit = FitData {
+            features: Some(f.view()),
+            ..Default::default()
+        };
+        let m = KnnParams {
+            k: 9,
+            normalize: true,
+        }
+        .fit(&fit)
+        .unwrap();
+        let q = Array2::from_shape_fn((21, 5), |(i, j)| ((i * 13 + j * 29) % 19) as f64 - 6.5);
+        let a = m.search_with(q.view(), Kernel::Portable).unwrap();
+        let b = m.search_with(q.view(), Kernel::best()).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            for (dx, dy) in x.distance.iter().zip(&y.distance) {
+                assert!((dx - dy).abs() < 1e-12, "{dx} vs {dy}");
             }
         }
-    }
-}
-
-/// Re-measure candidates in f64 and sort them by distance (ties: lower index).
-fn exact(q: ndarray::ArrayView1<f64>, bank: ArrayView2<f64>, idx: Vec<usize>) -> Neighbours {
-    let mut pairs: Vec<(f64, usize)> = idx
-        .into_iter()
-        .map(|i| {
-            let d2: f64 = q
-                .iter()
-                .zip(bank.row(i))
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum();
-            (d2.sqrt(), i)
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    Neighbours {
-        index: pairs.iter().map(|p| p.1).collect(),
-        distance: pairs.iter().map(|p| p.0).collect(),
     }
 }

@@ -20,6 +20,7 @@ pub mod gen;
 pub mod gradnorm;
 pub mod klm;
 pub mod knn;
+mod knn_search;
 pub mod linalg;
 pub mod mahalanobis;
 pub mod react;

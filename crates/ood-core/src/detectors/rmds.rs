@@ -4,7 +4,8 @@
 //! `MD_k(h) = (h - mu_k)^T Sigma^-1 (h - mu_k)` with class means and the tied covariance, and
 //! `MD_0(h)` of one background Gaussian fitted on all training features (mean and full
 //! covariance, 1/N). Score `-min_k (MD_k(h) - MD_0(h))` (higher = in-distribution). Both fits
-//! are [`crate::scores::mahalanobis`] (the background is the one-class case). pytorch-ood 0.4
+//! are [`crate::scores::mahalanobis`] (the background is the one-class case, its covariance the
+//! within-class plus the between-class scatter, so one pass over the features serves both). pytorch-ood 0.4
 //! divides neither covariance by N and adds a 1e-6 ridge: its score is N times ours up to the
 //! ridge. Optional shrinkage as for Mahalanobis (default 0, the paper's estimate).
 
@@ -21,8 +22,7 @@ pub fn fit(params: &MahalanobisParams, data: &FitData) -> Result<Rmds, DetectorE
     data.check()?;
     let features = data.features(KEY)?;
     let labels = data.labels(KEY)?;
-    let classes = params.fit(features, labels)?;
-    let background = params.fit(features, &vec![0; features.nrows()])?;
+    let (classes, background) = params.fit_with_background(features, labels)?;
     Ok(Rmds {
         classes: Stored(classes),
         background: Stored(background),

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ash::{kept, top_k};
+use super::ash::{kept, shape_rows};
 use super::data::{check_percentile, head_energy};
 use super::{DetectorError, FitData, Head, Inputs};
 
@@ -60,24 +60,13 @@ impl Scale {
         x.check(Some(&self.head))?;
         let features = x.features(KEY)?;
         let k = kept(KEY, features.ncols(), self.params.percentile)?;
-        let mut scaled = features.to_owned();
-        let (mut row, mut idx) = (Vec::new(), Vec::new());
-        for (r, mut dst) in scaled.rows_mut().into_iter().enumerate() {
-            row.clear();
-            row.extend(dst.iter().copied());
-            top_k(&row, k, &mut idx);
-            let s1: f64 = row.iter().sum();
+        let scaled = shape_rows(KEY, features, k, |row, idx, s1, mut dst| {
             let s2: f64 = idx.iter().map(|&i| row[i]).sum();
             // top-k summing to zero on ReLU features means an all-zero row: leave it
             let f = if s2 == 0.0 { 1.0 } else { (s1 / s2).exp() };
-            if !f.is_finite() {
-                return Err(DetectorError::Overflow {
-                    method: KEY,
-                    row: r,
-                });
-            }
-            dst *= f;
-        }
+            dst.iter_mut().zip(row).for_each(|(d, &v)| *d = v * f);
+            f.is_finite()
+        })?;
         Ok(head_energy(&self.head, scaled.view()))
     }
 }

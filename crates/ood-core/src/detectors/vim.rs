@@ -11,9 +11,10 @@
 use ndarray::{Array1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::data::{energy_rows, Matrix};
+use super::data::{energy_rows, rows_map, Matrix};
 use super::linalg::{pinv_apply, symmetric_eigen};
 use super::{DetectorError, FitData, Head, Inputs};
+use crate::scores::par::{par_dot, par_gram};
 
 const KEY: &str = "vim";
 
@@ -66,7 +67,7 @@ impl VimParams {
         }
         let origin = -pinv_apply(head.weight.view(), head.bias.view());
         let centred = &features - &origin;
-        let cov = centred.t().dot(&centred) / features.nrows() as f64;
+        let cov = par_gram(centred.view()) / features.nrows() as f64;
         let (_, vecs) = symmetric_eigen(cov.view());
         let residual = vecs.slice(ndarray::s![.., principal..]).to_owned();
         let mut model = Vim {
@@ -106,8 +107,8 @@ pub struct Vim {
 impl Vim {
     fn residual_norm(&self, features: ArrayView2<f64>) -> Vec<f64> {
         let origin = Array1::from(self.origin.clone());
-        let proj = (&features - &origin).dot(&self.residual.0);
-        proj.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect()
+        let proj = par_dot((&features - &origin).view(), self.residual.0.view());
+        rows_map(proj.view(), |r, _| r.dot(&r).sqrt())
     }
 
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {

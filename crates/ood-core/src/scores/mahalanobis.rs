@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use super::par::{first_non_finite, par_dot, par_gram, par_rows};
+
 /// Errors of fitting or applying the Mahalanobis detector.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MahalanobisError {
@@ -89,6 +91,47 @@ impl MahalanobisParams {
         features: ArrayView2<f64>,
         labels: &[i64],
     ) -> Result<Mahalanobis, MahalanobisError> {
+        let s = self.scatter(features, labels)?;
+        self.finish(s.classes, s.means, s.within)
+    }
+
+    /// The class Gaussians (as [`MahalanobisParams::fit`]) and the one-class background
+    /// Gaussian of all features (mean and 1/N covariance, class label 0) in one pass over the
+    /// features: the background covariance is the within-class scatter plus the between-class
+    /// scatter of the class means (total = within + between). For RMDS.
+    pub fn fit_with_background(
+        &self,
+        features: ArrayView2<f64>,
+        labels: &[i64],
+    ) -> Result<(Mahalanobis, Mahalanobis), MahalanobisError> {
+        let s = self.scatter(features, labels)?;
+        let n = features.nrows() as f64;
+        let d = features.ncols();
+        let mut mean = Array1::<f64>::zeros(d);
+        for (m, &c) in s.means.rows().into_iter().zip(&s.counts) {
+            mean.scaled_add(c as f64 / n, &m);
+        }
+        let mut total = s.within.clone();
+        for (m, &c) in s.means.rows().into_iter().zip(&s.counts) {
+            let dm = &m - &mean;
+            let w = c as f64 / n;
+            for i in 0..d {
+                for j in 0..d {
+                    total[[i, j]] += w * dm[i] * dm[j];
+                }
+            }
+        }
+        let background = self.finish(vec![0], mean.insert_axis(Axis(0)), total)?;
+        let classes = self.finish(s.classes, s.means, s.within)?;
+        Ok((classes, background))
+    }
+
+    /// Checks, class means, counts and the within-class scatter `1/N sum (x - mu_y)(x - mu_y)^T`.
+    fn scatter(
+        &self,
+        features: ArrayView2<f64>,
+        labels: &[i64],
+    ) -> Result<Scatter, MahalanobisError> {
         let (n, d) = features.dim();
         if n != labels.len() {
             return Err(MahalanobisError::LengthMismatch {
@@ -110,6 +153,7 @@ impl MahalanobisParams {
             by_class.entry(y).or_default().push(i);
         }
         let classes: Vec<i64> = by_class.keys().copied().collect();
+        let counts: Vec<usize> = by_class.values().map(Vec::len).collect();
         let mut means = Array2::<f64>::zeros((classes.len(), d));
         for (k, rows) in by_class.values().enumerate() {
             let mut m = means.row_mut(k);
@@ -124,7 +168,23 @@ impl MahalanobisParams {
         for (i, mut row) in centered.axis_iter_mut(Axis(0)).enumerate() {
             row -= &means.row(class_index[&labels[i]]);
         }
-        let mut covariance = centered.t().dot(&centered) / n as f64;
+        let within = par_gram(centered.view()) / n as f64;
+        Ok(Scatter {
+            classes,
+            counts,
+            means,
+            within,
+        })
+    }
+
+    /// Shrink the covariance (if asked) and factor it.
+    fn finish(
+        &self,
+        classes: Vec<i64>,
+        means: Array2<f64>,
+        mut covariance: Array2<f64>,
+    ) -> Result<Mahalanobis, MahalanobisError> {
+        let d = covariance.nrows();
         if self.shrinkage > 0.0 {
             let mu = covariance.diag().sum() / d as f64;
             covariance *= 1.0 - self.shrinkage;
@@ -134,6 +194,14 @@ impl MahalanobisParams {
         }
         Mahalanobis::from_parts(*self, classes, means, covariance)
     }
+}
+
+/// What one pass over the training features gives (see [`MahalanobisParams::fit`]).
+struct Scatter {
+    classes: Vec<i64>,
+    counts: Vec<usize>,
+    means: Array2<f64>,
+    within: Array2<f64>,
 }
 
 impl Mahalanobis {
@@ -181,22 +249,26 @@ impl Mahalanobis {
             });
         }
         check_finite(features)?;
-        let z = features.dot(&self.whiten.t());
-        Ok(z.rows()
-            .into_iter()
-            .map(|zr| {
-                self.whitened_means
-                    .rows()
-                    .into_iter()
-                    .map(|m| {
-                        -zr.iter()
-                            .zip(m.iter())
-                            .map(|(a, b)| (a - b) * (a - b))
-                            .sum::<f64>()
-                    })
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect())
+        let z = par_dot(features, self.whiten.t());
+        let out: Result<Vec<f64>, std::convert::Infallible> = par_rows(z.view(), |_, part| {
+            Ok(part
+                .rows()
+                .into_iter()
+                .map(|zr| {
+                    self.whitened_means
+                        .rows()
+                        .into_iter()
+                        .map(|m| {
+                            -zr.iter()
+                                .zip(m.iter())
+                                .map(|(a, b)| (a - b) * (a - b))
+                                .sum::<f64>()
+                        })
+                        .fold(f64::NEG_INFINITY, f64::max)
+                })
+                .collect())
+        });
+        Ok(out.unwrap_or_else(|e| match e {}))
     }
 
     pub fn to_file(&self) -> MahalanobisFile {
@@ -243,12 +315,14 @@ fn to_array(rows: &[Vec<f64>], r: usize, c: usize) -> Option<Array2<f64>> {
 }
 
 fn check_finite(x: ArrayView2<f64>) -> Result<(), MahalanobisError> {
-    for ((row, col), &value) in x.indexed_iter() {
-        if !value.is_finite() {
-            return Err(MahalanobisError::NonFinite { row, col, value });
-        }
+    match first_non_finite(x) {
+        Some((row, col)) => Err(MahalanobisError::NonFinite {
+            row,
+            col,
+            value: x[[row, col]],
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Lower Cholesky factor `L` with `A = L L^T`. A pivot below `1e-12 * max diag(A)` counts as
@@ -335,6 +409,30 @@ mod tests {
         // JSON roundtrip keeps the scores
         let back = Mahalanobis::from_file(m.to_file()).unwrap();
         assert_eq!(back.score(array![[1.0, 1.0]].view()).unwrap()[0], s[0]);
+    }
+
+    #[test]
+    fn background_from_the_class_fit_equals_a_one_class_fit() {
+        let x = Array2::from_shape_fn((60, 3), |(i, j)| {
+            ((i * 7 + j * 13) % 11) as f64 + if i % 3 == 0 { 5.0 } else { 0.0 }
+        });
+        let y: Vec<i64> = (0..60).map(|i| (i % 3) as i64).collect();
+        for shrinkage in [0.0, 0.2] {
+            let p = MahalanobisParams { shrinkage };
+            let (classes, background) = p.fit_with_background(x.view(), &y).unwrap();
+            let direct = p.fit(x.view(), &vec![0; 60]).unwrap();
+            assert_eq!(background.classes(), &[0]);
+            assert!((background.covariance() - direct.covariance())
+                .iter()
+                .all(|e| e.abs() < 1e-12));
+            assert!((background.means() - direct.means())
+                .iter()
+                .all(|e| e.abs() < 1e-12));
+            assert_eq!(
+                classes.covariance(),
+                p.fit(x.view(), &y).unwrap().covariance()
+            );
+        }
     }
 
     #[test]

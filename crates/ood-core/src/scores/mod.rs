@@ -8,6 +8,7 @@ pub mod energy;
 pub mod mahalanobis;
 pub mod max_logit;
 pub mod msp;
+pub mod par;
 
 pub use energy::Energy;
 pub use mahalanobis::{Mahalanobis, MahalanobisError, MahalanobisParams};
@@ -28,7 +29,7 @@ pub enum ScoreError {
 }
 
 /// A score computed from one row of logits.
-pub trait LogitScore {
+pub trait LogitScore: Sync {
     /// Short name used in files and artifacts (`energy`, `msp`, `maxlogit`).
     fn name(&self) -> &'static str;
     /// Temperature, if the method has one.
@@ -46,21 +47,38 @@ pub trait LogitScore {
         if logits.ncols() == 0 {
             return Err(ScoreError::NoClasses);
         }
-        let mut row_buf = Vec::with_capacity(logits.ncols());
-        let mut out = Vec::with_capacity(logits.nrows());
-        for (r, row) in logits.rows().into_iter().enumerate() {
-            row_buf.clear();
-            row_buf.extend(row.iter().copied());
-            if let Some(c) = row_buf.iter().position(|v| !v.is_finite()) {
-                return Err(ScoreError::NonFinite {
-                    row: r,
-                    col: c,
-                    value: row_buf[c],
-                });
-            }
-            out.push(self.score_row(&row_buf));
+        par::par_rows(logits, |offset, part| {
+            let mut buf = Vec::new();
+            part.rows()
+                .into_iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let row = contiguous(row, &mut buf);
+                    // one fused pass tests the row: `v * 0` is NaN exactly for NaN and +-inf
+                    if row.iter().fold(0.0, |a, &v| a + v * 0.0) != 0.0 {
+                        let c = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                        return Err(ScoreError::NonFinite {
+                            row: offset + r,
+                            col: c,
+                            value: row[c],
+                        });
+                    }
+                    Ok(self.score_row(row))
+                })
+                .collect()
+        })
+    }
+}
+
+/// A row as a slice: itself when contiguous (no copy), else copied into `buf`.
+pub fn contiguous<'a>(row: ndarray::ArrayView1<'a, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    match row.to_slice() {
+        Some(s) => s,
+        None => {
+            buf.clear();
+            buf.extend(row.iter().copied());
+            buf
         }
-        Ok(out)
     }
 }
 
