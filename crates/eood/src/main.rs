@@ -42,7 +42,7 @@ enum Command {
     /// Fine-tune a pretrained classifier with the energy-bounded loss or Outlier Exposure.
     #[cfg(feature = "nn")]
     Finetune(cmd::finetune::Args),
-    /// Run a model over a dataset and write logits (and penultimate features) as .npy.
+    /// Run a model over a dataset and write logits (and features, feature map, last layer) as .npy.
     #[cfg(feature = "nn")]
     Extract(cmd::extract::Args),
     /// Run a whole benchmark: the paper's tables and figures.
