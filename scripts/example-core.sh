@@ -51,11 +51,11 @@ for set in test ood_near ood_far; do
 done
 
 step "Mahalanobis on features: fit class means + tied covariance on train, score, metrics"
-"$EOOD" mahalanobis fit --features "$OUT/train_features.npy" --labels "$OUT/train_labels.npy" \
-  --out "$OUT/mahalanobis.json"
+"$EOOD" fit --method mahalanobis_features --features "$OUT/train_features.npy" \
+  --labels "$OUT/train_labels.npy" --out "$OUT/mahalanobis.json"
 for set in test ood_near ood_far; do
-  "$EOOD" mahalanobis score --model "$OUT/mahalanobis.json" --features "$OUT/${set}_features.npy" \
-    --out "$OUT/${set}_maha.npy"
+  "$EOOD" score --method mahalanobis_features --fitted "$OUT/mahalanobis.json" \
+    --features "$OUT/${set}_features.npy" --out "$OUT/${set}_maha.npy"
 done
 "$EOOD" metrics --id "$OUT/test_maha.npy" --ood "$OUT/ood_near_maha.npy" --ood "$OUT/ood_far_maha.npy"
 

@@ -140,7 +140,7 @@ def _from_model(model: Any, want: type) -> ZooDetector:
 
 def load_bytes(data: bytes, want: type) -> BaseDetector:
     """A detector from a file's bytes: the core's zoo file (safetensors, or JSON with
-    ``"format": "eood-detector"``), the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``,
+    ``"format": "eood-detector"``), the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit`` (earlier versions),
     or the package's own ``energy-ood-python-detector`` JSON (the logit scores)."""
     if data[:1] != b"{":
         return _from_model(_core.ZooModel.from_bytes(data), want)
@@ -329,7 +329,7 @@ class Mahalanobis(ZooDetector):
     ``Sigma`` (1/N; optionally shrunk: ``(1 - a) Sigma + a tr(Sigma)/D I``), score
     ``max_c -(h - mu_c)^T Sigma^-1 (h - mu_c)``. Fit on training features and labels. The one
     Mahalanobis class (``MahalanobisFeatures`` is the same class, by its report key); ``load``
-    also reads the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
+    also reads the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit`` (earlier versions)."""
 
     method = "mahalanobis_features"
 

@@ -100,7 +100,7 @@ class BaseDetector:
     def load(cls, path: "str | os.PathLike[str]") -> "BaseDetector":
         """Read a file written by ``save`` (``BaseDetector.load`` returns the saved class),
         or a core detector file of the zoo (``eood-detector`` JSON or KNN safetensors), or
-        the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit``."""
+        the ``eood-mahalanobis`` JSON of ``eood mahalanobis fit`` (earlier versions)."""
         from . import _zoo
 
         return _zoo.load_bytes(_core.read_file(os.fspath(path)), cls)

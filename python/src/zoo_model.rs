@@ -144,7 +144,7 @@ impl PyZooModel {
     }
 
     /// A `mahalanobis_features` model from the `eood-mahalanobis` JSON of
-    /// `eood mahalanobis fit` (the same fit: class means and the tied covariance).
+    /// `eood mahalanobis fit` of earlier versions (the same fit: class means and the tied covariance).
     #[staticmethod]
     fn from_mahalanobis_json(text: &str) -> PyResult<Self> {
         let file: MahalanobisFile = serde_json::from_str(text).map_err(|e| {

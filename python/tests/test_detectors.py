@@ -123,13 +123,15 @@ def test_mahalanobis_file_shared_with_cli(eood, tmp_path, rng):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     np.save(tmp_path / "t.npy", test)
-    subprocess.run([eood, "mahalanobis", "fit", "--features", str(tmp_path / "x.npy"), "--labels",
-                    str(tmp_path / "y.npy"), "--out", str(tmp_path / "m.json")],
+    subprocess.run([eood, "fit", "--method", "mahalanobis_features", "--features",
+                    str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--out",
+                    str(tmp_path / "m.json")],
                    check=True, capture_output=True)
-    subprocess.run([eood, "mahalanobis", "score", "--model", str(tmp_path / "m.json"),
-                    "--features", str(tmp_path / "t.npy"), "--out", str(tmp_path / "s.npy")],
+    subprocess.run([eood, "score", "--method", "mahalanobis_features", "--fitted",
+                    str(tmp_path / "m.json"), "--features", str(tmp_path / "t.npy"), "--out",
+                    str(tmp_path / "s.npy")],
                    check=True, capture_output=True)
-    det = D.Mahalanobis.load(tmp_path / "m.json")
+    det = D.MahalanobisFeatures.load(tmp_path / "m.json")
     np.testing.assert_allclose(det.score(features=test), np.load(tmp_path / "s.npy"), rtol=1e-12)
     np.testing.assert_allclose(D.Mahalanobis().fit(features=x, labels=y).score(features=test),
                                np.load(tmp_path / "s.npy"), rtol=1e-12)

@@ -27,23 +27,37 @@ pub fn check_temperature(t: f64) -> anyhow::Result<f64> {
     )?)
 }
 
-/// The score a set of scores came from, as `calibrate` records it and `detect` checks it.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// The score a set of scores came from, as `calibrate` records it and `detect` checks it:
+/// every detector key of `eood score` (`ood_core::detectors::Method`: energy, msp, maxlogit,
+/// react, ash_p, ..., gradnorm) and the input-space methods of `eood extract --method`
+/// (`odin`, `mahalanobis`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScoreMethod {
-    Energy,
-    Msp,
-    Maxlogit,
+    Zoo(ood_core::detectors::Method),
     Mahalanobis,
     Odin,
 }
 
+impl std::str::FromStr for ScoreMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use ood_core::detectors::Method;
+        match s {
+            "mahalanobis" => Ok(ScoreMethod::Mahalanobis),
+            "odin" => Ok(ScoreMethod::Odin),
+            s => Method::from_key(s).map(ScoreMethod::Zoo).map_err(|_| {
+                let keys: Vec<&str> = Method::ALL.iter().map(|m| m.key()).collect();
+                format!("expected {}, odin or mahalanobis", keys.join(", "))
+            }),
+        }
+    }
+}
+
 impl ScoreMethod {
-    /// The name written into detector files (`ood_core::scores::Method::name` for the logit scores).
+    /// The name written into detector files (the detector key).
     pub fn name(self) -> &'static str {
         match self {
-            ScoreMethod::Energy => "energy",
-            ScoreMethod::Msp => "msp",
-            ScoreMethod::Maxlogit => "maxlogit",
+            ScoreMethod::Zoo(m) => m.key(),
             ScoreMethod::Mahalanobis => "mahalanobis",
             ScoreMethod::Odin => "odin",
         }
@@ -51,9 +65,10 @@ impl ScoreMethod {
 
     /// Whether the score has a temperature (default 1 when not given).
     pub fn has_temperature(self) -> bool {
+        use ood_core::detectors::Method;
         matches!(
             self,
-            ScoreMethod::Energy | ScoreMethod::Msp | ScoreMethod::Odin
+            ScoreMethod::Zoo(Method::Energy | Method::Msp | Method::Gradnorm) | ScoreMethod::Odin
         )
     }
 }

@@ -24,16 +24,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Turn logits (.npy, N x K) into OOD scores (higher = more in-distribution).
+    /// Score logits, features or feature maps with any detector (higher = more in-distribution).
     Score(cmd::score::Args),
+    /// Fit a detector (react, knn, vim, mahalanobis_features, ...) on training arrays.
+    Fit(cmd::fit::Args),
     /// FPR at 95% TPR, AUROC, AUPR-In/Out and detection error of ID vs OOD scores.
     Metrics(cmd::metrics::Args),
     /// Choose the threshold tau that accepts a target fraction of in-distribution scores.
     Calibrate(cmd::calibrate::Args),
     /// Apply a calibrated detector to scores: 1 = accept (in-distribution), 0 = reject.
     Detect(cmd::detect::Args),
-    /// Mahalanobis detector on features: fit class means + tied covariance, or score.
-    Mahalanobis(cmd::mahalanobis::Args),
     /// Datasets: list, fetch, verify, build the Fashion-MNIST OOD benchmark, show montages.
     Data(cmd::data::Args),
     /// Train a classifier from scratch (SGD Nesterov, cosine schedule).
@@ -42,7 +42,7 @@ enum Command {
     /// Fine-tune a pretrained classifier with the energy-bounded loss or Outlier Exposure.
     #[cfg(feature = "nn")]
     Finetune(cmd::finetune::Args),
-    /// Run a model over a dataset and write logits (and penultimate features) as .npy.
+    /// Run a model over a dataset and write logits (and features, feature map, last layer) as .npy.
     #[cfg(feature = "nn")]
     Extract(cmd::extract::Args),
     /// Run a whole benchmark: the paper's tables and figures.
@@ -84,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(a) => cmd::metrics::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Detect(a) => cmd::detect::run(a),
-        Command::Mahalanobis(a) => cmd::mahalanobis::run(a),
+        Command::Fit(a) => cmd::fit::run(a),
         Command::Data(a) => cmd::data::run(a),
         #[cfg(feature = "nn")]
         Command::Train(a) => cmd::train::run(a),

@@ -1,4 +1,4 @@
-//! CLI tests of the framework-free commands (score, metrics, calibrate, detect, mahalanobis) on
+//! CLI tests of the framework-free commands (score, metrics, calibrate, detect, fit) on
 //! tiny fixtures generated in each test, including every bad input the core must refuse with one
 //! line naming the file and the problem, and exit code 2.
 
@@ -624,8 +624,9 @@ fn mahalanobis_fit_and_score() {
     let model = f.path("maha.json");
     eood()
         .args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&x),
             "--labels",
@@ -639,9 +640,10 @@ fn mahalanobis_fit_and_score() {
     let out = f.path("s.npy");
     eood()
         .args([
-            "mahalanobis",
             "score",
-            "--model",
+            "--method",
+            "mahalanobis_features",
+            "--fitted",
             s(&model),
             "--features",
             s(&t),
@@ -658,8 +660,9 @@ fn mahalanobis_fit_and_score() {
     write_i64_vector(&y3, &[0, 1, 0]).unwrap();
     fails_with(
         eood().args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&x),
             "--labels",
@@ -667,13 +670,14 @@ fn mahalanobis_fit_and_score() {
             "--out",
             s(&model),
         ]),
-        &["x.npy has 8 rows but", "y3.npy has 3 labels"],
+        &["y3.npy", "labels have 3 rows but the training data has 8"],
     );
     let flat = f.matrix("flat.npy", &array![[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]);
     fails_with(
         eood().args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&flat),
             "--labels",
@@ -685,8 +689,9 @@ fn mahalanobis_fit_and_score() {
     );
     eood()
         .args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&flat),
             "--labels",
@@ -701,9 +706,10 @@ fn mahalanobis_fit_and_score() {
     let wide = f.matrix("wide.npy", &array![[1.0, 2.0, 3.0]]);
     fails_with(
         eood().args([
-            "mahalanobis",
             "score",
-            "--model",
+            "--method",
+            "mahalanobis_features",
+            "--fitted",
             s(&model),
             "--features",
             s(&wide),
@@ -715,8 +721,9 @@ fn mahalanobis_fit_and_score() {
     let fl = f.vector("flabels.npy", &[0.0, 1.0]);
     fails_with(
         eood().args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&x),
             "--labels",
@@ -730,15 +737,16 @@ fn mahalanobis_fit_and_score() {
     std::fs::write(&junk, "[]").unwrap();
     fails_with(
         eood().args([
-            "mahalanobis",
             "score",
-            "--model",
+            "--method",
+            "mahalanobis_features",
+            "--fitted",
             s(&junk),
             "--features",
             s(&t),
             "--out",
             s(&out),
         ]),
-        &["junk.json", "not a fitted Mahalanobis detector"],
+        &["junk.json: not a detector"],
     );
 }

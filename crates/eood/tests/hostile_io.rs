@@ -134,8 +134,9 @@ fn out_equal_to_an_input_is_refused_for_every_writer() {
     write_i64_vector(&labels, &[0, 1]).unwrap();
     fails_with(
         eood().args([
-            "mahalanobis",
             "fit",
+            "--method",
+            "mahalanobis_features",
             "--features",
             s(&logits),
             "--labels",

@@ -1,6 +1,7 @@
 //! Streaming inference: a [`Classifier`] over an input array, writing logits (and penultimate
-//! features) as `.npy` files batch by batch, so memory stays bounded by a few batches whatever
-//! the dataset size.
+//! features, the feature map before pooling, the last layer) as `.npy` files batch by batch, so
+//! memory stays bounded by a few batches whatever the dataset size. Inputs live in `input`,
+//! the writer in `writer`, the last layer and the feature map in `head`.
 //!
 //! Inputs ([`InputSet`]):
 //! - `uint8` images `N x H x W (x C)` (e.g. the fmnist-ood files), read image by image and normalized on
@@ -12,17 +13,24 @@
 //! declares all `N` rows, filled batch by batch and renamed into place at the end, so an
 //! interrupted run never leaves a truncated `.npy` behind (nor touches an existing one).
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ood_core::io::npy::{self, Dtype, NpyError, NpyFile, NpyWriter};
-use ood_data::batch::{BatchConfig, BatchLoader, ImageSource};
-use ood_data::formats::npy_images::NpyImages;
-use ood_data::transforms::{Normalize, Pipeline};
-use tch::{Device, Kind, Tensor};
+use ood_core::io::npy::{write_array, NpyError};
+use ood_data::transforms::Normalize;
+use tch::Tensor;
 
 use crate::model::Classifier;
+
+mod head;
+mod input;
+mod writer;
+
+pub use head::{check_head, find_head, forward_with_map, HeadError, HeadNames};
+pub use input::{F32Array, InputBatch, InputSet};
+use writer::to_host;
+pub(crate) use writer::to_rows;
+pub use writer::NpyRowWriter;
 
 /// Errors of inference and of the input-space methods (ODIN, Mahalanobis preprocessing).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,8 @@ pub enum InferError {
     #[error(transparent)]
     Metrics(#[from] ood_core::MetricsError),
     #[error(transparent)]
+    Head(#[from] HeadError),
+    #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
 }
 
@@ -61,318 +71,6 @@ pub(crate) fn torch_err(context: impl Into<String>) -> impl FnOnce(tch::TchError
     let context = context.into();
     move |source| InferError::Torch { context, source }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Inputs
-
-/// A `.npy` array to run a model on.
-#[derive(Debug)]
-pub enum InputSet {
-    /// `uint8` images, normalized per channel on the fly (the first `len` of the file).
-    Images { images: Arc<NpyImages>, len: usize },
-    /// `float32` `N x C x H x W` model input.
-    Tensors(F32Array),
-}
-
-/// A C-order `float32` `N x C x H x W` `.npy` array read by rows (`shape[0]`), never whole.
-#[derive(Debug, Clone)]
-pub struct F32Array {
-    pub path: PathBuf,
-    pub shape: Vec<usize>,
-}
-
-impl F32Array {
-    pub fn open(path: &Path) -> Result<Self> {
-        let bad = |reason: String| InferError::Input {
-            path: path.into(),
-            reason,
-        };
-        let header = NpyFile::open(path)?.header().clone();
-        if header.dtype != Dtype::F32 || header.fortran_order {
-            return Err(bad(format!(
-                "dtype {:?}{}: expected uint8 images or C-order float32 ('<f4') N x C x H x W",
-                header.descr(),
-                if header.fortran_order {
-                    " (Fortran order)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        if header.shape.len() != 4 {
-            return Err(bad(format!(
-                "float32 input must be N x C x H x W, got shape {:?}",
-                header.shape
-            )));
-        }
-        Ok(Self {
-            path: path.into(),
-            shape: header.shape,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.shape[0]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Rows `start..start + n` as an `n x C x H x W` tensor.
-    fn read_rows(&self, file: &NpyFile, start: usize, n: usize) -> Result<Tensor> {
-        let per: usize = self.shape[1..].iter().product();
-        let mut bytes = vec![0u8; n * per * 4];
-        file.read_at((start * per * 4) as u64, &mut bytes)?;
-        let values = npy::decode_f32(file.header().big_endian, &bytes);
-        let mut shape: Vec<i64> = self.shape.iter().map(|&d| d as i64).collect();
-        shape[0] = n as i64;
-        Ok(Tensor::from_slice(&values).reshape(shape))
-    }
-}
-
-/// A batch of model input on the CPU.
-#[derive(Debug)]
-pub struct InputBatch {
-    /// `n x C x H x W` float32.
-    pub x: Tensor,
-    /// Row index of the first image in the set.
-    pub start: usize,
-}
-
-impl InputSet {
-    /// Opens a `.npy` of `uint8` images or of `float32` model input (by its dtype).
-    pub fn open(path: &Path) -> Result<Self> {
-        if npy::is_float(path)? {
-            Ok(InputSet::Tensors(F32Array::open(path)?))
-        } else {
-            let images = NpyImages::open(path)?;
-            let len = images.len();
-            Ok(InputSet::Images {
-                images: Arc::new(images),
-                len,
-            })
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        match self {
-            InputSet::Images { images, .. } => images.path(),
-            InputSet::Tensors(a) => &a.path,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            InputSet::Images { len, .. } => *len,
-            InputSet::Tensors(a) => a.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Channels of the model input.
-    pub fn channels(&self) -> usize {
-        match self {
-            InputSet::Images { images, .. } => images.image_shape().2,
-            InputSet::Tensors(a) => a.shape[1],
-        }
-    }
-
-    /// `true` for `uint8` images (which need a normalization).
-    pub fn needs_normalization(&self) -> bool {
-        matches!(self, InputSet::Images { .. })
-    }
-
-    /// Only the first `n` rows (all of them if there are fewer).
-    pub fn head(self, n: usize) -> Self {
-        match self {
-            InputSet::Images { images, len } => InputSet::Images {
-                images,
-                len: len.min(n),
-            },
-            InputSet::Tensors(mut a) => {
-                a.shape[0] = a.shape[0].min(n);
-                InputSet::Tensors(a)
-            }
-        }
-    }
-
-    /// Batches in file order. `normalize` is required for `uint8` images and ignored for float
-    /// input; `workers` threads prepare image batches ahead (0: on this thread).
-    pub fn batches(
-        &self,
-        batch_size: usize,
-        normalize: Option<&Normalize>,
-        workers: usize,
-    ) -> Result<Box<dyn Iterator<Item = Result<InputBatch>> + '_>> {
-        if batch_size == 0 {
-            return Err(InferError::Config("batch size must be positive".into()));
-        }
-        match self {
-            InputSet::Images { images, len } => {
-                let source: Arc<dyn ImageSource> = if *len == images.len() {
-                    images.clone()
-                } else {
-                    Arc::new(Head {
-                        inner: images.clone(),
-                        len: *len,
-                    })
-                };
-                let normalize = normalize.ok_or_else(|| {
-                    InferError::Config("uint8 images need a normalization (mean, std)".into())
-                })?;
-                let loader = BatchLoader::new(
-                    source,
-                    Pipeline {
-                        steps: vec![],
-                        normalize: normalize.clone(),
-                    },
-                    BatchConfig {
-                        batch_size,
-                        shuffle: false,
-                        drop_last: false,
-                        seed: 0,
-                        workers,
-                        depth: 2,
-                    },
-                )?;
-                let mut start = 0;
-                Ok(Box::new(loader.epoch(0).map(move |b| {
-                    let shape: Vec<i64> = b.images.shape().iter().map(|&d| d as i64).collect();
-                    let n = shape[0] as usize;
-                    let x = Tensor::from_slice(b.images.as_slice().expect("contiguous batch"))
-                        .reshape(shape);
-                    let batch = InputBatch { x, start };
-                    start += n;
-                    Ok(batch)
-                })))
-            }
-            InputSet::Tensors(a) => {
-                let file = NpyFile::open(&a.path)?;
-                let n = a.len();
-                Ok(Box::new((0..n).step_by(batch_size).map(move |start| {
-                    let rows = batch_size.min(n - start);
-                    Ok(InputBatch {
-                        x: a.read_rows(&file, start, rows)?,
-                        start,
-                    })
-                })))
-            }
-        }
-    }
-}
-
-/// The first `len` images of a file.
-struct Head {
-    inner: Arc<NpyImages>,
-    len: usize,
-}
-
-impl ImageSource for Head {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn image_shape(&self) -> (usize, usize, usize) {
-        self.inner.image_shape()
-    }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
-        ImageSource::read_image(&*self.inner, index, out)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Streaming .npy writer
-
-/// Writes a `float32` `rows x cols` `.npy` file row block by row block, through
-/// [`ood_core::io::npy::NpyWriter`] (created with the first block, when `cols` is known, and
-/// declaring all `rows`). [`NpyRowWriter::finish`] checks the count and renames the temporary
-/// file into place; dropped unfinished, it leaves no file behind.
-#[derive(Debug)]
-pub struct NpyRowWriter {
-    path: PathBuf,
-    rows: usize,
-    cols: Option<usize>,
-    out: Option<NpyWriter<f32>>,
-}
-
-impl NpyRowWriter {
-    pub fn create(path: &Path, rows: usize) -> Result<Self> {
-        // Refuse a device node or directory now, before the model runs.
-        ood_core::io::check_output(path, &[]).map_err(|e| NpyError::from(e.into_io_error()))?;
-        Ok(Self {
-            path: path.into(),
-            rows,
-            cols: None,
-            out: None,
-        })
-    }
-
-    /// Appends `values.len() / cols` rows.
-    pub fn push(&mut self, values: &[f32], cols: usize) -> Result<()> {
-        let config = |m: String| Err(InferError::Config(format!("{}: {m}", self.path.display())));
-        if let Some(c) = self.cols.filter(|&c| c != cols) {
-            return config(format!("a batch has {cols} columns, earlier ones {c}"));
-        }
-        if cols == 0 || !values.len().is_multiple_of(cols) {
-            return config(format!(
-                "{} values do not make rows of {cols}",
-                values.len()
-            ));
-        }
-        let written = self.written_rows();
-        if written + values.len() / cols > self.rows {
-            return config(format!("more than the {} declared rows", self.rows));
-        }
-        let out = match &mut self.out {
-            Some(out) => out,
-            None => {
-                self.cols = Some(cols);
-                self.out
-                    .insert(NpyWriter::create(&self.path, &[self.rows, cols])?)
-            }
-        };
-        out.push(values)?;
-        Ok(())
-    }
-
-    fn written_rows(&self) -> usize {
-        match (&self.out, self.cols) {
-            (Some(o), Some(c)) => o.written() as usize / c,
-            _ => 0,
-        }
-    }
-
-    /// Checks that every row was written, syncs, and renames into place.
-    pub fn finish(mut self) -> Result<()> {
-        let written = self.written_rows();
-        match self.out.take() {
-            Some(out) if written == self.rows => Ok(out.finish()?),
-            _ => Err(InferError::Config(format!(
-                "{}: {written} of {} rows written",
-                self.path.display(),
-                self.rows
-            ))),
-        }
-    }
-}
-
-/// A 2-D tensor as contiguous CPU `f32` values and its column count.
-pub(crate) fn to_rows(t: &Tensor) -> Result<(Vec<f32>, usize)> {
-    let t = t
-        .detach()
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
-    let cols = t.size().get(1).copied().unwrap_or(1) as usize;
-    let v = Vec::<f32>::try_from(t.view(-1)).map_err(torch_err("copying to host"))?;
-    Ok((v, cols))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Extraction
 
 /// Settings of [`extract`].
 #[derive(Clone, Debug, PartialEq)]
@@ -400,6 +98,8 @@ pub struct ExtractSummary {
     pub rows: usize,
     pub classes: usize,
     pub feature_dim: Option<usize>,
+    /// `[C, H, W]` of the feature map, when written.
+    pub map_shape: Option<Vec<usize>>,
     pub seconds: f64,
 }
 
@@ -407,6 +107,21 @@ impl ExtractSummary {
     pub fn images_per_second(&self) -> f64 {
         self.rows as f64 / self.seconds.max(1e-9)
     }
+}
+
+/// Where [`extract_to`] writes (float32 `.npy` files); only the logits are required.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    /// `N x K` logits.
+    pub logits: PathBuf,
+    /// `N x D` penultimate features.
+    pub features: Option<PathBuf>,
+    /// `N x C x H x W` feature map before pooling (see [`forward_with_map`]).
+    pub feature_map: Option<PathBuf>,
+    /// The last layer: `K x D` weight and `K` bias files (see [`find_head`]).
+    pub head: Option<(PathBuf, PathBuf)>,
+    /// Names of the head's parameters in a TorchScript module.
+    pub head_names: HeadNames,
 }
 
 /// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
@@ -434,8 +149,16 @@ pub fn extract(
     logits_path: &Path,
     features_path: Option<&Path>,
 ) -> Result<ExtractSummary> {
-    let n = input.len();
-    if n == 0 {
+    let out = Outputs {
+        logits: logits_path.into(),
+        features: features_path.map(Into::into),
+        ..Outputs::default()
+    };
+    extract_to(model, input, normalize, config, &out)
+}
+
+fn check_channels(model: &Classifier, input: &InputSet) -> Result<()> {
+    if input.is_empty() {
         return Err(InferError::Input {
             path: input.path().into(),
             reason: "no images".into(),
@@ -449,30 +172,73 @@ pub fn extract(
             });
         }
     }
+    Ok(())
+}
+
+/// One forward pass: logits, and the features and map when asked for.
+fn forward(
+    model: &Classifier,
+    x: &Tensor,
+    features: bool,
+    map: bool,
+) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+    Ok(if map {
+        let (l, f, m) = forward_with_map(model, x)?;
+        (l, Some(f), Some(m))
+    } else if features {
+        let (l, f) = model.logits_and_features(x)?;
+        (l, Some(f), None)
+    } else {
+        (model.logits(x)?, None, None)
+    })
+}
+
+/// [`extract`] with every output of [`Outputs`]: the head is found on the first batch, checked
+/// to reproduce its logits, and written once the arrays are complete.
+pub fn extract_to(
+    model: &Classifier,
+    input: &InputSet,
+    normalize: Option<&Normalize>,
+    config: &ExtractConfig,
+    out: &Outputs,
+) -> Result<ExtractSummary> {
+    check_channels(model, input)?;
+    let n = input.len();
     let device = model.device();
-    let mut logits_out = NpyRowWriter::create(logits_path, n)?;
-    let mut features_out = features_path
-        .map(|p| NpyRowWriter::create(p, n))
-        .transpose()?;
+    let create = |p: &Option<PathBuf>| p.as_deref().map(|p| NpyRowWriter::create(p, n)).transpose();
+    let mut logits_out = NpyRowWriter::create(&out.logits, n)?;
+    let mut features_out = create(&out.features)?;
+    let mut map_out = create(&out.feature_map)?;
+    for p in out.head.iter().flat_map(|(w, b)| [w, b]) {
+        ood_core::io::check_output(p, &[]).map_err(|e| NpyError::from(e.into_io_error()))?;
+    }
+    let need_features = out.features.is_some() || out.head.is_some();
     let pb = progress_bar(n, config.progress, "extract");
     let started = Instant::now();
-    let (mut classes, mut dim) = (0, None);
+    let (mut classes, mut dim, mut map_shape) = (0, None, None);
+    let mut head: Option<(Tensor, Tensor)> = None;
     tch::no_grad(|| -> Result<()> {
         for batch in input.batches(config.batch_size, normalize, config.workers)? {
-            let batch = batch?;
-            let x = batch.x.to_device(device);
+            let x = batch?.x.to_device(device);
             let rows = x.size()[0] as u64;
-            if let Some(fo) = features_out.as_mut() {
-                let (l, f) = model.logits_and_features(&x)?;
-                let (lv, k) = to_rows(&l)?;
-                let (fv, d) = to_rows(&f)?;
-                logits_out.push(&lv, k)?;
+            let (l, f, m) = forward(model, &x, need_features, map_out.is_some())?;
+            if let (Some(f), true) = (&f, out.head.is_some() && head.is_none()) {
+                let (w, b) = find_head(model, &out.head_names, l.size()[1], f.size()[1])?;
+                check_head(model, (&w, &b), f, &l)?;
+                head = Some((w, b));
+            }
+            let (lv, k) = to_rows(&l)?;
+            logits_out.push(&lv, k)?;
+            classes = k;
+            if let (Some(fo), Some(f)) = (features_out.as_mut(), &f) {
+                let (fv, d) = to_rows(f)?;
                 fo.push(&fv, d)?;
-                (classes, dim) = (k, Some(d));
-            } else {
-                let (lv, k) = to_rows(&model.logits(&x)?)?;
-                logits_out.push(&lv, k)?;
-                classes = k;
+                dim = Some(d);
+            }
+            if let (Some(mo), Some(m)) = (map_out.as_mut(), &m) {
+                let (mv, shape) = to_host(m)?;
+                mo.push_shaped(&mv, &shape[1..])?;
+                map_shape = Some(shape[1..].to_vec());
             }
             pb.inc(rows);
         }
@@ -481,13 +247,20 @@ pub fn extract(
     pb.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     logits_out.finish()?;
-    if let Some(fo) = features_out {
-        fo.finish()?;
+    for w in [features_out, map_out].into_iter().flatten() {
+        w.finish()?;
+    }
+    if let (Some((wp, bp)), Some((w, b))) = (&out.head, &head) {
+        let (wv, ws) = to_host(w)?;
+        write_array(wp, &ws, &wv)?;
+        let (bv, bs) = to_host(b)?;
+        write_array(bp, &bs, &bv)?;
     }
     Ok(ExtractSummary {
         rows: n,
         classes,
         feature_dim: dim,
+        map_shape,
         seconds,
     })
 }

@@ -20,8 +20,10 @@ pub struct Args {
     /// Detector artifact to write (JSON); written atomically.
     #[arg(long)]
     pub out: PathBuf,
-    /// Score the scores came from (recorded in the artifact; `detect` checks it).
-    #[arg(long, value_enum, default_value_t = ScoreMethod::Energy)]
+    /// Score the scores came from (recorded in the artifact; `detect` checks it): any
+    /// `eood score --method` key (energy, msp, maxlogit, react, ash_p, ..., gradnorm), odin or
+    /// mahalanobis.
+    #[arg(long, default_value = "energy", value_parser = clap::value_parser!(ScoreMethod))]
     pub method: ScoreMethod,
     /// Temperature of that score (recorded in the artifact), in [1e-3, 1e6] as for `score`;
     /// default 1 for energy, msp and odin, none for other methods.

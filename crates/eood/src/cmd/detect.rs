@@ -25,7 +25,7 @@ pub struct Args {
     /// Score method of --scores: refused unless it is the detector's. Without it, scores that
     /// look like another method's (all in [0, 1] for a detector calibrated outside it) are
     /// refused.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = clap::value_parser!(ScoreMethod))]
     pub method: Option<ScoreMethod>,
 }
 

@@ -2,7 +2,8 @@
 pub mod calibrate;
 pub mod data;
 pub mod detect;
-pub mod mahalanobis;
+pub mod fit;
+pub mod fit_args;
 pub mod metrics;
 pub mod score;
 
@@ -10,6 +11,8 @@ pub mod score;
 pub mod bench;
 #[cfg(feature = "nn")]
 pub mod extract;
+#[cfg(feature = "nn")]
+pub mod extract_method;
 #[cfg(feature = "nn")]
 pub mod finetune;
 #[cfg(feature = "nn")]

@@ -7,16 +7,16 @@
 //! - ASH-B: replace every kept value by `s1 / k`, `s1 = sum(h)` before pruning;
 //! - ASH-S: multiply the kept values by `exp(s1 / s2)`, `s2` = sum after pruning.
 //!
-//! The score is the energy of the head on the shaped features. Here ASH acts on the pooled
-//! penultimate features (the paper shapes the last feature map before pooling; see
-//! docs/detectors.md). Defaults from the paper's ImageNet headline results: ASH-P@90,
+//! The score is the energy of the head on the shaped features. [`Ash::score`] acts on the pooled
+//! penultimate features (as pytorch-ood); [`Ash::score_map`] is the paper's variant, shaping
+//! the last feature map before pooling (docs/detectors.md says which input gives which). Defaults from the paper's ImageNet headline results: ASH-P@90,
 //! ASH-B@65, ASH-S@90; grid {65, 70, ..., 95}. Ties among equal activations are broken by the
 //! lower index (torch.topk leaves that order unspecified).
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut1};
+use ndarray::{s, Array2, ArrayView2, ArrayView4, ArrayViewMut1, CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
-use super::data::{check_percentile, head_energy};
+use super::data::{check_finite, check_percentile, head_energy};
 use super::{DetectorError, FitData, Head, Inputs};
 use crate::scores::contiguous;
 use crate::scores::par::par_zip_rows;
@@ -168,5 +168,126 @@ impl Ash {
         x.check(Some(&self.head))?;
         let shaped = self.shape(x.features(self.params.variant.key())?)?;
         Ok(head_energy(&self.head, shaped.view()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The paper's variant: shaping the feature map before pooling
+
+/// An `N x C x H x W` feature map checked against the head (C = D, values finite) and viewed as
+/// `N x (C*H*W)` rows in (c, h, w) order, as `x.view(b, c * h * w)` in the authors' code.
+pub fn map_rows<'a>(
+    map: &'a ArrayView4<'a, f64>,
+    head: &Head,
+) -> Result<CowArray<'a, f64, Ix2>, DetectorError> {
+    let (n, c, h, w) = map.dim();
+    if n * c * h * w == 0 {
+        return Err(DetectorError::Empty {
+            what: "feature map",
+        });
+    }
+    if c != head.dims() {
+        return Err(DetectorError::Dimension {
+            what: "feature maps (as channels)",
+            found: c,
+            against: "the head weight W",
+            expected: head.dims(),
+        });
+    }
+    let rows = map
+        .as_standard_layout()
+        .into_shape_with_order((n, c * h * w))
+        .expect("standard layout reshapes");
+    check_finite("feature-map value", rows.view())?;
+    Ok(rows)
+}
+
+/// Global average pooling of `N x (C*H*W)` rows in (c, h, w) order: `N x C`.
+pub fn pool_rows(rows: ArrayView2<f64>, channels: usize) -> Array2<f64> {
+    let hw = rows.ncols() / channels;
+    Array2::from_shape_fn((rows.nrows(), channels), |(r, c)| {
+        rows.slice(s![r, c * hw..(c + 1) * hw]).sum() / hw as f64
+    })
+}
+
+impl Ash {
+    /// The paper's variant (Djurisic et al. 2023, Algorithm 1; the authors' `ash_p/b/s` act on
+    /// the `B x C x H x W` output of the last block): the top k of all C*H*W activations of a
+    /// sample are kept (k from C*H*W) and shaped as in [`Ash::shape`], then global average
+    /// pooling gives the features the head scores (energy). On a 1 x 1 map this is
+    /// [`Ash::score`] on the features.
+    pub fn score_map(&self, map: ArrayView4<f64>) -> Result<Vec<f64>, DetectorError> {
+        let rows = map_rows(&map, &self.head)?;
+        let shaped = self.shape(rows.view())?;
+        let pooled = pool_rows(shaped.view(), map.dim().1);
+        Ok(head_energy(&self.head, pooled.view()))
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+    use ndarray::{array, Array4};
+
+    fn head() -> Head {
+        Head::new(
+            array![[1.0, -0.5, 0.2, 0.0], [0.3, 0.8, -1.0, 0.5]],
+            array![0.1, -0.2],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn on_a_one_by_one_map_the_paper_variant_is_the_pooled_one() {
+        let feats = array![[0.5, 2.0, 0.0, 1.5], [3.0, 0.1, 0.7, 0.2]];
+        let map = feats.clone().into_shape_with_order((2, 4, 1, 1)).unwrap();
+        for variant in [AshVariant::P, AshVariant::B, AshVariant::S] {
+            let ash = AshParams {
+                variant,
+                percentile: 50.0,
+            };
+            let ash = ash
+                .fit(&FitData {
+                    head: Some(&head()),
+                    ..FitData::default()
+                })
+                .unwrap();
+            let pooled = ash
+                .score(&Inputs {
+                    features: Some(feats.view()),
+                    logits: None,
+                })
+                .unwrap();
+            let on_map = ash.score_map(map.view()).unwrap();
+            for (a, b) in pooled.iter().zip(&on_map) {
+                assert!(
+                    (a - b).abs() < 1e-12,
+                    "{variant:?}: {pooled:?} vs {on_map:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_map_variant_prunes_over_all_positions() {
+        // one sample, C = 4, 2 x 1 map; ASH-P at 75 keeps the 2 largest of the 8 values
+        let mut map = Array4::<f64>::zeros((1, 4, 2, 1));
+        let values = [1.0, 5.0, 0.5, 0.2, 4.0, 0.3, 0.1, 0.0];
+        map.iter_mut().zip(values).for_each(|(m, v)| *m = v);
+        let ash = Ash {
+            params: AshParams {
+                variant: AshVariant::P,
+                percentile: 75.0,
+            },
+            head: head(),
+        };
+        // kept: 5.0 (channel 0) and 4.0 (channel 2), pooled over 2 positions
+        let pooled = array![[2.5, 0.0, 2.0, 0.0]];
+        let want = head_energy(&head(), pooled.view());
+        let got = ash.score_map(map.view()).unwrap();
+        assert!((got[0] - want[0]).abs() < 1e-12, "{got:?} vs {want:?}");
+        let wrong = Array4::<f64>::zeros((1, 3, 2, 2));
+        let e = ash.score_map(wrong.view()).unwrap_err().to_string();
+        assert!(e.contains("3 columns but the head weight W has 4"), "{e}");
     }
 }

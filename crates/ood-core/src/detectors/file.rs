@@ -89,7 +89,7 @@ impl Fitted {
     /// Read a file written by [`Fitted::save`].
     pub fn load(path: &Path) -> Result<Fitted, DetectorError> {
         let (file, len) = open_regular(path)?;
-        check_alloc("detector file", len as u128, 1)?;
+        check_alloc(&format!("detector file {}", path.display()), len as u128, 1)?;
         let mut bytes = Vec::with_capacity(len as usize);
         file.take(len)
             .read_to_end(&mut bytes)

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array2, Array4};
 
 pub use header::{
     header_bytes, parse_header, parse_prefix, raw_v1, Header, MAX_DIMS, MAX_HEADER_LEN,
@@ -405,6 +405,14 @@ pub fn read_f64_vector(path: &Path) -> Result<Vec<f64>, NpyError> {
 pub fn read_f64_matrix(path: &Path) -> Result<Array2<f64>, NpyError> {
     let (h, values) = read_floats(path, 2)?;
     Ok(Array2::from_shape_vec((h.shape[0], h.shape[1]), values)
+        .expect("payload length checked against shape"))
+}
+
+/// Read a non-empty 4-D float32/float64 C-order array (feature maps N x C x H x W) as f64.
+pub fn read_f64_array4(path: &Path) -> Result<Array4<f64>, NpyError> {
+    let (h, values) = read_floats(path, 4)?;
+    let s = &h.shape;
+    Ok(Array4::from_shape_vec((s[0], s[1], s[2], s[3]), values)
         .expect("payload length checked against shape"))
 }
 
