@@ -110,7 +110,8 @@ pub struct ZooRecord {
 }
 
 /// The grid tried for `m`: its paper grid for features of `train`'s dimension, KNN's k capped
-/// at the number of training features (duplicates dropped).
+/// at the number of training features (duplicates dropped); the method's default when no grid
+/// value fits (ViM with D <= 16).
 pub fn grid(m: det::Method, train: &TrainSet) -> Vec<Params> {
     let n = train.outputs.features.nrows();
     let mut out: Vec<Params> = Vec::new();
@@ -122,6 +123,10 @@ pub fn grid(m: det::Method, train: &TrainSet) -> Vec<Params> {
         if !out.contains(&p) {
             out.push(p);
         }
+    }
+    if out.is_empty() {
+        // ViM below 17 dimensions: no grid value fits under D; the authors' rule (D / 2)
+        out.push(Params::default_for(m));
     }
     out
 }
