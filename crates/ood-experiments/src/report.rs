@@ -264,6 +264,45 @@ impl Report {
         s
     }
 
+    /// Per OOD set, every method: one markdown table of FPR95 and one of AUROC (rows =
+    /// methods in table order, columns = the OOD sets and their average; mean over draws).
+    pub fn per_set_markdown(&self) -> String {
+        let mut s = String::new();
+        let metrics: [(&str, fn(&Metrics) -> f64); 2] =
+            [("FPR95 ↓", |m| m.fpr), ("AUROC ↑", |m| m.auroc)];
+        for (name, get) in metrics {
+            let _ = writeln!(s, "{name}, percent:\n");
+            let _ = writeln!(
+                s,
+                "| method | model | {} | average |",
+                self.ood_sets.join(" | ")
+            );
+            let _ = writeln!(
+                s,
+                "| --- | --- |{} ---: |",
+                " ---: |".repeat(self.ood_sets.len())
+            );
+            for e in &self.entries {
+                let cells: Vec<String> = e
+                    .table
+                    .rows
+                    .iter()
+                    .map(|(_, sm)| format!("{:.2}", 100.0 * get(&sm.mean)))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2} |",
+                    e.label,
+                    e.group.label(),
+                    cells.join(" | "),
+                    100.0 * get(&e.table.mean)
+                );
+            }
+            s.push('\n');
+        }
+        s
+    }
+
     /// Every (method, OOD set) pair with all five metrics, mean and std in percent; the
     /// `average` rows are the mean over sets (std over draws of that mean). Table 1 and Table 2
     /// are both views of this.

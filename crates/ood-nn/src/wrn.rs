@@ -369,6 +369,12 @@ impl WideResNet {
         }
     }
 
+    /// The final linear layer `fc`: weight `K x D` and bias `K` (copies, no gradient), for the
+    /// post-hoc detectors that need the head (ReAct, DICE, ViM, ...).
+    pub fn head(&self) -> (Tensor, Tensor) {
+        (self.fc_weight.detach().copy(), self.fc_bias.detach().copy())
+    }
+
     /// The final linear layer applied to penultimate features.
     pub fn classify(&self, features: &Tensor) -> Tensor {
         features.linear(&self.fc_weight, Some(&self.fc_bias))

@@ -210,10 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         workers: args.workers,
     };
     let outcome = bench::run(&opts)?;
-    println!(
-        "{}",
-        std::fs::read_to_string(BenchDir::new(&outcome.dir).table2()).unwrap_or_default()
-    );
+    println!("{}", BenchDir::new(&outcome.dir).read_table2()?);
     println!(
         "results: {} ({:.0} s)",
         outcome.dir.display(),

@@ -19,6 +19,7 @@ use super::layout::BenchDir;
 use super::method::Method;
 use super::plan::Plan;
 use super::progress::Stages;
+use super::zoo::{Outputs, TestOutputs};
 use super::{scoring, Options, RunRecord, Series4a};
 use crate::report::Entry;
 use crate::results::ResultsDir;
@@ -54,7 +55,7 @@ impl<'a> RunContext<'a> {
         let dir = BenchDir::new(&opts.out);
         let results = ResultsDir::create(dir.root())?;
         let mut timings = Timings::default();
-        let steps = if opts.finetune { 7 } else { 4 };
+        let steps = if opts.finetune { 8 } else { 5 };
         let mut stages = Stages::new(steps, opts.progress);
         stages.begin(&format!("preparing {} subsets", opts.data.name));
         let sets = timings.time("prepare data subsets", || {
@@ -108,6 +109,25 @@ impl<'a> RunContext<'a> {
             .map(|(n, p)| Ok((n.clone(), scoring::logits(model, p, norm, show)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(TestLogits { id, ood })
+    }
+
+    /// Logits and penultimate features of the ID test set and of every OOD test set, from one
+    /// forward pass per set.
+    pub fn test_outputs(&self, model: &Classifier, norm: &Normalize) -> Result<TestOutputs> {
+        let show = self.show();
+        let outputs = |p: &Path| -> Result<Outputs> {
+            let (logits, features) = scoring::logits_and_features(model, p, norm, show)?;
+            Ok(Outputs { logits, features })
+        };
+        Ok(TestOutputs {
+            id: outputs(&self.sets.test_id)?,
+            ood: self
+                .sets
+                .test_ood
+                .iter()
+                .map(|(n, p)| Ok((n.clone(), outputs(p)?)))
+                .collect::<Result<Vec<_>>>()?,
+        })
     }
 
     /// Records `method`'s test scores.

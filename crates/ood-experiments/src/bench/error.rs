@@ -36,6 +36,14 @@ pub enum BenchError {
         #[source]
         source: ndarray::ShapeError,
     },
+    #[error("detector zoo, {method}")]
+    Zoo {
+        method: &'static str,
+        #[source]
+        source: ood_core::detectors::DetectorError,
+    },
+    #[error("the detector zoo needs the model's last linear layer: only WideResNet models have one here")]
+    NoHead,
     #[error("libtorch: {context}")]
     Torch {
         context: &'static str,

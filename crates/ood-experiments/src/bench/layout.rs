@@ -11,6 +11,8 @@ pub struct BenchDir {
 impl BenchDir {
     pub const TABLE1: &'static str = "table1.md";
     pub const TABLE2: &'static str = "table2.md";
+    /// Every method per OOD set (FPR95 and AUROC), the zoo included.
+    pub const PER_SET: &'static str = "per_set.md";
     pub const RESULTS_CSV: &'static str = "results.csv";
     pub const REPORT: &'static str = "report.json";
     pub const CONFIG: &'static str = "config.json";
@@ -38,6 +40,13 @@ impl BenchDir {
 
     pub fn table2(&self) -> PathBuf {
         self.file(Self::TABLE2)
+    }
+
+    /// The text of table2.md; a file that cannot be read is an error naming it (never an
+    /// empty table).
+    pub fn read_table2(&self) -> Result<String, ood_core::io::IoError> {
+        let path = self.table2();
+        std::fs::read_to_string(&path).map_err(|e| ood_core::io::IoError::new(path, e))
     }
 
     pub fn report(&self) -> PathBuf {
@@ -87,5 +96,20 @@ mod tests {
             Path::new("/r/work/pretrained.json")
         );
         assert_eq!(d.subset("val_id"), Path::new("/r/work/sets/val_id.npy"));
+    }
+
+    #[test]
+    fn an_unreadable_table2_is_an_error_naming_it_not_an_empty_table() {
+        // regression: the CLI printed an empty Table 2 (`unwrap_or_default`) when this failed
+        let tmp = tempfile::tempdir().unwrap();
+        let d = BenchDir::new(tmp.path());
+        let e = d.read_table2().unwrap_err();
+        assert_eq!(e.path, tmp.path().join("table2.md"));
+        assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
+        std::fs::create_dir(d.table2()).unwrap(); // a directory in its place
+        assert!(d.read_table2().is_err());
+        std::fs::remove_dir(d.table2()).unwrap();
+        std::fs::write(d.table2(), "| method |\n").unwrap();
+        assert_eq!(d.read_table2().unwrap(), "| method |\n");
     }
 }

@@ -3,8 +3,10 @@
 //! 1. **Model**: load the pre-trained classifier (our checkpoint or a PyTorch `state_dict`), or
 //!    pretrain it with the code of record's recipe ([`Plan::pretrain_epochs`] epochs).
 //! 2. **Score** the ID test set and every OOD test set with MSP, energy (T = 1), ODIN and
-//!    Mahalanobis. ODIN's (T, eps) and Mahalanobis' eps are chosen on the *validation* OOD sets
-//!    only (lowest mean FPR95), never on the test sets.
+//!    Mahalanobis, then with the 15 post-hoc methods of the detector zoo ([`zoo`]) on the
+//!    features, logits and head extracted once. Every hyper-parameter (ODIN's (T, eps),
+//!    Mahalanobis' eps, each zoo method's paper grid) is chosen on the *validation* OOD sets only
+//!    (lowest mean FPR95), never on the test sets; the zoo is fitted on training data only.
 //! 3. **Fine-tune** with Outlier Exposure and with the energy-bounded loss on the auxiliary
 //!    outliers. Energy margins: the paper's recipe, a grid around the pre-trained model's mean
 //!    energies on ID and outlier data, each candidate fine-tuned and judged by its mean FPR95
@@ -33,6 +35,8 @@ mod pretrained;
 pub mod progress;
 pub mod scoring;
 mod tuning;
+mod zoo;
+pub use zoo::ZooRecord;
 
 use std::path::PathBuf;
 
@@ -91,6 +95,12 @@ pub struct RunRecord {
     /// Figure 4a data: FPR95 (percent, mean over the OOD test sets) per temperature.
     pub fpr_vs_temperature: Vec<Series4a>,
     pub finetune_logs: std::collections::BTreeMap<String, Vec<ood_nn::train::EpochLog>>,
+    /// The detector zoo: per method key, the grid tried, validation FPR95s and the choice.
+    #[serde(default)]
+    pub zoo: std::collections::BTreeMap<String, ZooRecord>,
+    /// Zoo methods that could not be fitted on this model, with the reason.
+    #[serde(default)]
+    pub zoo_skipped: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,7 +133,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     let mut ctx = RunContext::prepare(opts)?;
     let pre = pretrained::pretrain_or_load(&mut ctx)?;
-    pretrained::score_pretrained(&mut ctx, &pre)?;
+    let outputs = pretrained::score_pretrained(&mut ctx, &pre)?;
+    zoo::score_zoo(&mut ctx, &pre, &outputs)?;
+    drop(outputs);
     let finetuned = if opts.finetune {
         Some(tuning::finetune_and_score(&mut ctx, &pre)?)
     } else {

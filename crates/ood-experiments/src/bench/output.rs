@@ -17,7 +17,9 @@ use crate::run_info::{Machine, Versions};
 
 struct Tables {
     t1: String,
+    /// Table 2 and the choices made on validation data.
     t2: String,
+    per_set: String,
 }
 
 /// Stage 7: writes everything; returns the evaluated report.
@@ -29,11 +31,17 @@ pub(super) fn write_all(ctx: &mut RunContext, finetuned: Option<&FineTuned>) -> 
     let blocks = report.present_blocks(&Table1Block::paper());
     let tables = Tables {
         t1: report.table1_markdown(&blocks)?,
-        t2: report.table2_markdown(),
+        t2: format!(
+            "{}\nHyper-parameters chosen on the validation OOD sets only (lowest mean FPR95):\n\n{}",
+            report.table2_markdown(),
+            choices_markdown(ctx)
+        ),
+        per_set: report.per_set_markdown(),
     };
     let results = &ctx.results;
     results.text(BenchDir::TABLE1, &tables.t1)?;
     results.text(BenchDir::TABLE2, &tables.t2)?;
+    results.text(BenchDir::PER_SET, &tables.per_set)?;
     results.text(BenchDir::RESULTS_CSV, &report.csv())?;
     results.json(BenchDir::REPORT, &report)?;
     let figure_files = write_figures(ctx, &report, finetuned)?;
@@ -182,6 +190,27 @@ fn write_record(
     Ok(())
 }
 
+/// The hyper-parameters chosen on validation data, one line per method (ODIN, Mahalanobis, the
+/// zoo), for table2.md and the README.
+fn choices_markdown(ctx: &RunContext) -> String {
+    let record = &ctx.record;
+    let mut s = String::new();
+    if let Some(o) = &record.odin {
+        s.push_str(&format!(
+            "- ODIN: T = {}, eps = {}\n",
+            o.chosen.temperature, o.chosen.epsilon
+        ));
+    }
+    if let Some(m) = &record.mahalanobis {
+        s.push_str(&format!("- Mahalanobis: eps = {}\n", m.chosen));
+    }
+    s.push_str(&super::zoo::choices_markdown(
+        &record.zoo,
+        &record.zoo_skipped,
+    ));
+    s
+}
+
 /// The README of a results folder: tables, choices, figures, timings, machine.
 fn summary_markdown(
     ctx: &RunContext,
@@ -191,7 +220,7 @@ fn summary_markdown(
     figures: &[PathBuf],
 ) -> String {
     let (opts, record, timings) = (ctx.opts, &ctx.record, &ctx.timings);
-    let (t1, t2) = (&tables.t1, &tables.t2);
+    let t1 = &tables.t1;
     let mut s = format!(
         "# {} benchmark results\n\nCommand: `{}`\n\n",
         opts.data.name, opts.command
@@ -213,17 +242,11 @@ fn summary_markdown(
     s.push_str("## Table 1: softmax vs energy score per OOD test set\n\n");
     s.push_str(t1);
     s.push_str("\n## Table 2: all methods, mean over the OOD test sets\n\n");
-    s.push_str(t2);
-    s.push_str("\n## Choices made on validation data\n\n");
-    if let Some(o) = &record.odin {
-        s.push_str(&format!(
-            "- ODIN: T = {}, eps = {}\n",
-            o.chosen.temperature, o.chosen.epsilon
-        ));
-    }
-    if let Some(m) = &record.mahalanobis {
-        s.push_str(&format!("- Mahalanobis: eps = {}\n", m.chosen));
-    }
+    s.push_str(&report.table2_markdown());
+    s.push_str("\n## Every method per OOD test set\n\n");
+    s.push_str(&tables.per_set);
+    s.push_str("## Choices made on validation data\n\n");
+    s.push_str(&choices_markdown(ctx));
     if let (Some(a), Some(b)) = (record.mean_energy_id, record.mean_energy_outliers) {
         s.push_str(&format!("- Mean energy of the pre-trained model: ID validation {a:.2}, auxiliary outliers {b:.2}\n"));
     }

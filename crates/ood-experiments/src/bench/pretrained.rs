@@ -1,6 +1,7 @@
 //! Stages 2 and 3 of a run: the pre-trained model (loaded, or pretrained with the code of
 //! record's recipe), then its scores with MSP, energy (T = 1), ODIN and Mahalanobis; the last two
-//! with hyper-parameters chosen on the validation OOD sets only.
+//! with hyper-parameters chosen on the validation OOD sets only. The features and logits taken
+//! here are kept for the detector zoo ([`super::zoo`]).
 use ood_data::batch::ImageSource;
 use ood_data::transforms::Normalize;
 use ood_nn::data::InputSpec;
@@ -14,6 +15,7 @@ use super::error::Result;
 use super::finetune::{run_job, TrainJob, Weights};
 use super::method::Method;
 use super::scoring;
+use super::zoo::{self, Outputs, TestOutputs, TrainSet};
 
 /// The pre-trained model, loaded for scoring.
 pub(super) struct Pretrained {
@@ -83,20 +85,35 @@ fn pretrain(ctx: &mut RunContext) -> Result<Weights> {
     Ok(Weights::Checkpoint(ckpt))
 }
 
-/// Stage 3: every pre-trained row of Table 2, Figure 4a's pre-trained curves, the mean energies
-/// that centre the margin grid, and the detector's calibration scores (until fine-tuning).
-pub(super) fn score_pretrained(ctx: &mut RunContext, pre: &Pretrained) -> Result<()> {
+/// What stage 3 extracted once and the detector zoo (stage 4) reuses: the outputs of the
+/// training subset (with labels and the head), of ID validation and of the test sets.
+pub(super) struct PretrainedOutputs {
+    pub train: TrainSet,
+    pub val_id: Outputs,
+    pub test: TestOutputs,
+    pub test_error: f64,
+}
+
+/// Stage 3: every pre-trained row of Table 2 but the zoo, Figure 4a's pre-trained curves, the
+/// mean energies that centre the margin grid, and the detector's calibration scores (until
+/// fine-tuning).
+pub(super) fn score_pretrained(
+    ctx: &mut RunContext,
+    pre: &Pretrained,
+) -> Result<PretrainedOutputs> {
     ctx.stages
         .begin("scoring the pre-trained model: MSP, energy, ODIN, Mahalanobis");
     let t0 = std::time::Instant::now();
-    let logits = ctx.test_logits(&pre.model, &pre.norm)?;
+    let test = ctx.test_outputs(&pre.model, &pre.norm)?;
+    let logits = test.logits();
     let err = scoring::error_rate(&logits.id, &ctx.sets.test_labels)?;
     ctx.record.test_error.insert("pretrained".into(), err);
     ctx.stages
         .note(&format!("ID test error {:.2}%", 100.0 * err));
-    let val_id_logits = scoring::logits(&pre.model, &ctx.sets.val_id, &pre.norm, ctx.show())?;
+    let (val_logits, val_features) =
+        scoring::logits_and_features(&pre.model, &ctx.sets.val_id, &pre.norm, ctx.show())?;
     ctx.timings.record(
-        "score pre-trained (MSP, energy)",
+        "score pre-trained (MSP, energy; features for the zoo)",
         t0.elapsed().as_secs_f64(),
     );
     let t1 = serde_json::json!({"temperature": 1.0});
@@ -105,15 +122,41 @@ pub(super) fn score_pretrained(ctx: &mut RunContext, pre: &Pretrained) -> Result
     let energy = logits.scores(|l| scoring::energy(l, 1.0))?;
     ctx.add(Method::Energy, t1, err, energy);
     odin(ctx, pre, err)?;
-    mahalanobis(ctx, pre, err)?;
+    let train = train_set(ctx, pre)?;
+    mahalanobis(ctx, pre, err, &train.outputs.features)?;
     ctx.fpr_curve("energy score, pre-trained", &logits, scoring::energy)?;
     ctx.fpr_curve("softmax score, pre-trained", &logits, scoring::msp)?;
-    mean_energies(ctx, pre, &val_id_logits)?;
+    mean_energies(ctx, pre, &val_logits)?;
     ctx.detector = Some(DetectorBasis {
-        scores: scoring::energy(&val_id_logits, 1.0)?,
+        scores: scoring::energy(&val_logits, 1.0)?,
         model: "pre-trained".into(),
     });
-    Ok(())
+    Ok(PretrainedOutputs {
+        train,
+        val_id: Outputs {
+            logits: val_logits,
+            features: val_features,
+        },
+        test,
+        test_error: err,
+    })
+}
+
+/// Outputs of the seeded training subset that fits Mahalanobis and the zoo, extracted once.
+fn train_set(ctx: &mut RunContext, pre: &Pretrained) -> Result<TrainSet> {
+    let t0 = std::time::Instant::now();
+    let (logits, features) =
+        scoring::logits_and_features(&pre.model, &ctx.sets.maha_fit, &pre.norm, ctx.show())?;
+    let set = TrainSet {
+        outputs: Outputs { logits, features },
+        labels: ctx.sets.maha_labels.clone(),
+        head: zoo::head_of(&pre.model)?,
+    };
+    ctx.timings.record(
+        "features of the training subset (Mahalanobis and zoo fits)",
+        t0.elapsed().as_secs_f64(),
+    );
+    Ok(set)
 }
 
 fn odin(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<()> {
@@ -148,7 +191,12 @@ fn odin(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<()> {
     Ok(())
 }
 
-fn mahalanobis(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<()> {
+fn mahalanobis(
+    ctx: &mut RunContext,
+    pre: &Pretrained,
+    err: f64,
+    features: &ndarray::Array2<f64>,
+) -> Result<()> {
     let t0 = std::time::Instant::now();
     ctx.stages.note(&format!(
         "Mahalanobis: fit on {} training images, eps chosen on validation",
@@ -160,7 +208,7 @@ fn mahalanobis(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<()> {
         &pre.model,
         &pre.norm,
         &ctx.plan.mahalanobis_epsilons,
-        &ctx.sets.maha_fit,
+        features,
         &ctx.sets.maha_labels,
         &ctx.sets.select_id,
         &select_ood,

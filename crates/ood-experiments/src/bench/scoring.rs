@@ -5,11 +5,11 @@ use std::path::Path;
 
 use ndarray::Array2;
 use ood_core::metrics::MetricsConfig;
-use ood_core::scores::{Energy, LogitScore, MahalanobisParams, Msp};
+use ood_core::scores::{Energy, LogitScore, MahalanobisError, MahalanobisParams, Msp};
 use ood_core::selection::select_on_scores;
 use ood_data::transforms::Normalize;
 use ood_nn::extract::InputSet;
-use ood_nn::mahalanobis_input::{self, MahalanobisInput};
+use ood_nn::mahalanobis_input::MahalanobisInput;
 use ood_nn::model::Classifier;
 use ood_nn::odin::{odin_scores, OdinGrid, OdinParams};
 use ood_nn::tch::{Device, Kind};
@@ -30,41 +30,77 @@ pub fn logits(
     norm: &Normalize,
     progress: bool,
 ) -> Result<Array2<f64>> {
+    let mut out = forward_set(model, path, norm, progress, false)?;
+    Ok(out.remove(0))
+}
+
+/// Logits (`N x K`) and penultimate features (`N x D`) of a whole image set, from one forward
+/// pass (the logits are the same as [`logits`]'s: the WideResNet's `forward` is this pass).
+pub fn logits_and_features(
+    model: &Classifier,
+    path: &Path,
+    norm: &Normalize,
+    progress: bool,
+) -> Result<(Array2<f64>, Array2<f64>)> {
+    let mut out = forward_set(model, path, norm, progress, true)?;
+    let features = out.pop().expect("two outputs");
+    Ok((out.remove(0), features))
+}
+
+/// The outputs of every batch of `path`, as f64 matrices: logits, and features when asked.
+fn forward_set(
+    model: &Classifier,
+    path: &Path,
+    norm: &Normalize,
+    progress: bool,
+    with_features: bool,
+) -> Result<Vec<Array2<f64>>> {
     let input = InputSet::open(path)?;
-    let mut values: Vec<f64> = Vec::with_capacity(input.len() * 10);
-    let mut k = 0;
+    let parts = 1 + usize::from(with_features);
+    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(input.len() * 10); parts];
+    let mut cols = vec![0; parts];
+    let what = if with_features { "outputs" } else { "logits" };
     let pb = super::progress::bar(
         input.len() as u64,
         progress,
-        &format!("logits {}", short(path)),
+        &format!("{what} {}", short(path)),
     );
     ood_nn::tch::no_grad(|| -> Result<()> {
         for batch in input.batches(BATCH, Some(norm), 1)? {
             let x = batch?.x.to_device(model.device());
-            let l = model
-                .logits(&x)?
-                .to_kind(Kind::Double)
-                .to_device(Device::Cpu)
-                .contiguous();
-            k = l.size()[1] as usize;
-            pb.inc(l.size()[0] as u64);
-            values.extend(Vec::<f64>::try_from(l.view(-1)).map_err(|source| {
-                BenchError::Torch {
-                    context: "logits to host",
-                    source,
-                }
-            })?);
+            let outs = if with_features {
+                let (l, f) = model.logits_and_features(&x)?;
+                vec![l, f]
+            } else {
+                vec![model.logits(&x)?]
+            };
+            pb.inc(x.size()[0] as u64);
+            for ((t, v), c) in outs.iter().zip(&mut values).zip(&mut cols) {
+                *c = t.size()[1] as usize;
+                v.extend(host_values(t, "outputs to host")?);
+            }
         }
         Ok(())
     })?;
     pb.finish_and_clear();
-    let n = values.len() / k.max(1);
-    let values_len = values.len();
-    Array2::from_shape_vec((n, k), values).map_err(|source| BenchError::LogitShape {
-        values: values_len,
-        classes: k,
-        source,
-    })
+    values
+        .into_iter()
+        .zip(cols)
+        .map(|(v, k)| {
+            let (n, len) = (v.len() / k.max(1), v.len());
+            Array2::from_shape_vec((n, k), v).map_err(|source| BenchError::LogitShape {
+                values: len,
+                classes: k,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The values of a tensor as f64 on the host, row-major.
+pub fn host_values(t: &ood_nn::tch::Tensor, context: &'static str) -> Result<Vec<f64>> {
+    let t = t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous();
+    Vec::<f64>::try_from(t.view(-1)).map_err(|source| BenchError::Torch { context, source })
 }
 
 fn short(path: &Path) -> String {
@@ -104,6 +140,20 @@ pub fn error_rate(logits: &Array2<f64>, labels: &[i64]) -> Result<f64> {
         })
         .count();
     Ok(wrong as f64 / labels.len() as f64)
+}
+
+/// Fits with the papers' unshrunk covariance (`fit(0.0)`), or with [`FALLBACK_SHRINKAGE`] when
+/// that estimate is singular (fewer images than feature dimensions: tiny runs); returns the
+/// shrinkage used, for the record. One policy for Mahalanobis and the zoo's Gaussian methods.
+pub fn with_fallback_shrinkage<T, E>(
+    fit: impl Fn(f64) -> std::result::Result<T, E>,
+    singular: impl Fn(&E) -> bool,
+) -> std::result::Result<(T, f64), E> {
+    match fit(0.0) {
+        Ok(f) => Ok((f, 0.0)),
+        Err(e) if singular(&e) => Ok((fit(FALLBACK_SHRINKAGE)?, FALLBACK_SHRINKAGE)),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a grid search chose, for the record.
@@ -171,14 +221,16 @@ pub fn odin(
 }
 
 /// Mahalanobis with input preprocessing: class means and tied covariance fitted on the
-/// penultimate features of `fit_x` (labels `fit_y`), noise magnitude chosen on the validation
-/// sets, then applied to `test`. Also returns the covariance shrinkage used (0 unless singular).
+/// penultimate features `features` of training images (labels `fit_y`; extracted once per run
+/// by [`logits_and_features`], shared with the detector zoo), noise magnitude chosen on the
+/// validation sets, then applied to `test`. Also returns the covariance shrinkage used (0
+/// unless singular).
 #[allow(clippy::too_many_arguments)]
 pub fn mahalanobis(
     model: &Classifier,
     norm: &Normalize,
     epsilons: &[f64],
-    fit_x: &Path,
+    features: &Array2<f64>,
     fit_y: &[i64],
     val_id: &Path,
     val_ood: &[&Path],
@@ -186,28 +238,16 @@ pub fn mahalanobis(
     progress: bool,
 ) -> Result<(Choice<f64>, f64, Vec<Vec<f64>>)> {
     let std = stds(norm);
-    let fit_input = InputSet::open(fit_x)?;
-    if fit_y.len() != fit_input.len() {
+    if fit_y.len() != features.nrows() {
         return Err(BenchError::FitLabels {
             labels: fit_y.len(),
-            images: fit_input.len(),
+            images: features.nrows(),
         });
     }
-    let features =
-        mahalanobis_input::collect_features(model, &fit_input, Some(norm), BATCH, progress)?;
-    // The paper's estimate has no shrinkage; with fewer images than feature dimensions (tiny
-    // runs) the tied covariance is singular, and a small shrinkage is used and recorded instead.
-    let (fitted, shrinkage) = match MahalanobisParams::default().fit(features.view(), fit_y) {
-        Ok(f) => (f, 0.0),
-        Err(ood_core::scores::MahalanobisError::Singular { .. }) => (
-            MahalanobisParams {
-                shrinkage: FALLBACK_SHRINKAGE,
-            }
-            .fit(features.view(), fit_y)?,
-            FALLBACK_SHRINKAGE,
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let (fitted, shrinkage) = with_fallback_shrinkage(
+        |shrinkage| MahalanobisParams { shrinkage }.fit(features.view(), fit_y),
+        |e| matches!(e, MahalanobisError::Singular { .. }),
+    )?;
     let m = MahalanobisInput::new(&fitted, model.device())?;
     let run = |p: &Path, eps: &[f64]| -> Result<Vec<Vec<f64>>> {
         let input = InputSet::open(p)?;

@@ -170,3 +170,30 @@ fn mismatched_sets_and_duplicates_are_refused() {
     let err = Report::evaluate(&es, &cfg()).unwrap_err().to_string();
     assert!(err.starts_with("method \"msp\": "), "{err}");
 }
+
+#[test]
+fn per_set_markdown_lists_every_method_and_set() {
+    let r = Report::evaluate(&fixture(), &cfg()).unwrap();
+    let md = r.per_set_markdown();
+    assert!(
+        md.starts_with("FPR95 ↓, percent:\n\n| method | model | far | above | average |\n"),
+        "{md}"
+    );
+    assert!(md.contains("AUROC ↑, percent:"), "{md}");
+    // msp: "far" entirely below ID (FPR 0), "above" entirely above (FPR 100)
+    assert!(
+        md.contains("| MSP | pre-trained | 0.00 | 100.00 | 50.00 |\n"),
+        "{md}"
+    );
+    for e in &r.entries {
+        let row = format!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} |",
+            e.label,
+            e.group.label(),
+            100.0 * e.table.rows[0].1.mean.fpr,
+            100.0 * e.table.rows[1].1.mean.fpr,
+            100.0 * e.table.mean.fpr
+        );
+        assert!(md.contains(&row), "{row} missing in {md}");
+    }
+}
