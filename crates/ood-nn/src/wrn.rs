@@ -379,11 +379,6 @@ impl WideResNet {
     pub fn classify(&self, features: &Tensor) -> Tensor {
         features.linear(&self.fc_weight, Some(&self.fc_bias))
     }
-
-    /// The last linear layer `fc`: weight `num_classes x 64k` and bias `num_classes`.
-    pub fn head(&self) -> (Tensor, Tensor) {
-        (self.fc_weight.shallow_clone(), self.fc_bias.shallow_clone())
-    }
 }
 
 #[cfg(test)]
