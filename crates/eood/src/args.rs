@@ -392,6 +392,17 @@ impl CheckpointOutArgs {
         Ok(())
     }
 
+    /// Where `train::run` writes: --out, --resume, --stop-after.
+    #[cfg(feature = "nn")]
+    pub fn run_output(&self, progress: bool) -> ood_nn::train::RunOutput {
+        ood_nn::train::RunOutput {
+            checkpoint: self.out.clone(),
+            resume: self.resume,
+            progress,
+            stop_after: self.stop_after,
+        }
+    }
+
     #[cfg(feature = "nn")]
     pub fn resume_changes(&self) -> ood_nn::train::ResumeChanges {
         if self.force {

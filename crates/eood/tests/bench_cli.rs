@@ -464,7 +464,7 @@ fn bad_invocations_exit_2_with_one_line() {
         .args(["bench", "mnist"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unknown benchmark \"mnist\""));
+        .stderr(predicate::str::contains("invalid value 'mnist'"));
     eood()
         .args(["bench", "cifar10"])
         .assert()

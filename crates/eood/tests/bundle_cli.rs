@@ -25,7 +25,7 @@ fn write_pngs(dir: &Path) -> Vec<PathBuf> {
     let imgs = NpyImages::open(&mnist_npy()).unwrap();
     (0..imgs.len())
         .map(|i| {
-            let v = imgs.image(i);
+            let v = imgs.image(i).unwrap();
             let buf = image::GrayImage::from_fn(28, 28, |x, y| {
                 image::Luma([v[[y as usize, x as usize, 0]]])
             });

@@ -1,52 +1,14 @@
-//! `eood train` and `eood finetune` on tiny synthetic .npy data (feature `nn`).
+//! `eood train` (and the train-then-finetune round) on tiny synthetic .npy data (feature `nn`);
+//! fine-tuning from PyTorch checkpoints and the margin grid are in `finetune_cli.rs`.
 #![cfg(feature = "nn")]
-use std::path::{Path, PathBuf};
+mod common;
 
-use assert_cmd::Command;
-use ndarray::{Array1, Array4};
+use std::path::Path;
+
+use common::nn::{eood, fails, snapshot, write_set};
+use ndarray::Array1;
 use ndarray_npy::write_npy;
 use predicates::prelude::*;
-
-fn eood() -> Command {
-    let mut c = Command::cargo_bin("eood").unwrap();
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
-
-/// `n` images of `side x side x c`; class k = i % 3 brightens the k-th horizontal band.
-fn write_set(
-    dir: &Path,
-    name: &str,
-    n: usize,
-    side: usize,
-    c: usize,
-    labelled: bool,
-) -> (PathBuf, PathBuf) {
-    let mut x = Array4::<u8>::zeros((n, side, side, c));
-    let mut y = Array1::<i64>::zeros(n);
-    for i in 0..n {
-        y[i] = (i % 3) as i64;
-        for r in 0..side {
-            for col in 0..side {
-                for ch in 0..c {
-                    let band = if labelled && r * 3 / side == i % 3 {
-                        160
-                    } else {
-                        0
-                    };
-                    x[[i, r, col, ch]] = band + ((i * 31 + r * 7 + col * 13 + ch) % 61) as u8;
-                }
-            }
-        }
-    }
-    let (xp, yp) = (
-        dir.join(format!("{name}_x.npy")),
-        dir.join(format!("{name}_y.npy")),
-    );
-    write_npy(&xp, &x).unwrap();
-    write_npy(&yp, &y).unwrap();
-    (xp, yp)
-}
 
 #[test]
 fn help_states_the_code_of_record_defaults() {
@@ -206,80 +168,6 @@ fn train_then_finetune_with_energy_and_oe() {
 }
 
 #[test]
-fn finetune_from_a_pytorch_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (x, y) = write_set(d, "train", 8, 32, 3, true);
-    let (noise, _) = write_set(d, "noise", 8, 32, 3, false);
-    let pt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ood-nn/tests/golden/wrn10_zip.pt");
-    let out = d.join("ft.json");
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    eood()
-        .args([
-            "finetune",
-            "--state-dict",
-            &s(&pt),
-            "--depth",
-            "10",
-            "--widen-factor",
-            "1",
-            "--num-classes",
-            "10",
-        ])
-        .args([
-            "--train-images",
-            &s(&x),
-            "--train-labels",
-            &s(&y),
-            "--outliers",
-            &s(&noise),
-            "--quiet",
-        ])
-        .args([
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--outlier-batch-size",
-            "4",
-            "--out",
-            &s(&out),
-        ])
-        .assert()
-        .success();
-    assert!(out.exists());
-    // The wrong architecture is a one-line error naming the mismatch, exit code 2.
-    eood()
-        .args([
-            "finetune",
-            "--state-dict",
-            &s(&pt),
-            "--depth",
-            "16",
-            "--widen-factor",
-            "1",
-            "--num-classes",
-            "10",
-        ])
-        .args([
-            "--train-images",
-            &s(&x),
-            "--train-labels",
-            &s(&y),
-            "--outliers",
-            &s(&noise),
-            "--quiet",
-        ])
-        .args(["--out", &s(&d.join("bad.json"))])
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains("missing: block1.layer.1")
-                .and(predicate::str::contains("wrn10_zip.pt")),
-        );
-}
-
-#[test]
 fn bad_input_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -326,30 +214,6 @@ fn bad_input_is_a_one_line_error() {
         .stderr(predicate::str::contains("JSON sidecar"));
 }
 
-/// Exit 2 and one stderr line that contains `needle`.
-fn fails(cmd: &mut Command, needle: &str) {
-    let out = cmd.assert().code(2);
-    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-/// Every file of `dir` with its bytes (to show that a refused run changed nothing).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn checkpoints_are_never_lost_and_sizes_are_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -389,13 +253,14 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
         ]),
         "--resume with a different configuration (epochs 1 -> 100, lr 0.1 -> 0.2, seed 1 -> 3)",
     );
-    // a second writer (here: a live process holds the lock) fails at once
-    std::fs::write(d.join("m.lock"), "1\n").unwrap();
+    // a second writer fails at once, naming the holder: here this test process holds the OS
+    // lock, as a concurrent `eood train` would
+    let lock = ood_nn::checkpoint::CheckpointLock::acquire(&model).unwrap();
     fails(
         &mut train(&["--out", &s(&model), "--resume"]),
-        "m.lock: locked by process 1",
+        &format!("m.lock: locked by process {}", std::process::id()),
     );
-    std::fs::remove_file(d.join("m.lock")).unwrap();
+    drop(lock);
     // finetune --out equal to its pretrained model
     let finetune = |out: &Path| {
         let mut c = eood();
@@ -499,6 +364,8 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
         "huge.json: architecture: WideResNet depth must be between 10 and 1000, got 1000000000",
     );
 
+    // a lock file left behind by a crash (no process holds its lock) does not block
+    std::fs::write(d.join("m.lock"), "1\n").unwrap();
     // --force on resume records the change in the log and goes on
     train(&["--out", &s(&model), "--resume", "--force", "--epochs", "2"])
         .assert()
@@ -512,90 +379,4 @@ fn checkpoints_are_never_lost_and_sizes_are_checked() {
     );
     assert!(lines[2].contains("\"epoch\":2"), "{log}");
     assert!(!d.join("m.lock").exists(), "the lock is released");
-}
-
-#[test]
-fn margin_grid_selects_by_validation_fpr() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    let (x, y) = write_set(d, "train", 24, 28, 1, true);
-    let (vx, _) = write_set(d, "val", 9, 28, 1, true);
-    let (noise, _) = write_set(d, "noise", 16, 28, 1, false);
-    let (vood, _) = write_set(d, "valood", 9, 28, 1, false);
-    let model = d.join("pre.json");
-    eood()
-        .args([
-            "train",
-            "--depth",
-            "10",
-            "--widen-factor",
-            "1",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--quiet",
-        ])
-        .args([
-            "--train-images",
-            &s(&x),
-            "--train-labels",
-            &s(&y),
-            "--out",
-            &s(&model),
-        ])
-        .assert()
-        .success();
-    let out = d.join("ft.json");
-    eood()
-        .args([
-            "finetune",
-            "--checkpoint",
-            &s(&model),
-            "--m-in-grid=-2,-8",
-            "--m-out-grid=-1",
-            "--quiet",
-        ])
-        .args([
-            "--train-images",
-            &s(&x),
-            "--train-labels",
-            &s(&y),
-            "--outliers",
-            &s(&noise),
-        ])
-        .args(["--val-images", &s(&vx), "--val-ood", &s(&vood)])
-        .args([
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--outlier-batch-size",
-            "8",
-            "--out",
-            &s(&out),
-        ])
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("best margins"));
-    let grid: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("ft.grid.json")).unwrap()).unwrap();
-    let points = grid["points"].as_array().unwrap();
-    assert_eq!(points.len(), 2);
-    let fprs: Vec<f64> = points
-        .iter()
-        .map(|p| p["mean_val_fpr95"].as_f64().unwrap())
-        .collect();
-    let best = fprs.iter().cloned().fold(f64::INFINITY, f64::min);
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(meta["metrics"]["mean_val_fpr95"].as_f64().unwrap(), best);
-    let chosen = &meta["training"]["objective"]["finetune"];
-    let best_point = points
-        .iter()
-        .find(|p| p["mean_val_fpr95"].as_f64().unwrap() == best)
-        .unwrap();
-    assert_eq!(chosen["m_in"], best_point["m_in"]);
-    assert!(d.join("ft.grid-0.json").exists() && d.join("ft.grid-1.json").exists());
 }

@@ -5,8 +5,10 @@
 //! Temporary files are named `.<name>.<pid>-<n>-<rand>.tmp` (the name part cut so the whole
 //! stays a valid file name): unique per process and per call, so two runs writing the same
 //! target never share one. Those left by a crashed process (whose pid is gone) are removed the
-//! next time the same target is written.
+//! first time a process writes the same target (the folder is scanned once per target and
+//! process, not on every write). Reading inputs: [`read`].
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -72,6 +74,12 @@ impl AtomicFile {
     /// The target path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The temporary file, for writers that only take a path (libtorch's safetensors writer):
+    /// they write it by name, then [`AtomicFile::commit`] syncs and renames it as usual.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
     }
 
     /// The buffered writer of the temporary file.
@@ -170,19 +178,20 @@ fn tmp_name(prefix: &OsString) -> OsString {
     out
 }
 
-/// The pid in a temporary file name `<prefix><pid>-<n>-<rand>.tmp` (or the older
-/// `<prefix><pid>.tmp`), if `name` has that shape.
-fn tmp_pid(name: &str, prefix: &str) -> Option<u32> {
-    let middle = name.strip_prefix(prefix)?.strip_suffix(TMP_SUFFIX)?;
-    let mut parts = middle.split('-');
+/// The target name and pid of a temporary file name `.<target>.<pid>-<n>-<rand>.tmp` (or the
+/// older `.<target>.<pid>.tmp`), if `name` has that shape.
+fn tmp_target_pid(name: &str) -> Option<(&str, u32)> {
+    let middle = name.strip_prefix('.')?.strip_suffix(TMP_SUFFIX)?;
+    let (target, tail) = middle.rsplit_once('.')?;
+    let mut parts = tail.split('-');
     let pid = parts.next()?.parse().ok()?;
     match (parts.next(), parts.next(), parts.next()) {
-        (None, None, None) => Some(pid),
+        (None, None, None) => Some((target, pid)),
         (Some(n), Some(r), None)
             if n.bytes().all(|c| c.is_ascii_digit())
                 && r.bytes().all(|c| c.is_ascii_alphanumeric()) =>
         {
-            Some(pid)
+            Some((target, pid))
         }
         _ => None,
     }
@@ -196,24 +205,58 @@ fn pid_alive(pid: u32) -> Option<bool> {
         .then(|| proc.join(pid.to_string()).exists())
 }
 
-/// Remove temporary files for this target left by processes that no longer run.
-fn remove_stale_temps(dir: &Path, prefix: &OsString) {
-    let Some(prefix) = prefix.to_str() else {
-        return;
-    };
+/// `(directory, target)` pairs already cleaned by this process: a process that writes the same
+/// file many times (a log, a sidecar per epoch) scans its directory once, not on every write.
+static CLEANED: std::sync::OnceLock<std::sync::Mutex<HashSet<(PathBuf, OsString)>>> =
+    std::sync::OnceLock::new();
+
+/// Removes the temporary files in `dir` that processes no longer running left for targets
+/// whose name `matches` (regular files only; never this process's own). Done once per
+/// `(dir, key)` in a process.
+fn clean_once(dir: &Path, key: &OsString, matches: impl Fn(&str) -> bool) {
+    {
+        let mut seen = CLEANED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !seen.insert((dir.to_path_buf(), key.clone())) {
+            return;
+        }
+    }
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| tmp_pid(n, prefix)) else {
+        let Some((target, pid)) = name.to_str().and_then(tmp_target_pid) else {
             continue;
         };
         let regular = entry.file_type().is_ok_and(|t| t.is_file());
-        if regular && pid != std::process::id() && pid_alive(pid) == Some(false) {
+        if regular && matches(target) && pid != std::process::id() && pid_alive(pid) == Some(false)
+        {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// Remove temporary files for this target (`prefix` is `.<name>.`) left by dead processes.
+fn remove_stale_temps(dir: &Path, prefix: &OsString) {
+    let Some(name) = prefix
+        .to_str()
+        .and_then(|p| p.strip_prefix('.')?.strip_suffix('.'))
+    else {
+        return;
+    };
+    clean_once(dir, prefix, |target| target == name);
+}
+
+/// Removes temporary files of dead processes for every target in `dir` named `<stem>.*` (a
+/// family of files written together, such as a checkpoint's weights and sidecar); once per
+/// `(dir, stem)` in a process.
+pub fn remove_stale_temps_of(dir: &Path, stem: &str) {
+    let dotted = format!("{stem}.");
+    let key = OsString::from(format!("{stem}.*"));
+    clean_once(dir, &key, |target| target.starts_with(&dotted));
 }
 
 /// Write `path` atomically: `fill` writes into a temporary file in the same directory, which is
@@ -235,8 +278,10 @@ where
 
 pub mod guard;
 pub mod npy;
+pub mod read;
 
 pub use guard::{check_new_output, check_output, open_regular, same_file, OutputError};
+pub use read::{read_exact_at, read_regular, read_text, ReadError};
 
 #[cfg(test)]
 mod tests;

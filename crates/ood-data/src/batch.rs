@@ -10,6 +10,10 @@
 //! channel, and the consumer takes them round-robin, so batches arrive in order with no
 //! reordering buffer and at most `W * depth` batches in memory. Dropping the iterator stops the
 //! workers (their next send fails) and joins them.
+//!
+//! Failures: reading an image can fail (a file that shrank or went away while open). The batch
+//! that needed it is an `Err` naming the file and byte offset, and the epoch ends there: a worker
+//! stops after sending its error, and the iterator yields nothing after it.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,8 +36,9 @@ pub trait ImageSource: Send + Sync {
     }
     /// `(H, W, C)` shared by every image.
     fn image_shape(&self) -> (usize, usize, usize);
-    /// Copies image `index` into `out` (`H * W * C` bytes, row-major `H x W x C`).
-    fn read_image(&self, index: usize, out: &mut [u8]);
+    /// Copies image `index` into `out` (`H * W * C` bytes, row-major `H x W x C`); fails, naming
+    /// the file and offset, when a file-backed source can no longer read it.
+    fn read_image(&self, index: usize, out: &mut [u8]) -> Result<()>;
     fn label(&self, _index: usize) -> Option<i64> {
         None
     }
@@ -46,12 +51,13 @@ impl ImageSource for ImageSet {
     fn image_shape(&self) -> (usize, usize, usize) {
         ImageSet::image_shape(self)
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
+    fn read_image(&self, index: usize, out: &mut [u8]) -> Result<()> {
         let img = self.images.index_axis(ndarray::Axis(0), index);
         match img.as_slice() {
             Some(s) => out.copy_from_slice(s),
             None => out.iter_mut().zip(img.iter()).for_each(|(o, &v)| *o = v),
         }
+        Ok(())
     }
     fn label(&self, index: usize) -> Option<i64> {
         self.labels.as_ref().map(|l| l[index])
@@ -202,7 +208,7 @@ impl BatchLoader {
     }
 
     /// Builds batch `b` of an epoch from its indices (on the calling thread).
-    pub fn make_batch(&self, epoch: u64, b: usize, indices: &[usize]) -> Batch {
+    pub fn make_batch(&self, epoch: u64, b: usize, indices: &[usize]) -> Result<Batch> {
         let (c, h, w) = self.out_chw;
         let per_out = c * h * w;
         let (ih, iw, ic) = self.source.image_shape();
@@ -211,7 +217,7 @@ impl BatchLoader {
         let out = images.as_slice_mut().expect("fresh array is contiguous");
         let mut rng = rng_for(self.config.seed, epoch, b as u64, AUGMENT_STREAM);
         for (k, &i) in indices.iter().enumerate() {
-            self.source.read_image(i, &mut raw);
+            self.source.read_image(i, &mut raw)?;
             let view = ArrayView3::from_shape((ih, iw, ic), &raw).expect("source image size");
             self.pipeline
                 .apply_into(view, &mut rng, &mut out[k * per_out..(k + 1) * per_out]);
@@ -230,11 +236,11 @@ impl BatchLoader {
         } else {
             None
         };
-        Batch {
+        Ok(Batch {
             images,
             labels,
             indices: indices.to_vec(),
-        }
+        })
     }
 
     /// The batches of one epoch, built ahead by `config.workers` threads.
@@ -257,8 +263,9 @@ impl BatchLoader {
                 .spawn(move || {
                     for b in (w..total).step_by(workers) {
                         let batch = loader.make_batch(epoch, b, &span(&order, b));
-                        if tx.send(batch).is_err() {
-                            return; // consumer gone
+                        let failed = batch.is_err();
+                        if tx.send(batch).is_err() || failed {
+                            return; // consumer gone, or the epoch ends at this error
                         }
                     }
                 })
@@ -278,34 +285,50 @@ impl BatchLoader {
     }
 }
 
-/// Iterator over one epoch's batches (see [`BatchLoader::epoch`]).
+/// Iterator over one epoch's batches (see [`BatchLoader::epoch`]); after an `Err` it ends.
 pub struct BatchIter {
     loader: BatchLoader,
     epoch: u64,
     order: Arc<Vec<usize>>,
     next: usize,
     total: usize,
-    receivers: Vec<Receiver<Batch>>,
+    receivers: Vec<Receiver<Result<Batch>>>,
     handles: Vec<Option<JoinHandle<()>>>,
 }
 
 impl Iterator for BatchIter {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         if self.next >= self.total {
             return None;
         }
         let b = self.next;
         self.next += 1;
+        let batch = self.receive(b);
+        if batch.is_err() {
+            self.next = self.total; // nothing after an error
+        }
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total - self.next;
+        (left, Some(left))
+    }
+}
+
+impl BatchIter {
+    /// Batch `b`, built here without workers, else from its worker's channel.
+    fn receive(&mut self, b: usize) -> Result<Batch> {
         if self.receivers.is_empty() {
             let bs = self.loader.config.batch_size;
             let idx = &self.order[b * bs..((b + 1) * bs).min(self.order.len())];
-            return Some(self.loader.make_batch(self.epoch, b, idx));
+            return self.loader.make_batch(self.epoch, b, idx);
         }
         let w = b % self.receivers.len();
         match self.receivers[w].recv() {
-            Ok(batch) => Some(batch),
+            Ok(batch) => batch,
             Err(_) => {
                 // The worker ended without sending: it panicked. Re-raise its panic here.
                 if let Some(Err(p)) = self.handles[w].take().map(JoinHandle::join) {
@@ -314,11 +337,6 @@ impl Iterator for BatchIter {
                 panic!("batch worker {w} stopped early");
             }
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.total - self.next;
-        (left, Some(left))
     }
 }
 

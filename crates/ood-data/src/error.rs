@@ -42,8 +42,17 @@ pub enum Error {
         tried: Vec<(PathBuf, crate::registry::Place)>,
         how: String,
     },
-    #[error("{0}")]
-    Other(String),
+    /// A folder holds no image file.
+    #[error("{}: no image files (png, jpg, jpeg, bmp, tga, gif)", path.display())]
+    NoImages { path: PathBuf },
+    /// Images of one set differ in size (`first` sets the size).
+    #[error("{}: image is {found:?} but {} is {expected:?}; choose a resizing preprocess", path.display(), first.display())]
+    ImageSize {
+        path: PathBuf,
+        found: (usize, usize, usize),
+        first: PathBuf,
+        expected: (usize, usize, usize),
+    },
     /// A parameter given by the caller is unusable; names the parameter.
     #[error("{what}: {reason}")]
     Invalid { what: &'static str, reason: String },

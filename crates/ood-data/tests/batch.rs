@@ -32,14 +32,14 @@ fn epoch_covers_every_index_once_and_reshuffles() {
         },
     );
     assert_eq!(l.batches_per_epoch(), 11);
-    let e0: Vec<usize> = l.epoch(0).flat_map(|b| b.indices).collect();
+    let e0: Vec<usize> = l.epoch(0).flat_map(|b| b.unwrap().indices).collect();
     let mut sorted = e0.clone();
     sorted.sort();
     assert_eq!(sorted, (0..103).collect::<Vec<_>>());
-    let e1: Vec<usize> = l.epoch(1).flat_map(|b| b.indices).collect();
+    let e1: Vec<usize> = l.epoch(1).flat_map(|b| b.unwrap().indices).collect();
     assert_ne!(e0, e1);
     assert_ne!(e0, (0..103).collect::<Vec<_>>());
-    let last = l.epoch(0).last().unwrap();
+    let last = l.epoch(0).last().unwrap().unwrap();
     assert_eq!(last.images.shape(), &[3, 3, 8, 8]);
     let dropping = loader(
         set(103, 8, 8, 3),
@@ -61,7 +61,10 @@ fn epoch_covers_every_index_once_and_reshuffles() {
         },
     );
     assert_eq!(
-        ordered.epoch(5).flat_map(|b| b.indices).collect::<Vec<_>>(),
+        ordered
+            .epoch(5)
+            .flat_map(|b| b.unwrap().indices)
+            .collect::<Vec<_>>(),
         (0..25).collect::<Vec<_>>()
     );
 }
@@ -78,6 +81,7 @@ fn batches_do_not_depend_on_worker_count() {
         };
         loader(set(70, 32, 32, 3), Pipeline::cifar_train(), cfg)
             .epoch(3)
+            .map(Result::unwrap)
             .collect::<Vec<_>>()
     };
     let reference = make(0, 1);
@@ -94,6 +98,7 @@ fn batches_do_not_depend_on_worker_count() {
         };
         loader(set(70, 32, 32, 3), Pipeline::cifar_train(), cfg)
             .epoch(3)
+            .map(Result::unwrap)
             .collect::<Vec<_>>()
     };
     assert_ne!(other_seed, reference);
@@ -113,6 +118,7 @@ fn labels_and_values_follow_indices() {
     );
     let n = Normalize::cifar();
     for b in l.epoch(0) {
+        let b = b.unwrap();
         let labels = b.labels.unwrap();
         for (k, &i) in b.indices.iter().enumerate() {
             assert_eq!(labels[k], (i % 10) as i64);
@@ -145,7 +151,7 @@ fn unlabelled_gray_source_and_validation() {
             ..Default::default()
         },
     );
-    let b = l.epoch(0).next().unwrap();
+    let b = l.epoch(0).next().unwrap().unwrap();
     assert!(b.labels.is_none());
     assert_eq!(b.images.shape(), &[4, 1, 28, 28]);
     assert!(b.images.iter().all(|&v| v == -1.0));
@@ -179,7 +185,7 @@ fn dropping_early_stops_workers() {
     let l = loader(set(1000, 8, 8, 3), Pipeline::cifar_test(), cfg);
     let mut it = l.epoch(0);
     assert_eq!(it.len(), 500);
-    it.next().unwrap();
+    it.next().unwrap().unwrap();
     drop(it); // must return (workers blocked on full channels are released and joined)
 }
 
@@ -191,9 +197,10 @@ impl ImageSource for Exploding {
     fn image_shape(&self) -> (usize, usize, usize) {
         (2, 2, 1)
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
+    fn read_image(&self, index: usize, out: &mut [u8]) -> ood_data::Result<()> {
         assert!(index != 7, "source failure at 7");
         out.fill(1);
+        Ok(())
     }
 }
 

@@ -165,10 +165,65 @@ fn tiny_images_that_shrink_after_opening_fail_cleanly() {
         err.contains("tiny.bin") && err.contains("at byte 6144") && err.contains("shrink"),
         "{err}"
     );
-    // The infallible ImageSource path ends with the same message, as a panic (not a signal).
-    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.image(3))).unwrap_err();
-    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("at byte 9216"), "{msg}");
+}
+
+/// A batch loader (with worker threads) over an .npy image file or Tiny Images that shrink
+/// after opening: the epoch yields an error naming the file and offset, then ends. This used to
+/// be a panic in the worker, re-raised in the consumer (exit 101 from the CLI).
+#[test]
+fn batches_from_files_that_shrink_mid_read_are_errors_not_panics() {
+    use ood_data::batch::{BatchConfig, BatchLoader, ImageSource};
+    use ood_data::formats::{npy_images::NpyImages, tiny_images::TinyImages};
+    use ood_data::transforms::{Normalize, Pipeline};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("imgs.npy");
+    ood_core::io::npy::write_array::<u8>(&npy, &[8, 32, 32, 3], &[7u8; 8 * 3072]).unwrap();
+    let bin = dir.path().join("tiny.bin");
+    std::fs::write(&bin, vec![9u8; 3072 * 8]).unwrap();
+    let data_offset = ood_core::io::npy::NpyFile::open(&npy)
+        .unwrap()
+        .data_offset();
+    let sources: [(Arc<dyn ImageSource>, &std::path::Path, u64); 2] = [
+        (
+            Arc::new(NpyImages::open(&npy).unwrap()),
+            &npy,
+            data_offset + 2 * 3072,
+        ),
+        (Arc::new(TinyImages::open(&bin).unwrap()), &bin, 2 * 3072),
+    ];
+    for (source, path, cut) in sources {
+        let pipeline = Pipeline {
+            steps: vec![],
+            normalize: Normalize::unit(3),
+        };
+        let config = BatchConfig {
+            batch_size: 2,
+            shuffle: false,
+            workers: 2,
+            ..Default::default()
+        };
+        let loader = BatchLoader::new(source, pipeline, config).unwrap();
+        assert!(loader.epoch(0).all(|b| b.is_ok()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let got: Vec<_> = loader.epoch(0).collect();
+        assert_eq!(
+            got.len(),
+            2,
+            "{path:?}: one good batch, the error, then the end"
+        );
+        assert!(got[0].is_ok());
+        let e = got[1].as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{}: at byte {cut}", path.display())),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn npy_images_memory_mapped() {
     assert_eq!(m.image(3).unwrap(), a.index_axis(ndarray::Axis(0), 3));
     assert_eq!(m.to_image_set().unwrap().images, a);
     let mut buf = vec![0u8; 36];
-    m.read_image(4, &mut buf);
+    m.read_image(4, &mut buf).unwrap();
     assert_eq!(
         ArrayView3::from_shape((4, 3, 3), &buf[..]).unwrap(),
         a.index_axis(ndarray::Axis(0), 4)
@@ -183,7 +183,7 @@ fn tiny_images_column_major_with_exclusions() {
     std::fs::write(&bin, (0..6).flat_map(tiny_record).collect::<Vec<u8>>()).unwrap();
     let t = TinyImages::open(&bin).unwrap();
     assert_eq!((t.total(), t.len()), (6, 6));
-    let img = t.image(4);
+    let img = t.try_image(4).unwrap();
     for (y, x, c) in [(0, 0, 0), (31, 0, 1), (0, 31, 2), (5, 9, 1)] {
         assert_eq!(img[[y, x, c]], tiny_px(4, y, x, c), "({y}, {x}, {c})");
     }
@@ -195,7 +195,7 @@ fn tiny_images_column_major_with_exclusions() {
     assert!(t.is_excluded(1) && t.is_excluded(4) && !t.is_excluded(0));
     let kept: Vec<u64> = (0..t.len()).map(|k| t.raw_index(k)).collect();
     assert_eq!(kept, vec![0, 2, 3, 5]);
-    assert_eq!(t.image(3)[[7, 8, 2]], tiny_px(5, 7, 8, 2));
+    assert_eq!(t.try_image(3).unwrap()[[7, 8, 2]], tiny_px(5, 7, 8, 2));
 }
 
 #[test]

@@ -5,16 +5,16 @@
 //! `<stem>.e<epoch>-s<step>.safetensors` (model variables, PyTorch names) and, for resuming,
 //! `<stem>.e<epoch>-s<step>.optim.safetensors` (optimizer state).
 //!
-//! Crash safety: every file is written to a temporary name unique to the process
-//! (`.<name>.<pid>.tmp`), fsync'd, and renamed; the weight files carry the epoch and step in their
+//! Crash safety: every file is written through [`ood_core::io::AtomicFile`] (a temporary name
+//! unique to the process and call, fsync'd, then renamed); the weight files carry the epoch and step in their
 //! names and are written *and fsync'd before* the sidecar is renamed into place, and superseded
 //! ones are deleted only *after* it. A kill at any moment therefore leaves a sidecar that points
 //! at complete files (the previous or the new checkpoint), which is what resuming needs. Temp
 //! files of dead processes are removed by the next [`save`].
 //!
-//! Concurrency: a writer holds [`CheckpointLock`] (`<stem>.lock`, created exclusively, holding the
-//! pid) for the whole run, so a second run on the same checkpoint fails at once; a lock left by a
-//! process that no longer exists is taken over (the caller is told whose it was).
+//! Concurrency: a writer holds [`CheckpointLock`] (an OS lock on `<stem>.lock`, see [`lock`]) for
+//! the whole run, so a second run on the same checkpoint fails at once; the kernel releases it
+//! when the holder dies.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,9 @@ use tch::Tensor;
 use crate::data::InputSpec;
 use crate::error::{Error, Result};
 use crate::wrn::WrnConfig;
+
+pub mod lock;
+pub use lock::CheckpointLock;
 
 /// Value of [`CheckpointMeta::format`].
 pub const FORMAT: &str = "eood-checkpoint";
@@ -128,98 +131,11 @@ fn sha256_file(path: &Path) -> Result<String> {
 /// Largest sidecar read (a real one is a few KB): a hostile one is never read whole.
 pub const MAX_SIDECAR_BYTES: u64 = 16 << 20;
 
-/// Whether process `pid` exists (Linux: `/proc/<pid>`; elsewhere every pid counts as alive, so a
-/// lock or temp file is never taken from a live run).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
-    }
-}
-
-/// Exclusive right to write the checkpoint `<stem>.json` (see the module docs).
-#[derive(Debug)]
-pub struct CheckpointLock {
-    path: PathBuf,
-    /// The pid of a dead process whose stale lock was taken over.
-    pub took_over: Option<u32>,
-}
-
-impl CheckpointLock {
-    /// Takes `<stem>.lock` beside `json`, or fails with [`Error::Locked`] naming the holder.
-    pub fn acquire(json: &Path) -> Result<Self> {
-        use std::io::Write;
-        let (dir, stem) = stem_of(json)?;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("{stem}.lock"));
-        let mut took_over = None;
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|e| Error::io(&path, e))?;
-                    return Ok(Self { path, took_over });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    match text.trim().parse::<u32>() {
-                        Ok(pid) if pid != std::process::id() && !process_alive(pid) => {
-                            let _ = std::fs::remove_file(&path);
-                            took_over = Some(pid);
-                        }
-                        // a live holder, or a lock being written this instant
-                        Ok(pid) => return Err(Error::Locked { path, pid }),
-                        Err(_) => return Err(Error::Locked { path, pid: 0 }),
-                    }
-                }
-                Err(e) => return Err(Error::io(&path, e)),
-            }
-        }
-        Err(Error::Locked { path, pid: 0 })
-    }
-}
-
-impl Drop for CheckpointLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Removes `.<name>.<pid>.tmp` files beside a checkpoint left by processes that are gone.
-fn clean_stale_temps(dir: &Path, stem: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix('.'))
-            .and_then(|n| n.strip_suffix(".tmp"))
-        else {
-            continue;
-        };
-        if !rest.starts_with(stem) {
-            continue;
-        }
-        let pid = rest.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| p != std::process::id() && !process_alive(p)) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Writes `tensors` to `dir/name` through a temporary file unique to this process, fsync'd
-/// before the rename; returns the file's SHA-256.
+/// Writes `tensors` to `dir/name` through an [`ood_core::io::AtomicFile`] (fsync'd before the
+/// rename); returns the file's SHA-256.
 fn write_tensors(dir: &Path, name: &str, tensors: &[(String, Tensor)]) -> Result<String> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let file = ood_core::io::AtomicFile::create(&path).map_err(|e| Error::io(&path, e.source))?;
     let contiguous: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(k, t)| {
@@ -229,22 +145,14 @@ fn write_tensors(dir: &Path, name: &str, tensors: &[(String, Tensor)]) -> Result
             )
         })
         .collect();
-    let written = Tensor::write_safetensors(&contiguous, &tmp)
-        .map_err(|e| Error::torch(format!("writing {}", path.display()), e))
-        .and_then(|()| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&path, e))
-        })
-        .and_then(|()| sha256_file(&tmp));
-    let sha = match written {
-        Ok(sha) => sha,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    // libtorch writes the temporary file by name; dropped uncommitted on error, it is removed.
+    Tensor::write_safetensors(&contiguous, file.temp_path())
+        .map_err(|e| Error::torch(format!("writing {}", path.display()), e))?;
+    let sha = sha256_file(file.temp_path()).map_err(|e| match e {
+        Error::Io { source, .. } => Error::io(&path, source),
+        e => e,
+    })?;
+    file.commit().map_err(|e| Error::io(&path, e.source))?;
     Ok(sha)
 }
 
@@ -258,7 +166,7 @@ pub fn save(
 ) -> Result<()> {
     let (dir, stem) = stem_of(json)?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    clean_stale_temps(&dir, &stem);
+    ood_core::io::remove_stale_temps_of(&dir, &stem);
     let tag = format!("{stem}.e{:04}-s{}", meta.epoch, meta.step);
     meta.format = FORMAT.into();
     meta.format_version = FORMAT_VERSION;
@@ -275,9 +183,9 @@ pub fn save(
             meta.optimizer_sha256 = None;
         }
     }
-    let text = serde_json::to_string_pretty(meta).map_err(|e| Error::Sidecar {
+    let text = serde_json::to_string_pretty(meta).map_err(|source| Error::SidecarJson {
         path: json.into(),
-        reason: e.to_string(),
+        source,
     })?;
     ood_core::io::write_atomic(
         json,
@@ -322,22 +230,12 @@ fn is_tagged(rest: &str) -> bool {
 /// Reads only the sidecar (at most [`MAX_SIDECAR_BYTES`]) and validates the architecture it
 /// declares, so that no size in it reaches libtorch unchecked.
 pub fn read_meta(json: &Path) -> Result<CheckpointMeta> {
-    use std::io::Read;
-    let (file, len) = ood_core::io::open_regular(json).map_err(|e| Error::io(json, e.source))?;
-    if len > MAX_SIDECAR_BYTES {
-        return Err(Error::Sidecar {
+    let text = ood_core::io::read_text(json, "sidecar", MAX_SIDECAR_BYTES)?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(&text).map_err(|source| Error::SidecarJson {
             path: json.into(),
-            reason: format!("{len} bytes, more than a sidecar's {MAX_SIDECAR_BYTES}-byte limit"),
-        });
-    }
-    let mut text = String::new();
-    file.take(MAX_SIDECAR_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::io(json, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Error::Sidecar {
-        path: json.into(),
-        reason: e.to_string(),
-    })?;
+            source,
+        })?;
     if meta.format != FORMAT || meta.format_version > FORMAT_VERSION {
         return Err(Error::Sidecar {
             path: json.into(),
@@ -414,181 +312,4 @@ pub fn load(json: &Path) -> Result<Checkpoint> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state_dict;
-    use crate::wrn::WideResNet;
-    use tch::nn::VarStore;
-    use tch::{Device, Kind};
-
-    fn small() -> WrnConfig {
-        WrnConfig {
-            depth: 10,
-            widen_factor: 1,
-            dropout: 0.0,
-            num_classes: 3,
-            in_channels: 1,
-        }
-    }
-
-    /// A freshly initialized small network saved as `m.json` in a new folder.
-    fn saved_small() -> (tempfile::TempDir, PathBuf, CheckpointMeta) {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("m.json");
-        let vs = VarStore::new(Device::Cpu);
-        let _net = WideResNet::new(&vs.root(), &small()).unwrap();
-        let mut meta = CheckpointMeta::new(small(), serde_json::Value::Null, 0);
-        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
-        (dir, json, meta)
-    }
-
-    #[test]
-    fn round_trip_restores_identical_outputs_and_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("model.json");
-        tch::manual_seed(1);
-        let vs = VarStore::new(Device::Cpu);
-        let net = WideResNet::new(&vs.root(), &small()).unwrap();
-        // Move the BatchNorm statistics away from their initial values.
-        let x = Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu));
-        let _ = net.forward(&x, true);
-        let mut meta = CheckpointMeta::new(small(), serde_json::json!({"lr": 0.1}), 7);
-        meta.epoch = 3;
-        meta.step = 30;
-        meta.metrics.insert("test_accuracy".into(), 0.5);
-        let momentum = vec![(
-            "momentum.fc.weight".to_string(),
-            Tensor::ones([3, 64], (Kind::Float, Device::Cpu)),
-        )];
-        save(
-            &json,
-            &mut meta,
-            &state_dict::named_tensors(&vs),
-            Some(&momentum),
-        )
-        .unwrap();
-
-        let ck = load(&json).unwrap();
-        assert_eq!(ck.meta, meta);
-        assert_eq!(ck.meta.weights, "model.e0003-s30.safetensors");
-        let vs2 = VarStore::new(Device::Cpu);
-        let net2 = WideResNet::new(&vs2.root(), &small()).unwrap();
-        state_dict::load_into(&vs2, &ck.weights).unwrap();
-        let (a, b) = (net.forward(&x, false), net2.forward(&x, false));
-        assert!(a.equal(&b));
-        let nbt = &vs2.variables()["bn1.num_batches_tracked"];
-        assert_eq!(nbt.int64_value(&[]), 1);
-        assert!(ck.optimizer.unwrap()[0].1.equal(&momentum[0].1));
-
-        // A later save replaces the earlier files; nothing else in the directory is touched.
-        std::fs::write(dir.path().join("model.notes.txt"), "keep").unwrap();
-        meta.epoch = 4;
-        meta.step = 40;
-        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "model.e0004-s40.safetensors",
-                "model.json",
-                "model.notes.txt"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_second_writer_is_locked_out_and_a_dead_ones_lock_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("m.json");
-        let lock = CheckpointLock::acquire(&json).unwrap();
-        assert_eq!(lock.took_over, None);
-        // the holder is this live process (pid 1 stands in for another live one)
-        std::fs::write(dir.path().join("m.lock"), "1\n").unwrap();
-        let e = CheckpointLock::acquire(&json).unwrap_err().to_string();
-        assert!(e.contains("m.lock: locked by process 1"), "{e}");
-        drop(lock);
-        assert!(!dir.path().join("m.lock").exists());
-        // a pid that cannot exist (beyond Linux's pid_max) is a dead holder
-        std::fs::write(dir.path().join("m.lock"), "4194305\n").unwrap();
-        let lock = CheckpointLock::acquire(&json).unwrap();
-        assert_eq!(lock.took_over, Some(4194305));
-        let pid = std::fs::read_to_string(dir.path().join("m.lock")).unwrap();
-        assert_eq!(pid.trim(), std::process::id().to_string());
-    }
-
-    #[test]
-    fn stale_temps_of_dead_processes_are_removed_on_save() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("m.json");
-        let dead = dir.path().join(".m.e0001-s1.safetensors.4194305.tmp");
-        let live = dir.path().join(".m.json.1.tmp");
-        let other = dir.path().join(".x.json.4194305.tmp");
-        for p in [&dead, &live, &other] {
-            std::fs::write(p, "partial").unwrap();
-        }
-        let vs = VarStore::new(Device::Cpu);
-        let _net = WideResNet::new(&vs.root(), &small()).unwrap();
-        let mut meta = CheckpointMeta::new(small(), serde_json::Value::Null, 0);
-        save(&json, &mut meta, &state_dict::named_tensors(&vs), None).unwrap();
-        assert!(!dead.exists() && live.exists() && other.exists());
-    }
-
-    #[test]
-    fn sidecars_declaring_huge_architectures_are_refused_before_libtorch() {
-        let (_dir, json, _) = saved_small();
-        let text = std::fs::read_to_string(&json).unwrap();
-        for (from, to, says) in [
-            (
-                "\"depth\": 10",
-                "\"depth\": 1000000000",
-                "depth must be between 10 and 1000",
-            ),
-            (
-                "\"widen_factor\": 1",
-                "\"widen_factor\": 1000000",
-                "widen_factor must be",
-            ),
-            (
-                "\"num_classes\": 3",
-                "\"num_classes\": 1000000000000",
-                "num_classes must be",
-            ),
-            ("\"depth\": 10", "\"depth\": 11", "6n+4"),
-        ] {
-            assert!(text.contains(from), "{from}");
-            std::fs::write(&json, text.replace(from, to)).unwrap();
-            let e = load(&json).unwrap_err().to_string();
-            assert!(
-                e.contains("m.json: architecture: ") && e.contains(says),
-                "{e}"
-            );
-        }
-        // depth 1000 x width 64 passes the ranges but not the memory check
-        let big = text
-            .replace("\"depth\": 10", "\"depth\": 994")
-            .replace("\"widen_factor\": 1", "\"widen_factor\": 64");
-        std::fs::write(&json, big).unwrap();
-        let e = load(&json).unwrap_err().to_string();
-        assert!(e.contains("WideResNet parameters: needs"), "{e}");
-    }
-
-    #[test]
-    fn corrupted_weights_are_detected() {
-        let (dir, json, meta) = saved_small();
-        let w = dir.path().join(&meta.weights);
-        let mut bytes = std::fs::read(&w).unwrap();
-        let n = bytes.len();
-        bytes[n - 1] ^= 0xff;
-        std::fs::write(&w, bytes).unwrap();
-        let err = load(&json).unwrap_err().to_string();
-        assert!(err.contains("SHA-256"), "{err}");
-        let err = load(&dir.path().join("m.safetensors"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("JSON sidecar"), "{err}");
-    }
-}
+mod tests;

@@ -134,7 +134,7 @@ impl ImageSource for NpySet {
     fn image_shape(&self) -> (usize, usize, usize) {
         self.images.image_shape()
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
+    fn read_image(&self, index: usize, out: &mut [u8]) -> ood_data::Result<()> {
         ImageSource::read_image(&self.images, index, out)
     }
     fn label(&self, index: usize) -> Option<i64> {

@@ -13,11 +13,12 @@ pub enum Error {
     },
     #[error("{path}: not a readable PyTorch checkpoint: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
-    #[error("{path}: pickle error at byte {offset}: {reason}")]
+    #[error("{path}: pickle error at byte {offset}: {source}")]
     Pickle {
         path: PathBuf,
         offset: u64,
-        reason: String,
+        #[source]
+        source: ood_data::formats::pickle::PickleErrorKind,
     },
     #[error("{path}: zip archive: {source}")]
     Zip {
@@ -35,8 +36,32 @@ pub enum Error {
     },
     #[error("{path}: {reason}")]
     Sidecar { path: PathBuf, reason: String },
+    /// A sidecar that is not the JSON of a checkpoint (or could not be written as JSON).
+    #[error("{}: {source}", path.display())]
+    SidecarJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Config(String),
+    /// Serializing a record (configuration, log line) failed.
+    #[error("{what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("fine-tuning needs an outlier data set")]
+    NoOutliers,
+    #[error("{what} data has no labels")]
+    NoLabels { what: &'static str },
+    #[error("{what} data yields no batch")]
+    EmptyData { what: &'static str },
+    #[error("batch has an unlabelled or negative label {label}")]
+    NegativeLabel { label: i64 },
+    #[error("loss became {loss} at epoch {epoch} step {step}")]
+    NonFiniteLoss { loss: f64, epoch: u64, step: u64 },
     #[error("architecture: {0}")]
     Arch(#[from] crate::wrn::ArchError),
     #[error("{}: architecture: {source}", path.display())]
@@ -46,14 +71,17 @@ pub enum Error {
         #[source]
         source: Box<crate::wrn::ArchError>,
     },
-    #[error("{}: locked by process {pid} (another run is writing this checkpoint; remove the lock file if that process is gone)", path.display())]
-    Locked { path: PathBuf, pid: u32 },
+    /// Another open file holds the checkpoint's OS lock (`pid` as its holder wrote it).
+    #[error("{}: locked by {} (another run is writing this checkpoint)", path.display(), match pid { Some(p) => format!("process {p}"), None => "another process".into() })]
+    Locked { path: PathBuf, pid: Option<u32> },
     #[error("{}: --resume with a different configuration ({fields}); pass --force to continue anyway (the change is recorded in the log)", path.display())]
     ResumeMismatch { path: PathBuf, fields: String },
     #[error(transparent)]
     Data(#[from] ood_data::Error),
     #[error(transparent)]
     Npy(#[from] ood_core::io::npy::NpyError),
+    #[error(transparent)]
+    Read(#[from] ood_core::io::ReadError),
     #[error("validation")]
     Selection(#[from] ood_core::selection::SelectionError),
 }

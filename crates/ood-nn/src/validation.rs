@@ -19,7 +19,7 @@ pub fn negative_energies(
 ) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for batch in loader.epoch(0) {
-        let (x, _) = batch_tensors(&batch, device)?;
+        let (x, _) = batch_tensors(&batch?, device)?;
         let e = tch::no_grad(|| energy(&net.forward(&x, false)));
         let v: Vec<f64> = Vec::try_from(-e.to_kind(tch::Kind::Double).to_device(Device::Cpu))
             .map_err(|e| Error::torch("reading energies", e))?;

@@ -200,8 +200,10 @@ fn energy_finetuning_pushes_outlier_energy_up() {
     let probe = loader(synthetic(12, 3), 12, false, 0)
         .epoch(0)
         .next()
+        .unwrap()
         .unwrap();
-    let (x_out, _) = train::batch_tensors(&outliers.epoch(0).next().unwrap(), Device::Cpu).unwrap();
+    let (x_out, _) =
+        train::batch_tensors(&outliers.epoch(0).next().unwrap().unwrap(), Device::Cpu).unwrap();
     let (x_in, _) = train::batch_tensors(&probe, Device::Cpu).unwrap();
     let mean_energy = |net: &WideResNet, x: &tch::Tensor| {
         tch::no_grad(|| {

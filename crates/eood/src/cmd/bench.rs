@@ -13,22 +13,58 @@
 //! Figures 3, 4a, 4b, a calibrated detector. See docs/experiments.md.
 use std::path::{Path, PathBuf};
 
+use crate::args::{DeviceArgs, RuntimeArgs};
 use anyhow::{bail, Context};
 use ood_data::cache::Cache;
 use ood_experiments::bench::cifar::{self, PaperBench};
 use ood_experiments::bench::data::{BenchData, FMNIST_OOD_TEST};
 use ood_experiments::bench::finetune::Weights;
 use ood_experiments::bench::{self, BenchDir, Models, Options, Plan};
-use ood_nn::tch::Device;
 use ood_nn::WrnConfig;
 
 /// The shipped Fashion-MNIST model (relative to the repository root).
 pub const SHIPPED_MODEL: &str = "models/fmnist-wrn-10-1.json";
 
+/// The benchmarks `eood bench` runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Benchmark {
+    /// Fashion-MNIST vs six OOD sets (runs on CPU).
+    FmnistOod,
+    /// The paper's CIFAR-10 benchmark (GPU advised).
+    Cifar10,
+    /// The paper's CIFAR-100 benchmark (GPU advised).
+    Cifar100,
+    /// The paper's SVHN benchmark (GPU advised).
+    Svhn,
+}
+
+impl Benchmark {
+    /// The name on the command line and in results folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::FmnistOod => "fmnist-ood",
+            Benchmark::Cifar10 => "cifar10",
+            Benchmark::Cifar100 => "cifar100",
+            Benchmark::Svhn => "svhn",
+        }
+    }
+
+    /// The paper's benchmark, or `None` for fmnist-ood.
+    fn paper(self) -> Option<PaperBench> {
+        match self {
+            Benchmark::FmnistOod => None,
+            Benchmark::Cifar10 => Some(PaperBench::Cifar10),
+            Benchmark::Cifar100 => Some(PaperBench::Cifar100),
+            Benchmark::Svhn => Some(PaperBench::Svhn),
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Benchmark: fmnist-ood (runs on CPU), cifar10, cifar100 or svhn (the paper's; GPU advised).
-    pub benchmark: String,
+    /// Which benchmark.
+    #[arg(value_enum)]
+    pub benchmark: Benchmark,
     /// Smoke version: small subsets everywhere (a few minutes on 2 cores).
     #[arg(long)]
     pub quick: bool,
@@ -78,18 +114,14 @@ pub struct Args {
     /// With --prepare-from: images per synthetic validation OOD set.
     #[arg(long, default_value_t = 2000)]
     pub val_ood_images: usize,
-    /// Results folder (default results/<benchmark>[-quick]).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    /// Results folder (default results/<benchmark>[-quick]); `--out` is the old name.
+    #[arg(long, value_name = "DIR", alias = "out")]
+    pub out_dir: Option<PathBuf>,
     /// Seeds subsets, training, fine-tuning and the OOD draws.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// cpu or cuda (cuda:N).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Score the pre-trained model only (no fine-tuning).
     #[arg(long)]
     pub no_finetune: bool,
@@ -108,23 +140,9 @@ pub struct Args {
     /// Number of OOD draws (paper: 10).
     #[arg(long)]
     pub draws: Option<usize>,
-    /// Threads preparing training batches.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// No progress output.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-fn parse_device(s: &str) -> anyhow::Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Ok(Device::Cuda(n)),
-            None => bail!("--device must be cpu, cuda or cuda:N, got {s:?}"),
-        },
-    }
+    /// `--threads`, `--workers` (one default with train/finetune), `--quiet`.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// The shipped model: `./models/...` (run from the repository root), else the checkout this
@@ -158,37 +176,23 @@ fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
-    if let Device::Cuda(_) = device {
-        if !ood_nn::tch::Cuda::is_available() {
-            bail!(
-                "--device {}: CUDA is not available to libtorch here",
-                args.device
-            );
-        }
-    }
-    if args.threads.is_some_and(|n| n < 1) {
-        bail!("--threads must be at least 1");
-    }
-    let fmnist = args.benchmark == "fmnist-ood";
-    let paper: Option<PaperBench> = if fmnist {
-        None
-    } else {
-        Some(args.benchmark.parse::<PaperBench>()?)
-    };
+    let device = args.device.tch()?;
+    args.runtime.check()?;
+    let fmnist = args.benchmark == Benchmark::FmnistOod;
+    let paper = args.benchmark.paper();
     if args.shipped && !fmnist {
         bail!(
             "--shipped is the Fashion-MNIST model; it does not apply to {}",
-            args.benchmark
+            args.benchmark.name()
         );
     }
     let data = bench_data(&args, paper)?;
     let plan = plan(&args, paper)?;
     let models = models(&args, &data, &plan.arch)?;
-    let out = args.out.clone().unwrap_or_else(|| {
+    let out = args.out_dir.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!(
             "{}{}",
-            args.benchmark,
+            args.benchmark.name(),
             if args.quick { "-quick" } else { "" }
         ))
     });
@@ -203,11 +207,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         models,
         seed: args.seed,
         device,
-        threads: args.threads,
+        threads: Some(args.runtime.threads()? as i32),
         finetune: !args.no_finetune,
-        progress: !args.quiet,
+        progress: args.runtime.progress(),
         command,
-        workers: args.workers,
+        workers: args.runtime.workers,
     };
     let outcome = bench::run(&opts)?;
     println!("{}", BenchDir::new(&outcome.dir).read_table2()?);
@@ -227,11 +231,11 @@ fn bench_data(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<BenchDat
         (None, None) => Cache::locate(args.cache.as_deref()).0.built("fmnist-ood"),
         (None, Some(_)) => bail!(
             "{} needs --data DIR (see docs/experiments.md)",
-            args.benchmark
+            args.benchmark.name()
         ),
     };
     if let (Some(src), Some(p)) = (&args.prepare_from, paper) {
-        if !args.quiet {
+        if args.runtime.progress() {
             eprintln!(
                 "preparing {} from {} into {}",
                 p.name(),
@@ -247,7 +251,7 @@ fn bench_data(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<BenchDat
             args.val_ood_images,
             args.seed,
         )?;
-        if !args.quiet {
+        if args.runtime.progress() {
             eprintln!(
                 "wrote {tr} training, {va} validation, {te} test images and {} validation OOD sets",
                 cifar::VALIDATION_SETS.len()
@@ -264,7 +268,7 @@ fn bench_data(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<BenchDat
                     data_dir.display()
                 );
             }
-            BenchData::from_layout("fmnist-ood", &data_dir, Some(&FMNIST_OOD_TEST))?
+            BenchData::from_layout("fmnist-ood", &data_dir, Some(FMNIST_OOD_TEST))?
         }
         Some(p) => BenchData::from_layout(p.name(), &data_dir, p.ood_test_sets())?,
     })

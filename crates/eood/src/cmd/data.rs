@@ -6,24 +6,28 @@
 //! eood data fetch NAME...              download (verified, resumable) or unpack the Debian package
 //! eood data verify NAME                check SHA-256 digests (fmnist-ood: re-hash the built arrays)
 //! eood data path NAME                  print where NAME is (cache: the cache root)
-//! eood data build fmnist-ood           build the benchmark into <cache>/fmnist-ood
-//! eood data show NAME [--out F.png]    PNG grid of samples (NAME: dataset, fmnist-ood[/SET], or .npy)
+//! eood data build fmnist-ood [--out-dir DIR]   build the benchmark (default <cache>/fmnist-ood)
+//! eood data convert INPUT --out F.npy  an image folder or SVHN .mat -> N x H x W x C u8 .npy
+//! eood data show NAME [--out F.png]    PNG grid of samples (NAME: dataset, fmnist-ood/SET, or .npy)
+//! eood data show fmnist-ood [--out-dir DIR]    one PNG per built array
 //! ```
 //! The cache is `--cache DIR`, else `$EOOD_CACHE`, else `<checkout>/.cache` inside a checkout,
 //! else `~/.cache/energy-ood` (see `ood_data::cache`).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use ndarray::{Array3, Array4};
+use anyhow::bail;
 use ood_core::limits::check_range;
 use ood_data::cache::{Cache, Locations};
 use ood_data::fmnist_ood::{self, BuildConfig};
-use ood_data::formats::{gimp_pat, idx, image_file, zip_images, ColorMode};
-use ood_data::montage::{self, MontageSpec};
-use ood_data::registry::{self, Dataset};
-use ood_data::transforms::{center_crop, resize_shorter_side, Filter};
+use ood_data::montage::MontageSpec;
+use ood_data::registry;
+
+mod convert;
+mod show;
+
+use convert::{convert, MAX_CONVERT_SIZE};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -49,14 +53,15 @@ enum Command {
     Path { name: String },
     /// Build a derived benchmark (only `fmnist-ood`).
     Build {
-        /// What to build: `fmnist-ood`.
-        what: String,
+        /// What to build.
+        #[arg(value_enum)]
+        what: BuildTarget,
         /// Seed of every random choice (split, crops, noise).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Output folder (default <cache>/fmnist-ood).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", alias = "out")]
+        out_dir: Option<PathBuf>,
         /// Skip the OOD parts whose sources are missing instead of failing (recorded in the manifest).
         #[arg(long)]
         allow_missing: bool,
@@ -69,7 +74,7 @@ enum Command {
         /// Image folder, or the SVHN .mat file with --source svhn-mat.
         input: PathBuf,
         /// Output .npy (written atomically).
-        #[arg(long)]
+        #[arg(long, value_name = "NPY")]
         out: PathBuf,
         /// Side of the square output images, 1 to 4096.
         #[arg(long, default_value_t = 32)]
@@ -85,9 +90,13 @@ enum Command {
     /// `fmnist-ood` alone writes one montage per built array into a folder.
     Show {
         name: String,
-        /// Output PNG (a folder for `fmnist-ood`); default <cache>/montages/...
-        #[arg(long)]
+        /// Output PNG; default <cache>/montages/<name>.png.
+        #[arg(long, value_name = "PNG")]
         out: Option<PathBuf>,
+        /// Output folder of `fmnist-ood` alone (one PNG per array); default
+        /// <cache>/montages/fmnist-ood.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
         /// Most images shown (a seeded sample of larger sets), 1 to 10000.
         #[arg(long, default_value_t = 256)]
         max: usize,
@@ -98,6 +107,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         scale: usize,
     },
+}
+
+/// `data build` targets.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BuildTarget {
+    /// The Fashion-MNIST OOD benchmark (docs/datasets.md).
+    FmnistOod,
 }
 
 /// `data convert --color`.
@@ -115,10 +131,6 @@ enum Source {
     /// SVHN's cropped-digits .mat file (test_32x32.mat).
     SvhnMat,
 }
-
-/// Largest side of a converted image and the montage limits: far beyond any use, far below
-/// sizes whose buffers exhaust memory.
-const MAX_CONVERT_SIZE: usize = 4096;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (cache, choice) = Cache::locate(args.cache.as_deref());
@@ -145,37 +157,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build {
-            what,
+            what: BuildTarget::FmnistOod,
             seed,
-            out,
+            out_dir,
             allow_missing,
-        } => {
-            if what != fmnist_ood::DIR_NAME {
-                bail!(
-                    "unknown build target `{what}` (known: {})",
-                    fmnist_ood::DIR_NAME
-                );
-            }
-            let out = out.unwrap_or_else(|| loc.cache.built(fmnist_ood::DIR_NAME));
-            let cfg = BuildConfig {
-                seed,
-                ..BuildConfig::default()
-            };
-            let start = std::time::Instant::now();
-            let m = fmnist_ood::build(&loc, &out, &cfg, allow_missing, progress)?;
-            for (rel, a) in &m.arrays {
-                println!("{rel:<28} {:?} {}", a.shape, &a.sha256[..16]);
-            }
-            if !m.missing.is_empty() {
-                println!("skipped (missing sources): {}", m.missing.join(", "));
-            }
-            println!(
-                "built {} in {:.1}s (seed {seed})",
-                out.display(),
-                start.elapsed().as_secs_f64()
-            );
-            Ok(())
-        }
+        } => build(&loc, seed, out_dir, allow_missing, progress),
         Command::Convert {
             input,
             out,
@@ -195,6 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Show {
             name,
             out,
+            out_dir,
             max,
             cols,
             scale,
@@ -208,9 +195,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 scale,
                 ..MontageSpec::default()
             };
-            show(&loc, &name, out, &spec)
+            show::show(&loc, &name, out, out_dir, &spec)
         }
     }
+}
+
+fn build(
+    loc: &Locations,
+    seed: u64,
+    out_dir: Option<PathBuf>,
+    allow_missing: bool,
+    progress: bool,
+) -> anyhow::Result<()> {
+    let out = out_dir.unwrap_or_else(|| loc.cache.built(fmnist_ood::DIR_NAME));
+    let cfg = BuildConfig {
+        seed,
+        ..BuildConfig::default()
+    };
+    let start = std::time::Instant::now();
+    let m = fmnist_ood::build(loc, &out, &cfg, allow_missing, progress)?;
+    for (rel, a) in &m.arrays {
+        println!("{rel:<28} {:?} {}", a.shape, &a.sha256[..16]);
+    }
+    if !m.missing.is_empty() {
+        println!("skipped (missing sources): {}", m.missing.join(", "));
+    }
+    println!(
+        "built {} in {:.1}s (seed {seed})",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn list(loc: &Locations, choice: &str) -> anyhow::Result<()> {
@@ -285,7 +300,7 @@ fn verify(loc: &Locations, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn built_dir(loc: &Locations) -> anyhow::Result<PathBuf> {
+pub(super) fn built_dir(loc: &Locations) -> anyhow::Result<PathBuf> {
     let dir = loc.cache.built(fmnist_ood::DIR_NAME);
     if !dir.join("manifest.json").is_file() {
         bail!(
@@ -294,232 +309,4 @@ fn built_dir(loc: &Locations) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dir)
-}
-
-fn show(
-    loc: &Locations,
-    name: &str,
-    out: Option<PathBuf>,
-    spec: &MontageSpec,
-) -> anyhow::Result<()> {
-    let default_out = |label: &str| {
-        loc.cache
-            .root()
-            .join("montages")
-            .join(format!("{}.png", label.replace('/', "_")))
-    };
-    // A .npy file.
-    if name.ends_with(".npy") && Path::new(name).is_file() {
-        let x = fmnist_ood::read_images(Path::new(name))?;
-        let stem = Path::new(name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return write_one(&x, &out.unwrap_or_else(|| default_out(&stem)), spec);
-    }
-    // The built benchmark, whole or one array.
-    if let Some(rest) = name.strip_prefix(fmnist_ood::DIR_NAME) {
-        let dir = built_dir(loc)?;
-        let manifest = fmnist_ood::read_manifest(&dir)?;
-        let rest = rest.trim_start_matches('/');
-        if rest.is_empty() {
-            let folder =
-                out.unwrap_or_else(|| loc.cache.root().join("montages").join(fmnist_ood::DIR_NAME));
-            for (rel, a) in &manifest.arrays {
-                if a.shape.len() == 4 {
-                    let x = fmnist_ood::read_images(&dir.join(rel))?;
-                    let png = folder.join(format!(
-                        "{}.png",
-                        rel.trim_end_matches(".npy").replace('/', "_")
-                    ));
-                    write_one(&x, &png, spec)?;
-                }
-            }
-            return Ok(());
-        }
-        let rel = if rest.ends_with(".npy") {
-            rest.to_string()
-        } else {
-            format!("{rest}.npy")
-        };
-        let rel = if manifest.arrays.contains_key(&rel) {
-            rel
-        } else {
-            rel.replace(".npy", "_x.npy")
-        };
-        if !manifest.arrays.contains_key(&rel) {
-            let known: Vec<&str> = manifest
-                .arrays
-                .keys()
-                .map(|k| k.trim_end_matches(".npy"))
-                .collect();
-            bail!("{name}: no such built array (known: {})", known.join(", "));
-        }
-        let x = fmnist_ood::read_images(&dir.join(&rel))?;
-        return write_one(&x, &out.unwrap_or_else(|| default_out(name)), spec);
-    }
-    // A registry dataset or source.
-    let ds = registry::get(name)?;
-    let x = dataset_samples(ds, loc, spec.max_images)?;
-    write_one(&x, &out.unwrap_or_else(|| default_out(name)), spec)
-}
-
-fn write_one(x: &Array4<u8>, png: &Path, spec: &MontageSpec) -> anyhow::Result<()> {
-    montage::write_png(x.view(), spec, png)?;
-    println!(
-        "{} ({} images, showing {})",
-        png.display(),
-        x.shape()[0],
-        montage::pick(x.shape()[0], spec).len()
-    );
-    Ok(())
-}
-
-/// Images of a registry entry for a montage: IDX files as stored; variable-size sources shrunk
-/// (shorter side 64, center 64x64), at most `max` of them.
-fn dataset_samples(ds: &Dataset, loc: &Locations, max: usize) -> anyhow::Result<Array4<u8>> {
-    let (dir, _) = ds.require(loc)?;
-    if let Some(f) = ds.files.iter().find(|f| f.name.contains("images-idx3")) {
-        return Ok(idx::read_images(&dir.join(f.name))?);
-    }
-    let mut imgs: Vec<Array3<u8>> = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    match ds.name {
-        "omniglot-small" => {
-            for f in ds.files {
-                imgs.extend(
-                    zip_images::read_zip_images(&dir.join(f.name), ColorMode::Gray)?
-                        .into_iter()
-                        .map(|z| z.image),
-                );
-            }
-        }
-        "openarena-textures" => {
-            let pk3 = dir.join(fmnist_ood::sources::OPENARENA_PK3);
-            let names = zip_images::image_names(&pk3)?;
-            let step = (names.len() / max.max(1)).max(1);
-            let keep: std::collections::HashSet<&String> = names.iter().step_by(step).collect();
-            imgs.extend(
-                zip_images::read_zip_images_where(&pk3, ColorMode::Rgb, |n| {
-                    keep.contains(&n.to_string())
-                })?
-                .into_iter()
-                .map(|z| z.image),
-            );
-        }
-        "skimage-data" => {
-            let used = fmnist_ood::sources::SKIMAGE_TEXTURES
-                .iter()
-                .chain(fmnist_ood::sources::SKIMAGE_PHOTOS);
-            for f in used {
-                imgs.push(image_file::read_image(&dir.join(f), ColorMode::Rgb)?);
-            }
-        }
-        "gimp-patterns" => {
-            collect(&dir, "pat", &mut files)?;
-            for p in &files {
-                imgs.push(gimp_pat::read_pat(p)?.pixels(ColorMode::Rgb));
-            }
-        }
-        _ if ds.files.is_empty() => {
-            for ext in ["png", "jpg"] {
-                collect(&dir, ext, &mut files)?;
-            }
-            files.sort();
-            for p in files.iter().take(max) {
-                imgs.push(image_file::read_image(p, ColorMode::Rgb)?);
-            }
-        }
-        _ => bail!(
-            "{}: no montage for this format yet (try a built .npy)",
-            ds.name
-        ),
-    }
-    if imgs.is_empty() {
-        bail!("{}: no images found in {}", ds.name, dir.display());
-    }
-    let side = 64;
-    let c = imgs.iter().map(|i| i.dim().2).max().unwrap_or(1);
-    let uniform = imgs.iter().all(|i| i.dim() == imgs[0].dim());
-    let n = imgs.len().min(max.max(1) * 4);
-    let (h, w) = if uniform {
-        (imgs[0].dim().0, imgs[0].dim().1)
-    } else {
-        (side, side)
-    };
-    let mut out = Array4::<u8>::zeros((n, h, w, c));
-    for (k, img) in imgs.iter().take(n).enumerate() {
-        let img = if uniform {
-            img.clone()
-        } else {
-            center_crop(
-                resize_shorter_side(img.view(), side, Filter::Area).view(),
-                side,
-                side,
-            )
-        };
-        let img = if img.dim().2 == c {
-            img
-        } else {
-            ood_data::transforms::gray_to_rgb(img.view())
-        };
-        out.slice_mut(ndarray::s![k, .., .., ..]).assign(&img);
-    }
-    Ok(out)
-}
-
-fn collect(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
-        let p = e?.path();
-        if p.is_dir() {
-            collect(&p, ext, out)?;
-        } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case(ext)) {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-/// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy.
-fn convert(input: &Path, out: &Path, size: usize, gray: bool, svhn: bool) -> anyhow::Result<()> {
-    use ood_data::formats::image_folder::{read_image_folder, FolderOptions, Preprocess};
-    ood_core::io::check_output(out, &[input])?;
-    let color = if gray {
-        ColorMode::Gray
-    } else {
-        ColorMode::Rgb
-    };
-    let images: Array4<u8> = if svhn {
-        let set = ood_data::formats::svhn_mat::read_svhn(input)?;
-        let (h, w, _) = set.image_shape();
-        if (h, w) != (size, size) || gray {
-            bail!(
-                "{}: SVHN images are {h}x{w} RGB; convert them with the default --size 32 and --color rgb",
-                input.display()
-            );
-        }
-        set.images
-    } else {
-        let options = FolderOptions {
-            preprocess: Preprocess::ShorterSideCenterCrop {
-                size,
-                filter: Filter::Bilinear,
-            },
-            color,
-        };
-        read_image_folder(input, &options)?.set.images
-    };
-    let c_order = images.as_standard_layout();
-    let values = c_order.as_slice().expect("standard layout is contiguous");
-    ood_core::io::npy::write_array(out, images.shape(), values)?;
-    let s = images.shape();
-    eprintln!(
-        "wrote {} images of {}x{}x{} to {}",
-        s[0],
-        s[1],
-        s[2],
-        s[3],
-        out.display()
-    );
-    Ok(())
 }

@@ -186,12 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut meta = CheckpointMeta::new(arch.clone(), serde_json::Value::Null, config.seed);
     meta.input = Some(spec);
     let progress = args.data.runtime.progress();
-    let output = RunOutput {
-        checkpoint: args.output.out.clone(),
-        resume: args.output.resume,
-        progress,
-        stop_after: args.output.stop_after,
-    };
+    let output = args.output.run_output(progress);
     if progress {
         eprintln!(
             "training {} ({} classes) on {} images of {h}x{w}x{c}, {} epochs, device {:?}",

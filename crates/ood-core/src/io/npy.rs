@@ -259,7 +259,7 @@ impl NpyFile {
                 },
             ));
         }
-        read_exact_at(&self.file, self.data_offset + at, out).map_err(|e| {
+        super::read::read_exact_at(&self.file, self.data_offset + at, out).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 NpyErrorKind::Shrunk
             } else {
@@ -303,19 +303,6 @@ impl NpyFile {
         }
         Ok(())
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, at: u64, out: &mut [u8]) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, out, at)
-}
-
-#[cfg(not(unix))]
-fn read_exact_at(file: &File, at: u64, out: &mut [u8]) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = file;
-    f.seek(SeekFrom::Start(at))?;
-    f.read_exact(out)
 }
 
 /// Read and parse the header from the start of `file` (of length `len`): at most

@@ -83,8 +83,8 @@ fn temp_names_are_unique_per_call_and_short() {
     assert!(a.len() <= 255, "{} bytes", a.len());
     let a = a.to_str().unwrap();
     assert_eq!(
-        tmp_pid(a, prefix.to_str().unwrap()),
-        Some(std::process::id())
+        tmp_target_pid(a),
+        Some((&"n".repeat(TMP_NAME_BYTES)[..], std::process::id()))
     );
     assert!(a.starts_with(&format!(".{}.", "n".repeat(TMP_NAME_BYTES))));
 }
@@ -128,4 +128,24 @@ fn stale_temps_of_dead_processes_are_removed() {
     assert!(!left.contains(&".out.json.99999998.tmp".to_string()));
     assert_eq!(left.len(), 4, "{left:?}");
     assert!(ours.exists() && other_target.exists() && not_ours.exists());
+    // The directory is scanned once per target and process, not on every write.
+    fs::write(&dead, "stale").unwrap();
+    put(&path, "again").unwrap();
+    assert!(dead.exists());
+}
+
+#[test]
+fn stale_temps_of_a_family_of_files_are_removed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join(".m.e0001-s1.safetensors.99999999.tmp");
+    let live = dir
+        .path()
+        .join(format!(".m.json.{}-0-a.tmp", std::process::id()));
+    let other = dir.path().join(".x.json.99999999.tmp");
+    let prefix_only = dir.path().join(".mm.json.99999999.tmp");
+    for p in [&dead, &live, &other, &prefix_only] {
+        fs::write(p, "partial").unwrap();
+    }
+    remove_stale_temps_of(dir.path(), "m");
+    assert!(!dead.exists() && live.exists() && other.exists() && prefix_only.exists());
 }

@@ -218,7 +218,10 @@ pub fn read_batches(paths: &[PathBuf], labels: CifarLabels) -> Result<ImageSet> 
             parse_bin(&bytes, p, labels)?
         });
     }
-    concat(sets).ok_or_else(|| Error::Other("no CIFAR batch files given".into()))
+    concat(sets).ok_or(Error::Invalid {
+        what: "CIFAR batch files",
+        reason: "none given".into(),
+    })
 }
 
 fn concat(sets: Vec<ImageSet>) -> Option<ImageSet> {

@@ -118,10 +118,7 @@ pub fn list_images(root: &Path) -> Result<FolderListing> {
             .collect();
     }
     if files.is_empty() {
-        return Err(Error::Other(format!(
-            "{}: no image files (png, jpg, jpeg, bmp, tga, gif)",
-            root.display()
-        )));
+        return Err(Error::NoImages { path: root.into() });
     }
     Ok((files, classes))
 }
@@ -158,13 +155,12 @@ pub fn read_image_folder(root: &Path, options: &FolderOptions) -> Result<ImageFo
     let mut pixels = Vec::with_capacity(images.len() * h * w * c);
     for (img, (p, _)) in images.iter().zip(&files) {
         if img.dim() != (h, w, c) {
-            return Err(Error::Other(format!(
-                "{}: image is {:?} but {} is {:?}; choose a resizing preprocess",
-                p.display(),
-                img.dim(),
-                files[0].0.display(),
-                (h, w, c)
-            )));
+            return Err(Error::ImageSize {
+                path: p.clone(),
+                found: img.dim(),
+                first: files[0].0.clone(),
+                expected: (h, w, c),
+            });
         }
         pixels.extend(img.iter());
     }

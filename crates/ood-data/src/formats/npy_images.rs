@@ -183,12 +183,8 @@ impl crate::batch::ImageSource for NpyImages {
     fn image_shape(&self) -> (usize, usize, usize) {
         NpyImages::image_shape(self)
     }
-    /// The trait cannot fail: a file that shrank while open (changed under us, not bad
-    /// input) stops the batch with this message; the batch loader re-raises it to the caller.
-    fn read_image(&self, index: usize, out: &mut [u8]) {
-        if let Err(e) = self.try_read_image(index, out) {
-            panic!("{e}");
-        }
+    fn read_image(&self, index: usize, out: &mut [u8]) -> Result<()> {
+        self.try_read_image(index, out)
     }
 }
 
@@ -220,10 +216,12 @@ mod tests {
         );
         assert!(m.image(50).is_err() && m.to_image_set().is_err());
         m.try_read_image(9, &mut buf).unwrap();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ImageSource::read_image(&m, 99, &mut buf)
-        }));
-        assert!(r.is_err());
+        // Through the trait too: an error with the file and offset (it used to panic).
+        let e = ImageSource::read_image(&m, 99, &mut buf)
+            .unwrap_err()
+            .to_string();
+        let at = m.header.data_offset + 99 * 192;
+        assert!(e.contains(&format!("imgs.npy: at byte {at}")), "{e}");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl TinyImages {
                 format!("image {raw} past the {} images of the file", self.total),
             ));
         }
-        read_at(&self.file, &mut buf, start).map_err(|e| {
+        ood_core::io::read_exact_at(&self.file, start, &mut buf).map_err(|e| {
             Error::format(
                 &self.path,
                 start,
@@ -207,18 +207,6 @@ impl TinyImages {
         );
         Ok(out)
     }
-
-    /// Kept image `k` as `32 x 32 x 3`. Panics if `k >= len()` or the file cannot be read
-    /// (see [`TinyImages::try_image`]).
-    pub fn image(&self, k: usize) -> Array3<u8> {
-        let mut out = Array3::zeros((32, 32, 3));
-        crate::batch::ImageSource::read_image(
-            self,
-            k,
-            out.as_slice_mut().expect("standard layout"),
-        );
-        out
-    }
 }
 
 impl crate::batch::ImageSource for TinyImages {
@@ -228,36 +216,20 @@ impl crate::batch::ImageSource for TinyImages {
     fn image_shape(&self) -> (usize, usize, usize) {
         (32, 32, 3)
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
-        assert!(
-            index < TinyImages::len(self),
-            "Tiny Images index {index} out of range"
-        );
-        // `ImageSource::read_image` cannot return an error: a file that shrank mid-run ends the
-        // run with this message (an unwinding panic, never a SIGBUS as with a memory map).
-        match self.record(self.raw_index(index)) {
-            Ok(rec) => column_major_to_hwc(&rec, 32, 32, 3, out),
-            Err(e) => panic!("{e}"),
+    fn read_image(&self, index: usize, out: &mut [u8]) -> Result<()> {
+        if index >= TinyImages::len(self) || out.len() != RECORD {
+            return Err(Error::format(
+                &self.path,
+                0,
+                format!(
+                    "image {index} of {} asked into {} bytes",
+                    TinyImages::len(self),
+                    out.len()
+                ),
+            ));
         }
+        let rec = self.record(self.raw_index(index))?;
+        column_major_to_hwc(&rec, 32, 32, 3, out);
+        Ok(())
     }
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }

@@ -49,8 +49,40 @@ pub struct ZipBudget {
 }
 
 impl ZipBudget {
+    /// A budget with no memory check of its own: [`ZipBudget::for_entries`] is the one to use
+    /// for an archive (this one serves callers that checked the total themselves).
     pub fn new(limits: ZipLimits) -> Self {
         ZipBudget { limits, used: 0 }
+    }
+
+    /// The budget for reading `names` from `archive`: their declared sizes are summed (at most
+    /// `limits.max_total`) and checked once against the memory available (one look at
+    /// /proc/meminfo per archive, not one per entry counting earlier entries twice). Each entry
+    /// is still checked against `max_entry`, the DEFLATE ratio and what is left of
+    /// `max_total` by [`read_entry`].
+    pub fn for_entries<'a, R: Read + Seek>(
+        archive: &mut zip::ZipArchive<R>,
+        path: &Path,
+        names: impl IntoIterator<Item = &'a str>,
+        limits: ZipLimits,
+    ) -> Result<Self> {
+        let mut total = 0u64;
+        for name in names {
+            let entry = archive.by_name(name).map_err(|e| {
+                Error::format(
+                    path,
+                    0,
+                    format!("zip entry {}: {e}", super::pickle::quote(name)),
+                )
+            })?;
+            total = total.saturating_add(entry.size());
+        }
+        // Entries past the per-archive cap are refused by `read_entry` (naming the entry);
+        // memory is needed for at most the cap.
+        let total = total.min(limits.max_total);
+        ood_core::limits::check_alloc("zip entries", total as u128, 1)
+            .map_err(|e| Error::format(path, 0, e.to_string()))?;
+        Ok(Self::new(limits))
     }
 
     /// Bytes inflated so far.
@@ -138,11 +170,12 @@ fn decode_archive<R: Read + Seek>(
     keep: impl Fn(&str) -> bool,
     limits: ZipLimits,
 ) -> Result<Vec<ZipImage>> {
-    let mut budget = ZipBudget::new(limits);
     let names: Vec<String> = sorted_image_names(&archive)
         .into_iter()
         .filter(|n| keep(n))
         .collect();
+    let mut budget =
+        ZipBudget::for_entries(&mut archive, path, names.iter().map(|n| n.as_str()), limits)?;
     let mut raw = Vec::with_capacity(names.len());
     for name in names {
         let bytes = read_entry(&mut archive, path, &name, &mut budget)?;
@@ -157,7 +190,8 @@ fn decode_archive<R: Read + Seek>(
         .collect()
 }
 
-/// The bytes of one entry, checked against `budget` before allocating (see [`ZipLimits`]).
+/// The bytes of one entry, checked against `budget` before allocating (see [`ZipLimits`]; the
+/// memory available was checked once for the archive by [`ZipBudget::for_entries`]).
 /// The one reader of zip entries (also used for `torch.save` archives by `ood-nn`).
 pub fn read_entry<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
@@ -187,8 +221,6 @@ pub fn read_entry<R: Read + Seek>(
             ),
         ));
     }
-    ood_core::limits::check_alloc("zip entries", (budget.used + size) as u128, 1)
-        .map_err(|e| Error::format(path, offset, format!("zip entry {shown}: {e}")))?;
     // Memory grows with the bytes actually inflated, not with a (possibly lying) header.
     let mut bytes = Vec::with_capacity(size.min(INITIAL_CAPACITY) as usize);
     entry

@@ -13,14 +13,7 @@ use super::error::{create_dir, BenchError, Result};
 use ood_core::io::IoError;
 
 /// The six OOD test sets of the Fashion-MNIST benchmark, in table order.
-pub const FMNIST_OOD_TEST: [&str; 6] = [
-    "mnist",
-    "notmnist",
-    "omniglot",
-    "textures",
-    "photo_crop",
-    "photo_resize",
-];
+pub const FMNIST_OOD_TEST: &[&str] = ood_data::fmnist_ood::OOD_TEST_SETS;
 
 /// Paths of one benchmark.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +148,7 @@ impl ImageSource for Subset {
     fn image_shape(&self) -> (usize, usize, usize) {
         self.source.image_shape()
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
+    fn read_image(&self, index: usize, out: &mut [u8]) -> ood_data::Result<()> {
         self.source.read_image(self.rows[index], out)
     }
     fn label(&self, index: usize) -> Option<i64> {

@@ -188,6 +188,7 @@ impl InputSet {
                 )?;
                 let mut start = 0;
                 Ok(Box::new(loader.epoch(0).map(move |b| {
+                    let b = b?;
                     let shape: Vec<i64> = b.images.shape().iter().map(|&d| d as i64).collect();
                     let n = shape[0] as usize;
                     let x = Tensor::from_slice(b.images.as_slice().expect("contiguous batch"))
@@ -225,7 +226,7 @@ impl ImageSource for FirstImages {
     fn image_shape(&self) -> (usize, usize, usize) {
         self.inner.image_shape()
     }
-    fn read_image(&self, index: usize, out: &mut [u8]) {
+    fn read_image(&self, index: usize, out: &mut [u8]) -> ood_data::Result<()> {
         ImageSource::read_image(&*self.inner, index, out)
     }
 }

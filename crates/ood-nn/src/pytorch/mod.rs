@@ -11,8 +11,8 @@
 //!
 //! The object may be a state dict, or a dict that wraps one (`{'state_dict': ...}`, `'model'`,
 //! `'net'`, ...); keys saved from `nn.DataParallel` carry a `module.` prefix that we strip.
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use tch::{Kind, Tensor};
@@ -64,15 +64,7 @@ pub fn load_state_dict_with_format(path: impl AsRef<Path>) -> Result<(StateDict,
 
 /// The whole file, refused unless regular (`/dev/zero`, FIFOs) and checked against memory.
 fn read_regular(path: &Path) -> Result<Vec<u8>> {
-    let (f, len) =
-        ood_core::io::guard::open_regular(path).map_err(|e| Error::io(path, e.source))?;
-    ood_core::limits::check_alloc("checkpoint file", len as u128, 1)
-        .map_err(|e| bad(path, e.to_string()))?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    f.take(len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
-    Ok(bytes)
+    Ok(ood_core::io::read_regular(path)?)
 }
 
 /// Caps on the inflated entries of a checkpoint archive: storages can be large, so only the
@@ -93,7 +85,7 @@ fn pickle_err(path: &Path, base: u64, e: ood_data::formats::pickle::PickleError)
     Error::Pickle {
         path: path.into(),
         offset: base + e.offset,
-        reason: e.kind.to_string(),
+        source: e.kind,
     }
 }
 
@@ -114,7 +106,17 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             )
         })?;
     let root = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    let mut budget = ZipBudget::new(CHECKPOINT_ZIP);
+    let names: Vec<String> = archive
+        .file_names()
+        .filter(|n| n.starts_with(root))
+        .map(str::to_owned)
+        .collect();
+    let mut budget = ZipBudget::for_entries(
+        &mut archive,
+        path,
+        names.iter().map(|n| n.as_str()),
+        CHECKPOINT_ZIP,
+    )?;
     let mut read_entry = |archive: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
         Ok(zip_images::read_entry(archive, path, name, &mut budget)?)
     };
@@ -137,13 +139,11 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<StateDict> {
         ..TorchHooks::default()
     };
     let (obj, _) = pickle::load(&pkl, &mut hooks).map_err(|e| pickle_err(path, 0, e))?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    // build_state_dict asks for each storage once: it is inflated, copied into its tensor and
+    // dropped, never held twice.
     build_state_dict(path, obj, |storage: &StorageRef| {
-        if !storages.contains_key(&storage.key) {
-            let data = read_entry(&mut archive, &format!("{root}data/{}", storage.key))?;
-            storages.insert(storage.key.clone(), data);
-        }
-        Ok(storages[&storage.key].clone())
+        let data = read_entry(&mut archive, &format!("{root}data/{}", storage.key))?;
+        Ok(Cow::Owned(data))
     })
 }
 
@@ -192,10 +192,27 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             ))
         }
     };
-    // The storages follow in key order: i64 element count, then the raw elements. Their element
-    // types come from the persistent ids in the object.
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    for key in keys.items() {
+    let storages = legacy_storages(path, bytes, pos, keys.items(), &inside)?;
+    build_state_dict(path, obj, |s: &StorageRef| {
+        storages
+            .get(&s.key)
+            .map(|r| Cow::Borrowed(&bytes[r.clone()]))
+            .ok_or_else(|| bad(path, format!("storage {} is missing", quote(&s.key))))
+    })
+}
+
+/// The storages of a legacy file, from byte `pos` on: in key order, each an `i64` element count
+/// then the raw elements, their element types from the persistent ids the object referenced.
+/// Returned as byte ranges into `bytes`: sliced from the file, not copied.
+fn legacy_storages<'v>(
+    path: &Path,
+    bytes: &[u8],
+    mut pos: usize,
+    keys: impl IntoIterator<Item = &'v TorchValue>,
+    inside: &TorchHooks,
+) -> Result<HashMap<String, std::ops::Range<usize>>> {
+    let mut storages: HashMap<String, std::ops::Range<usize>> = HashMap::new();
+    for key in keys {
         let key = match key {
             Value::Str(s) => s.to_string(),
             Value::Int(i) => i.to_string(),
@@ -228,22 +245,18 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<StateDict> {
                     ),
                 )
             })?;
+        storages.insert(key, pos..pos + data.len());
         pos += data.len();
-        storages.insert(key, data.to_vec());
     }
-    build_state_dict(path, obj, |s: &StorageRef| {
-        storages
-            .get(&s.key)
-            .cloned()
-            .ok_or_else(|| bad(path, format!("storage {} is missing", quote(&s.key))))
-    })
+    Ok(storages)
 }
 
-/// Walks the unpickled object to the state dict and materializes its tensors.
-fn build_state_dict(
+/// Walks the unpickled object to the state dict and materializes its tensors; `storage_bytes`
+/// is called once per storage.
+fn build_state_dict<'a>(
     path: &Path,
     obj: TorchValue,
-    mut storage_bytes: impl FnMut(&StorageRef) -> Result<Vec<u8>>,
+    mut storage_bytes: impl FnMut(&StorageRef) -> Result<Cow<'a, [u8]>>,
 ) -> Result<StateDict> {
     let entries = find_state_dict(&obj, 0).ok_or_else(|| {
         bad(

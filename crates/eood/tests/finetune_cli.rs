@@ -1,0 +1,190 @@
+//! `eood finetune` from a PyTorch state dict, and the validation margin grid (with
+//! `--stop-after` and `--resume`), on tiny synthetic .npy data (feature `nn`).
+#![cfg(feature = "nn")]
+mod common;
+
+use std::path::Path;
+
+use common::nn::{eood, write_set};
+use predicates::prelude::*;
+
+#[test]
+fn finetune_from_a_pytorch_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = write_set(d, "train", 8, 32, 3, true);
+    let (noise, _) = write_set(d, "noise", 8, 32, 3, false);
+    let pt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ood-nn/tests/golden/wrn10_zip.pt");
+    let out = d.join("ft.json");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    eood()
+        .args([
+            "finetune",
+            "--state-dict",
+            &s(&pt),
+            "--depth",
+            "10",
+            "--widen-factor",
+            "1",
+            "--num-classes",
+            "10",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--outliers",
+            &s(&noise),
+            "--quiet",
+        ])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--outlier-batch-size",
+            "4",
+            "--out",
+            &s(&out),
+        ])
+        .assert()
+        .success();
+    assert!(out.exists());
+    // The wrong architecture is a one-line error naming the mismatch, exit code 2.
+    eood()
+        .args([
+            "finetune",
+            "--state-dict",
+            &s(&pt),
+            "--depth",
+            "16",
+            "--widen-factor",
+            "1",
+            "--num-classes",
+            "10",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--outliers",
+            &s(&noise),
+            "--quiet",
+        ])
+        .args(["--out", &s(&d.join("bad.json"))])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("missing: block1.layer.1")
+                .and(predicate::str::contains("wrn10_zip.pt")),
+        );
+}
+
+#[test]
+fn margin_grid_selects_by_validation_fpr() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (x, y) = write_set(d, "train", 24, 28, 1, true);
+    let (vx, _) = write_set(d, "val", 9, 28, 1, true);
+    let (noise, _) = write_set(d, "noise", 16, 28, 1, false);
+    let (vood, _) = write_set(d, "valood", 9, 28, 1, false);
+    let model = d.join("pre.json");
+    eood()
+        .args([
+            "train",
+            "--depth",
+            "10",
+            "--widen-factor",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--quiet",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--out",
+            &s(&model),
+        ])
+        .assert()
+        .success();
+    let out = d.join("ft.json");
+    let finetune = |extra: &[&str]| {
+        let mut c = eood();
+        c.args([
+            "finetune",
+            "--checkpoint",
+            &s(&model),
+            "--m-in-grid=-2,-8",
+            "--m-out-grid=-1",
+            "--quiet",
+        ])
+        .args([
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+            "--outliers",
+            &s(&noise),
+        ])
+        .args(["--val-images", &s(&vx), "--val-ood", &s(&vood)])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--outlier-batch-size",
+            "8",
+            "--out",
+            &s(&out),
+        ])
+        .args(extra);
+        c
+    };
+    // --stop-after counts epochs over the grid (it used to be ignored there): one epoch
+    // finishes the first point, the second is not started, nothing is selected yet.
+    finetune(&["--stop-after", "1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "stopped at grid point 2/2 after --stop-after 1 epochs; continue with --resume",
+        ));
+    assert!(d.join("ft.grid-0.json").exists());
+    assert!(!d.join("ft.grid-1.json").exists() && !out.exists());
+    let first = std::fs::read_to_string(d.join("ft.grid-0.json")).unwrap();
+    finetune(&["--resume"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("best margins"));
+    // the finished point was not retrained on resume
+    assert_eq!(
+        std::fs::read_to_string(d.join("ft.grid-0.json")).unwrap(),
+        first
+    );
+    let grid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ft.grid.json")).unwrap()).unwrap();
+    let points = grid["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    let fprs: Vec<f64> = points
+        .iter()
+        .map(|p| p["mean_val_fpr95"].as_f64().unwrap())
+        .collect();
+    let best = fprs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(meta["metrics"]["mean_val_fpr95"].as_f64().unwrap(), best);
+    let chosen = &meta["training"]["objective"]["finetune"];
+    let best_point = points
+        .iter()
+        .find(|p| p["mean_val_fpr95"].as_f64().unwrap() == best)
+        .unwrap();
+    assert_eq!(chosen["m_in"], best_point["m_in"]);
+    assert!(d.join("ft.grid-0.json").exists() && d.join("ft.grid-1.json").exists());
+}
