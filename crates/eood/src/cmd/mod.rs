@@ -5,6 +5,7 @@ pub mod detect;
 pub mod mahalanobis;
 pub mod metrics;
 pub mod score;
+pub mod serve;
 
 #[cfg(feature = "nn")]
 pub mod bench;
