@@ -34,6 +34,8 @@ enum Command {
     Calibrate(cmd::calibrate::Args),
     /// Apply a calibrated detector to scores: 1 = accept (in-distribution), 0 = reject.
     Detect(cmd::detect::Args),
+    /// Serve a detector bundle over HTTP (batching, Prometheus metrics, drift monitoring).
+    Serve(cmd::serve::Args),
     /// Datasets: list, fetch, verify, build the Fashion-MNIST OOD benchmark, show montages.
     Data(cmd::data::Args),
     /// Train a classifier from scratch (SGD Nesterov, cosine schedule).
@@ -86,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(a) => cmd::detect::run(a),
         Command::Fit(a) => cmd::fit::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         #[cfg(feature = "nn")]
         Command::Train(a) => cmd::train::run(a),
         #[cfg(feature = "nn")]

@@ -6,6 +6,7 @@ pub mod fit;
 pub mod fit_args;
 pub mod metrics;
 pub mod score;
+pub mod serve;
 
 #[cfg(feature = "nn")]
 pub mod bench;
