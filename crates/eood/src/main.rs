@@ -34,6 +34,8 @@ enum Command {
     Detect(cmd::detect::Args),
     /// Mahalanobis detector on features: fit class means + tied covariance, or score.
     Mahalanobis(cmd::mahalanobis::Args),
+    /// Detector bundles: create, check, decide (ONNX through tract; no libtorch needed).
+    Bundle(cmd::bundle::Args),
     /// Datasets: list, fetch, verify, build the Fashion-MNIST OOD benchmark, show montages.
     Data(cmd::data::Args),
     /// Train a classifier from scratch (SGD Nesterov, cosine schedule).
@@ -86,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(a) => cmd::detect::run(a),
         Command::Mahalanobis(a) => cmd::mahalanobis::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Bundle(a) => cmd::bundle::run(a),
         #[cfg(feature = "nn")]
         Command::Train(a) => cmd::train::run(a),
         #[cfg(feature = "nn")]

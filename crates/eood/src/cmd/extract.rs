@@ -202,6 +202,11 @@ pub fn load_model(args: &Args, device: Device, channels: usize) -> anyhow::Resul
             })
         }
         ModelRef::TorchScript(ts) => Ok(Classifier::from_torchscript(ts, device)?),
+        // tract extraction is written (crates/eood/pending-nn/extract_onnx.rs), not yet wired
+        ModelRef::Onnx(p) => bail!(
+            "{}: `eood extract --onnx` is not available yet",
+            p.display()
+        ),
     }
 }
 

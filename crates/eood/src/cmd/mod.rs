@@ -1,7 +1,9 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args)`.
+pub mod bundle;
 pub mod calibrate;
 pub mod data;
 pub mod detect;
+pub mod detect_bundle;
 pub mod mahalanobis;
 pub mod metrics;
 pub mod score;
