@@ -1,8 +1,8 @@
 //! `eood bundle create|check|decide`: deployable detector bundles (crates/ood-bundle,
 //! docs/deploy.md). ONNX bundles run through tract, so this command is in the no-libtorch build
 //! (`--no-default-features`); bundles of the libtorch kinds (checkpoint, state_dict,
-//! TorchScript) are refused in one line naming the `nn` feature (their loader,
-//! crates/eood/pending-nn/bundle_torch.rs, is not wired in yet). `decide` is `eood detect --bundle` (one implementation: [`super::detect_bundle`]).
+//! TorchScript) run in the default build ([`super::bundle_torch`]) and are refused in one line
+//! naming the `nn` feature without it. `decide` is `eood detect --bundle` (one implementation: [`super::detect_bundle`]).
 
 use std::path::{Path, PathBuf};
 
@@ -118,10 +118,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// The model loader of this build. ONNX only for now, in both builds: the libtorch loader
-/// (crates/eood/pending-nn/bundle_torch.rs) is written but not yet compiled under `nn`.
+/// The model loader of this build: libtorch kinds with `nn`, ONNX only without.
 fn loader() -> Box<dyn ModelLoader> {
-    Box::new(ood_bundle::OnnxOnly)
+    #[cfg(feature = "nn")]
+    {
+        Box::new(super::bundle_torch::TorchLoader::cpu())
+    }
+    #[cfg(not(feature = "nn"))]
+    {
+        Box::new(ood_bundle::OnnxOnly)
+    }
 }
 
 /// Load and verify a bundle with this build's model loader.

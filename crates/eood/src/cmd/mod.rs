@@ -11,7 +11,11 @@ pub mod score;
 #[cfg(feature = "nn")]
 pub mod bench;
 #[cfg(feature = "nn")]
+pub mod bundle_torch;
+#[cfg(feature = "nn")]
 pub mod extract;
+#[cfg(feature = "nn")]
+pub mod extract_onnx;
 #[cfg(feature = "nn")]
 pub mod finetune;
 #[cfg(feature = "nn")]

@@ -4,6 +4,7 @@
 //! default build hands to `Bundle::load_with` / `create_with`. Bundles run on the CPU.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView4};
 use ood_bundle::runner::check_batch;
@@ -55,7 +56,7 @@ impl ModelLoader for TorchLoader {
         }
         .map_err(backend)?;
         Ok(Box::new(TorchModel {
-            classifier,
+            classifier: Mutex::new(classifier),
             path: f.path.into(),
             chw: f.chw,
             device: self.device,
@@ -63,9 +64,10 @@ impl ModelLoader for TorchLoader {
     }
 }
 
-/// A libtorch classifier in evaluation mode, run without gradients.
+/// A libtorch classifier in evaluation mode, run without gradients. tch tensors are `Send` but
+/// not `Sync`: requests sharing one bundle take turns (libtorch parallelises inside a batch).
 pub struct TorchModel {
-    classifier: Classifier,
+    classifier: Mutex<Classifier>,
     path: PathBuf,
     chw: [usize; 3],
     device: Device,
@@ -118,16 +120,17 @@ impl Model for TorchModel {
             .reshape(dims.as_slice())
             .to_device(self.device);
         let n = shape[0];
-        let out = tch::no_grad(|| self.classifier.logits_and_features(&x));
+        let classifier = self.classifier.lock().unwrap_or_else(|p| p.into_inner());
+        let out = tch::no_grad(|| classifier.logits_and_features(&x));
         let (logits, features) = match out {
             Ok((l, f)) => (
                 self.to_array(&l, "logits", n)?,
                 self.to_array(&f, "features", n)?,
             ),
             // a TorchScript classifier without features still gives logit scores
-            Err(_) if matches!(self.classifier, Classifier::TorchScript { .. }) => {
-                let l = tch::no_grad(|| self.classifier.logits(&x))
-                    .map_err(|e| self.infer(&shape, e))?;
+            Err(_) if matches!(*classifier, Classifier::TorchScript { .. }) => {
+                let l =
+                    tch::no_grad(|| classifier.logits(&x)).map_err(|e| self.infer(&shape, e))?;
                 (self.to_array(&l, "logits", n)?, Array2::zeros((n, 0)))
             }
             Err(e) => return Err(self.infer(&shape, e)),
