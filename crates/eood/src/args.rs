@@ -180,7 +180,7 @@ impl DeviceArgs {
     }
 }
 
-/// The model, given exactly one way (`--onnx` will join this group).
+/// The model, given exactly one way.
 #[derive(clap::Args, Debug, Clone)]
 #[group(id = "model", required = true, multiple = false)]
 pub struct ModelArgs {
@@ -195,6 +195,10 @@ pub struct ModelArgs {
     /// or (logits, features); a `features(x)` method also gives --features.
     #[arg(long, value_name = "PT")]
     pub torchscript: Option<PathBuf>,
+    /// An ONNX model with outputs `logits` and `features` (scripts/export-onnx.py), run through
+    /// tract (no libtorch).
+    #[arg(long, value_name = "ONNX")]
+    pub onnx: Option<PathBuf>,
 }
 
 /// Which of [`ModelArgs`] was given.
@@ -203,23 +207,33 @@ pub enum ModelRef<'a> {
     Checkpoint(&'a Path),
     StateDict(&'a Path),
     TorchScript(&'a Path),
+    Onnx(&'a Path),
 }
 
 impl ModelArgs {
     pub fn source(&self) -> ModelRef<'_> {
-        match (&self.checkpoint, &self.state_dict, &self.torchscript) {
-            (Some(p), _, _) => ModelRef::Checkpoint(p),
-            (None, Some(p), _) => ModelRef::StateDict(p),
-            (None, None, Some(p)) => ModelRef::TorchScript(p),
+        match (
+            &self.checkpoint,
+            &self.state_dict,
+            &self.torchscript,
+            &self.onnx,
+        ) {
+            (Some(p), ..) => ModelRef::Checkpoint(p),
+            (None, Some(p), ..) => ModelRef::StateDict(p),
+            (None, None, Some(p), _) => ModelRef::TorchScript(p),
+            (None, None, None, Some(p)) => ModelRef::Onnx(p),
             // clap's required group guarantees one; an empty path fails to open, cleanly
-            (None, None, None) => ModelRef::Checkpoint(Path::new("")),
+            (None, None, None, None) => ModelRef::Checkpoint(Path::new("")),
         }
     }
 
     /// The file the model comes from.
     pub fn path(&self) -> &Path {
         match self.source() {
-            ModelRef::Checkpoint(p) | ModelRef::StateDict(p) | ModelRef::TorchScript(p) => p,
+            ModelRef::Checkpoint(p)
+            | ModelRef::StateDict(p)
+            | ModelRef::TorchScript(p)
+            | ModelRef::Onnx(p) => p,
         }
     }
 }

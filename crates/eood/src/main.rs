@@ -36,6 +36,8 @@ enum Command {
     Detect(cmd::detect::Args),
     /// Serve a detector bundle over HTTP (batching, Prometheus metrics, drift monitoring).
     Serve(cmd::serve::Args),
+    /// Detector bundles: create, check, decide (ONNX through tract; no libtorch needed).
+    Bundle(cmd::bundle::Args),
     /// Datasets: list, fetch, verify, build the Fashion-MNIST OOD benchmark, show montages.
     Data(cmd::data::Args),
     /// Train a classifier from scratch (SGD Nesterov, cosine schedule).
@@ -89,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fit(a) => cmd::fit::run(a),
         Command::Data(a) => cmd::data::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Bundle(a) => cmd::bundle::run(a),
         #[cfg(feature = "nn")]
         Command::Train(a) => cmd::train::run(a),
         #[cfg(feature = "nn")]

@@ -36,6 +36,14 @@ fn write_pngs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+fn json_lines(out: &assert_cmd::assert::Assert) -> Vec<Value> {
+    String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn decide(pngs: &[PathBuf]) -> Vec<Value> {
     let out = eood()
         .args(["bundle", "decide", "--bundle"])
@@ -43,11 +51,67 @@ fn decide(pngs: &[PathBuf]) -> Vec<Value> {
         .args(pngs)
         .assert()
         .success();
-    String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(&out)
+}
+
+/// `eood detect --bundle DIR --images NPY` as JSON lines.
+fn detect_npy(bundle: &Path, npy: &Path) -> Vec<Value> {
+    let out = eood()
+        .args(["detect", "--bundle"])
+        .arg(bundle)
+        .arg("--images")
+        .arg(npy)
+        .assert()
+        .success();
+    json_lines(&out)
+}
+
+/// `eood score --method energy` then `eood detect` on `logits`: the scores and flags.
+fn score_and_detect(
+    dir: &Path,
+    logits: &Path,
+    detector: &Path,
+) -> (ndarray::Array1<f64>, ndarray::Array1<u8>) {
+    let scores = dir.join("scores.npy");
+    eood()
+        .args(["score", "--method", "energy", "--logits"])
+        .arg(logits)
+        .arg("--out")
+        .arg(&scores)
+        .assert()
+        .success();
+    let flags = dir.join("flags.npy");
+    eood()
+        .args(["detect", "--detector"])
+        .arg(detector)
+        .arg("--scores")
+        .arg(&scores)
+        .arg("--out")
+        .arg(&flags)
+        .assert()
+        .success();
+    (
+        ndarray_npy::read_npy(&scores).unwrap(),
+        ndarray_npy::read_npy(&flags).unwrap(),
+    )
+}
+
+/// Bundle decisions equal the scores and flags of the score -> detect path, to `tol`.
+fn assert_same_decisions(
+    d: &[Value],
+    want: &(ndarray::Array1<f64>, ndarray::Array1<u8>),
+    tol: f64,
+) {
+    assert_eq!(d.len(), want.0.len());
+    for (i, v) in d.iter().enumerate() {
+        let s = v["score"].as_f64().unwrap();
+        assert!(
+            (s - want.0[i]).abs() < tol,
+            "{i}: bundle {s}, path {}",
+            want.0[i]
+        );
+        assert_eq!(v["accepted"] == true, want.1[i] == 1, "{i}");
+    }
 }
 
 #[test]
@@ -67,12 +131,10 @@ fn decide_refuses_mnist_pngs() {
     let t = tempfile::tempdir().unwrap();
     let d = decide(&write_pngs(t.path()));
     assert_eq!(d.len(), 8);
-    let accepted: Vec<usize> = (0..8)
-        .filter(|&i| d[i]["decision"]["accepted"] == true)
-        .collect();
+    let accepted: Vec<usize> = (0..8).filter(|&i| d[i]["accepted"] == true).collect();
     assert_eq!(accepted, [0, 1, 6], "{d:?}");
-    assert!(d[0]["file"].as_str().unwrap().ends_with("digit0.png"));
-    assert!(d[0]["decision"]["score"].as_f64().unwrap().is_finite());
+    assert!(d[0]["input"].as_str().unwrap().ends_with("digit0.png"));
+    assert!(d[0]["score"].as_f64().unwrap().is_finite());
 }
 
 #[test]
@@ -109,7 +171,7 @@ fn create_writes_a_bundle_that_checks() {
     let args = |c: &mut Command| {
         c.args(["bundle", "create", "--onnx"])
             .arg(root().join("models/fmnist-wrn-10-1.onnx"))
-            .arg("--checkpoint")
+            .arg("--input-from")
             .arg(root().join("models/fmnist-wrn-10-1.json"))
             .arg("--detector")
             .arg(root().join("models/fmnist-detector.json"))
@@ -132,10 +194,102 @@ fn create_writes_a_bundle_that_checks() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
-/// Bundle decisions equal the libtorch path: extract (tch) -> score energy -> detect.
+/// PyTorch's logits of the eight MNIST digits through the shipped checkpoint
+/// (crates/ood-bundle/tests/fixtures/make_torch_logits.py), committed so that the build
+/// without libtorch checks pixels -> decisions against the extract -> score -> detect path.
+fn torch_logits_fixture() -> PathBuf {
+    root().join("crates/ood-bundle/tests/fixtures/mnist-t10k-first8.torch-logits.npy")
+}
+
+#[test]
+fn detect_with_a_bundle_equals_extract_score_detect_and_decide() {
+    let t = tempfile::tempdir().unwrap();
+    let bundle = root().join("models/fmnist-bundle");
+    let d = detect_npy(&bundle, &mnist_npy());
+    let want = score_and_detect(
+        t.path(),
+        &torch_logits_fixture(),
+        &root().join("models/fmnist-detector.json"),
+    );
+    assert_same_decisions(&d, &want, 1e-4);
+    assert!(d[3]["input"]
+        .as_str()
+        .unwrap()
+        .ends_with("mnist-t10k-first8.npy[3]"));
+    // the same images as PNG files: the same decisions, to the bit
+    let pngs = decide(&write_pngs(t.path()));
+    for (a, b) in d.iter().zip(&pngs) {
+        assert_eq!(a["score"], b["score"]);
+        assert_eq!(a["label"], b["label"]);
+    }
+}
+
+#[test]
+fn detect_prints_a_table_or_csv() {
+    let bundle = root().join("models/fmnist-bundle");
+    let run = |format: &str| {
+        let out = eood()
+            .args(["detect", "--format", format, "--bundle"])
+            .arg(&bundle)
+            .arg("--images")
+            .arg(mnist_npy())
+            .assert()
+            .success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    };
+    let jsonl = detect_npy(&bundle, &mnist_npy());
+    let csv = run("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "input,accepted,score,class,label,confidence");
+    assert_eq!(lines.len(), 9);
+    for (line, j) in lines[1..].iter().zip(&jsonl) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], j["accepted"].to_string());
+        assert_eq!(f[2].parse::<f64>().unwrap(), j["score"].as_f64().unwrap());
+        assert_eq!(f[4], j["label"].as_str().unwrap());
+    }
+    let table = run("table");
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows[0].starts_with("accepted") && rows[0].ends_with("input"),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 9);
+    assert!(
+        rows[1].starts_with("yes") && rows[3].starts_with("no"),
+        "{table}"
+    );
+    // a scores-path flag with --bundle is a usage error, not a silent mix
+    eood()
+        .args(["detect", "--scores", "s.npy", "--bundle"])
+        .arg(&bundle)
+        .arg("--images")
+        .arg(mnist_npy())
+        .assert()
+        .code(2);
+}
+
+#[cfg(not(feature = "nn"))]
+#[test]
+fn a_libtorch_bundle_names_the_missing_feature() {
+    let out = eood()
+        .args(["bundle", "check"])
+        .arg(root().join("models/fmnist-bundle-torch"))
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a checkpoint model needs libtorch") && err.contains("`nn` feature"),
+        "{err}"
+    );
+}
+
+/// The shipped ONNX bundle decides like the libtorch path: extract (tch) -> score energy ->
+/// detect, and tch's logits are the committed PyTorch ones.
 #[cfg(feature = "nn")]
 #[test]
-fn decisions_equal_extract_score_detect() {
+fn shipped_bundle_equals_extract_score_detect() {
     let t = tempfile::tempdir().unwrap();
     let ex = t.path().join("ex");
     eood()
@@ -143,38 +297,21 @@ fn decisions_equal_extract_score_detect() {
         .arg(root().join("models/fmnist-wrn-10-1.json"))
         .arg("--data")
         .arg(mnist_npy())
-        .args(["--quiet", "--out"])
+        .args(["--quiet", "--out-dir"])
         .arg(&ex)
         .assert()
         .success();
-    let scores = t.path().join("scores.npy");
-    eood()
-        .args(["score", "--method", "energy", "--logits"])
-        .arg(ex.join("logits.npy"))
-        .arg("--out")
-        .arg(&scores)
-        .assert()
-        .success();
-    let flags = t.path().join("flags.npy");
-    eood()
-        .args(["detect", "--detector"])
-        .arg(root().join("models/fmnist-detector.json"))
-        .arg("--scores")
-        .arg(&scores)
-        .arg("--out")
-        .arg(&flags)
-        .assert()
-        .success();
-    let want_scores: ndarray::Array1<f64> = ndarray_npy::read_npy(&scores).unwrap();
-    let want_flags: ndarray::Array1<u8> = ndarray_npy::read_npy(&flags).unwrap();
-    let d = decide(&write_pngs(t.path()));
-    for (i, v) in d.iter().enumerate() {
-        let s = v["decision"]["score"].as_f64().unwrap();
-        assert!(
-            (s - want_scores[i]).abs() < 1e-4,
-            "{i}: bundle {s}, tch {}",
-            want_scores[i]
-        );
-        assert_eq!(v["decision"]["accepted"] == true, want_flags[i] == 1, "{i}");
-    }
+    let logits: ndarray::Array2<f32> = ndarray_npy::read_npy(ex.join("logits.npy")).unwrap();
+    let fixture: ndarray::Array2<f32> = ndarray_npy::read_npy(torch_logits_fixture()).unwrap();
+    assert!(logits
+        .iter()
+        .zip(&fixture)
+        .all(|(a, b)| (a - b).abs() < 1e-4));
+    let want = score_and_detect(
+        t.path(),
+        &ex.join("logits.npy"),
+        &root().join("models/fmnist-detector.json"),
+    );
+    let d = detect_npy(&root().join("models/fmnist-bundle"), &mnist_npy());
+    assert_same_decisions(&d, &want, 1e-4);
 }

@@ -13,8 +13,11 @@ use ood_core::Detector;
 use serde::Serialize;
 
 use crate::error::{BundleError, Result};
-use crate::manifest::{read_capped, verify, Manifest, MAX_DETECTOR_BYTES, MAX_MODEL_BYTES};
-use crate::runner::{Forward, OnnxModel};
+use crate::loader::{ModelFiles, ModelLoader, OnnxOnly};
+use crate::manifest::{
+    read_capped, verify, verify_file, Manifest, ModelKind, MAX_DETECTOR_BYTES, MAX_MODEL_BYTES,
+};
+use crate::runner::{Forward, Model};
 
 /// The decision on one input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,7 +45,7 @@ enum Scorer {
 pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
-    model: OnnxModel,
+    model: Box<dyn Model>,
     detector: Detector,
     scorer: Scorer,
 }
@@ -58,11 +61,25 @@ impl std::fmt::Debug for Bundle {
 
 impl Bundle {
     /// Read `dir/bundle.json`, verify every file's SHA-256, load the detector and the model.
+    /// ONNX models only: a libtorch kind is refused ([`BundleError::NeedsLibtorch`]); see
+    /// [`Bundle::load_with`].
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, &OnnxOnly)
+    }
+
+    /// [`Bundle::load`] with the model built by `loader` (eood's `nn` build passes one that
+    /// runs the libtorch kinds). Every checksum is verified before `loader` sees a file.
+    pub fn load_with(dir: &Path, loader: &dyn ModelLoader) -> Result<Self> {
         let (manifest_path, manifest) = Manifest::load(dir)?;
         let model_path = dir.join(&manifest.model.file);
         let model_bytes = read_capped(&model_path, "a model file", MAX_MODEL_BYTES)?;
         verify(&model_path, &model_bytes, &manifest.model.sha256)?;
+        let kind = manifest.model.model_kind().expect("validated");
+        if let Some(w) = &manifest.model.weights {
+            crate::create::check_sidecar_weights(&model_path, &model_bytes, &w.file)?;
+            let p = dir.join(&w.file);
+            verify_file(&p, "checkpoint weights", MAX_MODEL_BYTES, &w.sha256)?;
+        }
 
         let det_path = dir.join(&manifest.scoring.detector.file);
         let det_bytes = read_capped(&det_path, "a detector file", MAX_DETECTOR_BYTES)?;
@@ -91,13 +108,15 @@ impl Bundle {
                 ),
             });
         }
-        let model = OnnxModel::from_bytes(
-            &model_path,
-            &model_bytes,
-            manifest.input.chw(),
-            &manifest.model.logits_output,
-            &manifest.model.features_output,
-        )?;
+        let model = loader.load(&ModelFiles {
+            kind,
+            path: &model_path,
+            bytes: &model_bytes,
+            chw: manifest.input.chw(),
+            logits_output: &manifest.model.logits_output,
+            features_output: &manifest.model.features_output,
+            architecture: manifest.model.architecture,
+        })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
@@ -117,6 +136,11 @@ impl Bundle {
 
     pub fn detector(&self) -> &Detector {
         &self.detector
+    }
+
+    /// What the model is (`onnx` runs without libtorch).
+    pub fn model_kind(&self) -> ModelKind {
+        self.manifest.model.model_kind().expect("validated")
     }
 
     /// Run the model on a zero input of the contract's shape and check that it gives one row

@@ -2,6 +2,9 @@
 //! on a zero input, K must equal the number of class names), then each file is written
 //! atomically and `bundle.json` last, so that a folder with a manifest is always complete.
 //! An existing `bundle.json` is replaced only with `force`; inputs are never overwritten.
+//!
+//! Model files inside the folder: `model.onnx` (ONNX), `model.pt` (state_dict, TorchScript), or
+//! `model.json` (a checkpoint's sidecar) beside the safetensors it names, under their own name.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,11 +18,12 @@ use serde::Deserialize;
 
 use crate::contract::{InputContract, ResizeRule};
 use crate::error::{BundleError, Result};
+use crate::loader::{ModelFiles, ModelLoader, OnnxOnly};
 use crate::manifest::{
-    read_capped, sha256_hex, FileRef, Manifest, ModelRef, Scoring, FORMAT, FORMAT_VERSION,
-    MANIFEST, MAX_CLASSES, MAX_DETECTOR_BYTES, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES,
+    check_file_name, read_capped, sha256_hex, FileRef, Manifest, ModelKind, ModelRef, Scoring,
+    WrnArch, FORMAT, FORMAT_VERSION, MANIFEST, MAX_CLASSES, MAX_DETECTOR_BYTES, MAX_MANIFEST_BYTES,
+    MAX_MODEL_BYTES,
 };
-use crate::runner::OnnxModel;
 
 /// Largest class-name file read.
 pub const MAX_LABELS_BYTES: u64 = 4 << 20;
@@ -29,7 +33,11 @@ pub const TRACT_VERSION: &str = "0.22.5";
 /// What `eood bundle create` is given.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
-    pub onnx: PathBuf,
+    /// The model file: ONNX graph, checkpoint sidecar, state_dict or TorchScript archive.
+    pub model: PathBuf,
+    pub kind: ModelKind,
+    /// The WideResNet of a `state_dict` (required for that kind, refused for the others).
+    pub architecture: Option<WrnArch>,
     pub input: InputContract,
     pub detector: PathBuf,
     pub fitted: Option<PathBuf>,
@@ -56,14 +64,13 @@ struct SidecarInput {
 struct Sidecar {
     format: String,
     input: SidecarInput,
+    /// The weights file, relative to the sidecar's folder.
+    weights: String,
     weights_sha256: Option<String>,
 }
 
-/// The input contract (resize: shorter side + centre crop, PIL bilinear) and provenance of an
-/// eood checkpoint sidecar.
-pub fn contract_from_checkpoint(path: &Path) -> Result<(InputContract, BTreeMap<String, String>)> {
-    let bytes = read_capped(path, "a checkpoint sidecar", MAX_MANIFEST_BYTES)?;
-    let side: Sidecar = serde_json::from_slice(&bytes).map_err(|source| BundleError::Json {
+fn parse_sidecar(path: &Path, bytes: &[u8]) -> Result<Sidecar> {
+    let side: Sidecar = serde_json::from_slice(bytes).map_err(|source| BundleError::Json {
         path: path.into(),
         source,
     })?;
@@ -73,6 +80,30 @@ pub fn contract_from_checkpoint(path: &Path) -> Result<(InputContract, BTreeMap<
             what: format!("format is {:?}, expected \"eood-checkpoint\"", side.format),
         });
     }
+    Ok(side)
+}
+
+/// A bundle's checkpoint sidecar must name the weights file the manifest checks (libtorch reads
+/// the file the sidecar names: it must not reach outside the folder or skip the checksum).
+pub(crate) fn check_sidecar_weights(path: &Path, bytes: &[u8], expected: &str) -> Result<()> {
+    let side = parse_sidecar(path, bytes)?;
+    if side.weights != expected {
+        return Err(BundleError::Manifest {
+            path: path.into(),
+            what: format!(
+                "the sidecar names weights {:?}, the manifest {expected:?}",
+                side.weights.chars().take(80).collect::<String>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The input contract (resize: shorter side + centre crop, PIL bilinear) and provenance of an
+/// eood checkpoint sidecar.
+pub fn contract_from_checkpoint(path: &Path) -> Result<(InputContract, BTreeMap<String, String>)> {
+    let bytes = read_capped(path, "a checkpoint sidecar", MAX_MANIFEST_BYTES)?;
+    let side = parse_sidecar(path, &bytes)?;
     let i = side.input;
     let contract = InputContract {
         height: i.height,
@@ -124,14 +155,65 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Write the bundle folder; returns its manifest.
+/// Write the bundle folder (ONNX models only; see [`create_with`]); returns its manifest.
 pub fn create(o: &CreateOptions) -> Result<Manifest> {
+    create_with(o, &OnnxOnly)
+}
+
+/// The model file's name in the bundle, its bytes and, for a checkpoint, its weights (name in
+/// the bundle, path, bytes).
+struct ModelPayload {
+    file: &'static str,
+    bytes: Vec<u8>,
+    weights: Option<(String, Vec<u8>)>,
+}
+
+fn read_model(o: &CreateOptions) -> Result<ModelPayload> {
+    let cap = if o.kind == ModelKind::Checkpoint {
+        MAX_MANIFEST_BYTES
+    } else {
+        MAX_MODEL_BYTES
+    };
+    let bytes = read_capped(&o.model, "a model file", cap)?;
+    let (file, weights) = match o.kind {
+        ModelKind::Onnx => ("model.onnx", None),
+        ModelKind::StateDict | ModelKind::TorchScript => ("model.pt", None),
+        ModelKind::Checkpoint => {
+            let side = parse_sidecar(&o.model, &bytes)?;
+            check_file_name("the checkpoint's weights", &side.weights)?;
+            let dir = o.model.parent().unwrap_or(Path::new("."));
+            let w = read_capped(
+                &dir.join(&side.weights),
+                "checkpoint weights",
+                MAX_MODEL_BYTES,
+            )?;
+            ("model.json", Some((side.weights, w)))
+        }
+    };
+    Ok(ModelPayload {
+        file,
+        bytes,
+        weights,
+    })
+}
+
+/// Write the bundle folder with the model run by `loader` (to check it and find K); returns
+/// its manifest.
+pub fn create_with(o: &CreateOptions, loader: &dyn ModelLoader) -> Result<Manifest> {
     o.input.validate().map_err(|what| BundleError::Manifest {
-        path: o.onnx.clone(),
+        path: o.model.clone(),
         what,
     })?;
-    let model_bytes = read_capped(&o.onnx, "a model file", MAX_MODEL_BYTES)?;
-    let model = OnnxModel::from_bytes(&o.onnx, &model_bytes, o.input.chw(), "logits", "features")?;
+    let payload = read_model(o)?;
+    let model = loader.load(&ModelFiles {
+        kind: o.kind,
+        path: &o.model,
+        bytes: &payload.bytes,
+        chw: o.input.chw(),
+        logits_output: "logits",
+        features_output: "features",
+        architecture: o.architecture,
+    })?;
     let [c, h, w] = o.input.chw();
     let k = model
         .forward(Array4::zeros((1, c, h, w)).view())?
@@ -176,11 +258,16 @@ pub fn create(o: &CreateOptions) -> Result<Manifest> {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         model: ModelRef {
-            kind: "onnx".into(),
-            file: "model.onnx".into(),
-            sha256: sha256_hex(&model_bytes),
+            kind: o.kind.name().into(),
+            file: payload.file.into(),
+            sha256: sha256_hex(&payload.bytes),
             logits_output: "logits".into(),
             features_output: "features".into(),
+            weights: payload.weights.as_ref().map(|(name, bytes)| FileRef {
+                file: name.clone(),
+                sha256: sha256_hex(bytes),
+            }),
+            architecture: o.architecture,
         },
         input: o.input.clone(),
         scoring: Scoring {
@@ -214,15 +301,16 @@ pub fn create(o: &CreateOptions) -> Result<Manifest> {
     }
 
     std::fs::create_dir_all(&o.out_dir).map_err(|e| IoError::new(&o.out_dir, e))?;
-    let mut inputs: Vec<&Path> = vec![&o.onnx, &o.detector];
+    let mut inputs: Vec<&Path> = vec![&o.model, &o.detector];
     inputs.extend(o.fitted.as_deref());
     inputs.extend(o.labels.as_deref());
     let manifest_path = o.out_dir.join(MANIFEST);
     check_new_output(&manifest_path, &inputs, o.force)?;
     let mut files = vec![
-        (manifest.model.file.clone(), model_bytes),
+        (manifest.model.file.clone(), payload.bytes),
         (manifest.scoring.detector.file.clone(), det_bytes),
     ];
+    files.extend(payload.weights);
     if let (Some(r), Some((bytes, _, _))) = (&fitted_ref, fitted) {
         files.push((r.file.clone(), bytes));
     }

@@ -42,6 +42,18 @@ pub enum BundleError {
         #[source]
         source: EngineError,
     },
+    #[error("{}: a {kind} model needs libtorch, which this build of eood lacks: build it with the `nn` feature (the default features)", path.display())]
+    NeedsLibtorch {
+        path: PathBuf,
+        kind: crate::manifest::ModelKind,
+    },
+    #[error("{}: the {kind} model could not be loaded", path.display())]
+    Backend {
+        path: PathBuf,
+        kind: crate::manifest::ModelKind,
+        #[source]
+        source: EngineError,
+    },
     #[error("{}: the model has no output named {name:?}", path.display())]
     MissingOutput { path: PathBuf, name: String },
     #[error("inference failed on a batch of shape {shape:?}")]

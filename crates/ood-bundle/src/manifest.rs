@@ -35,18 +35,90 @@ pub struct FileRef {
     pub sha256: String,
 }
 
+/// What a bundle's model file is. `onnx` runs through tract in every build; the other three
+/// need libtorch (eood's `nn` feature). Added to format version 1 without changing it: a
+/// version-1 bundle of ONNX kind reads and writes exactly as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// An ONNX graph with `logits` and `features` outputs (scripts/export-onnx.py).
+    Onnx,
+    /// Our checkpoint: the JSON sidecar (`model.file`) and its safetensors (`model.weights`).
+    Checkpoint,
+    /// A PyTorch `state_dict` of the code of record's WideResNet (`model.architecture`).
+    StateDict,
+    /// A TorchScript classifier: forward(x) returns (logits, features), or logits with a
+    /// `features(x)` method.
+    TorchScript,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Onnx,
+        ModelKind::Checkpoint,
+        ModelKind::StateDict,
+        ModelKind::TorchScript,
+    ];
+
+    /// The name in `bundle.json` (`model.kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Onnx => "onnx",
+            ModelKind::Checkpoint => "checkpoint",
+            ModelKind::StateDict => "state_dict",
+            ModelKind::TorchScript => "torchscript",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the kind runs through libtorch (not in a build without eood's `nn` feature).
+    pub fn needs_libtorch(self) -> bool {
+        self != ModelKind::Onnx
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The WideResNet of a `state_dict` model (its input channels are the contract's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrnArch {
+    pub depth: i64,
+    pub widen_factor: i64,
+    pub num_classes: i64,
+}
+
 /// The model file and the names of its two outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelRef {
-    /// Only `onnx` in format version 1.
+    /// `onnx`, `checkpoint`, `state_dict` or `torchscript` ([`ModelKind`]).
     pub kind: String,
     pub file: String,
     pub sha256: String,
-    /// Output with the N x K logits.
+    /// Output with the N x K logits (ONNX; `logits` for the libtorch kinds).
     pub logits_output: String,
-    /// Output with the N x D penultimate features.
+    /// Output with the N x D penultimate features (ONNX; `features` for the libtorch kinds).
     pub features_output: String,
+    /// The safetensors weights a `checkpoint` sidecar names (kind `checkpoint` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<FileRef>,
+    /// The WideResNet of a `state_dict` (kind `state_dict` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<WrnArch>,
+}
+
+impl ModelRef {
+    /// The parsed `kind` (validated manifests always have one).
+    pub fn model_kind(&self) -> Option<ModelKind> {
+        ModelKind::from_name(&self.kind)
+    }
 }
 
 /// Scoring and decision rule, copied from the detector file for readers of the manifest.
@@ -99,8 +171,8 @@ pub fn check_file_name(field: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Read a regular file of at most `cap` bytes whole.
-pub fn read_capped(path: &Path, what: &'static str, cap: u64) -> Result<Vec<u8>> {
+/// Open a regular file whose size is at most `cap` bytes.
+fn open_capped(path: &Path, what: &'static str, cap: u64) -> Result<(std::fs::File, u64)> {
     let (file, len) = ood_core::io::open_regular(path)?;
     if len > cap {
         return Err(BundleError::TooLarge {
@@ -110,6 +182,12 @@ pub fn read_capped(path: &Path, what: &'static str, cap: u64) -> Result<Vec<u8>>
             cap,
         });
     }
+    Ok((file, len))
+}
+
+/// Read a regular file of at most `cap` bytes whole.
+pub fn read_capped(path: &Path, what: &'static str, cap: u64) -> Result<Vec<u8>> {
+    let (file, len) = open_capped(path, what, cap)?;
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(cap + 1)
         .read_to_end(&mut bytes)
@@ -126,13 +204,34 @@ pub fn read_capped(path: &Path, what: &'static str, cap: u64) -> Result<Vec<u8>>
     Ok(bytes)
 }
 
+/// Check a file too large to hold (checkpoint weights) against its digest, streaming it.
+pub fn verify_file(path: &Path, what: &'static str, cap: u64, expected: &str) -> Result<()> {
+    let (file, _) = open_capped(path, what, cap)?;
+    let mut hasher = Sha256::new();
+    let mut reader = file.take(cap + 1);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| ood_core::io::IoError::new(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    check_digest(path, hex::encode(hasher.finalize()), expected)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// Check `bytes` (the file `path`) against the digest the manifest records.
 pub fn verify(path: &Path, bytes: &[u8], expected: &str) -> Result<()> {
-    let actual = sha256_hex(bytes);
+    check_digest(path, sha256_hex(bytes), expected)
+}
+
+fn check_digest(path: &Path, actual: String, expected: &str) -> Result<()> {
     if !actual.eq_ignore_ascii_case(expected) {
         return Err(BundleError::Checksum {
             path: path.into(),
@@ -174,16 +273,22 @@ impl Manifest {
                 self.format_version
             )));
         }
-        if self.model.kind != "onnx" {
-            return Err(bad(format!(
-                "model kind {:?} is not supported (expected \"onnx\")",
-                self.model.kind
-            )));
-        }
+        self.validate_model(path)?;
         check_file_name("model.file", &self.model.file)?;
         check_file_name("scoring.detector.file", &self.scoring.detector.file)?;
+        let mut names = vec![&self.model.file, &self.scoring.detector.file];
+        if let Some(f) = &self.model.weights {
+            check_file_name("model.weights.file", &f.file)?;
+            names.push(&f.file);
+        }
         if let Some(f) = &self.scoring.fitted {
             check_file_name("scoring.fitted.file", &f.file)?;
+            names.push(&f.file);
+        }
+        for (i, n) in names.iter().enumerate() {
+            if *n == MANIFEST || names[..i].contains(n) {
+                return Err(bad(format!("file name {n:?} is used twice in the bundle")));
+            }
         }
         self.input.validate().map_err(bad)?;
         if !self.scoring.tau.is_finite() {
@@ -196,6 +301,52 @@ impl Manifest {
             )));
         }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// The model's kind and the fields each kind needs (and only those).
+    fn validate_model(&self, path: &Path) -> Result<()> {
+        let bad = |what: String| BundleError::Manifest {
+            path: path.into(),
+            what,
+        };
+        let m = &self.model;
+        let Some(kind) = m.model_kind() else {
+            let names: Vec<_> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+            return Err(bad(format!(
+                "model kind {:?} is not supported (expected one of {})",
+                m.kind.chars().take(40).collect::<String>(),
+                names.join(", ")
+            )));
+        };
+        match (&m.weights, kind) {
+            (None, ModelKind::Checkpoint) => {
+                return Err(bad("a checkpoint model needs model.weights".into()))
+            }
+            (Some(_), k) if k != ModelKind::Checkpoint => {
+                return Err(bad(format!(
+                    "model.weights is for kind checkpoint only (this model is {kind})"
+                )))
+            }
+            _ => {}
+        }
+        match (&m.architecture, kind) {
+            (None, ModelKind::StateDict) => {
+                Err(bad("a state_dict model needs model.architecture".into()))
+            }
+            (Some(_), k) if k != ModelKind::StateDict => Err(bad(format!(
+                "model.architecture is for kind state_dict only (this model is {kind})"
+            ))),
+            (Some(a), _)
+                if !(1..=1000).contains(&a.depth)
+                    || !(1..=64).contains(&a.widen_factor)
+                    || !(1..=MAX_CLASSES as i64).contains(&a.num_classes) =>
+            {
+                Err(bad(format!("model.architecture {a:?} is out of range")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

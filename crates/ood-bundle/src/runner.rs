@@ -1,6 +1,9 @@
-//! The ONNX runner: a model loaded once through tract (pure Rust, no libtorch), optimized with a
-//! symbolic batch dimension `N`, mapping `N x C x H x W` f32 to `logits` (N x K) and `features`
-//! (N x D). One optimized plan serves every batch size: tract resolves `N` per run.
+//! The model a bundle runs ([`Model`]: `N x C x H x W` f32 -> `logits` (N x K) and `features`
+//! (N x D)) and its framework-free implementation, the ONNX runner: a model loaded once through
+//! tract (pure Rust, no libtorch), optimized with a symbolic batch dimension `N`. One optimized
+//! plan serves every batch size: tract resolves `N` per run. The libtorch kinds (checkpoint,
+//! state_dict, TorchScript) implement [`Model`] outside this crate (eood's `nn` feature) and
+//! reach a bundle through a [`crate::loader::ModelLoader`].
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,29 @@ pub struct Forward {
     pub logits: Array2<f32>,
     /// `N x D`.
     pub features: Array2<f32>,
+}
+
+/// A loaded model: one forward pass over a normalised `N x C x H x W` batch. Shared read-only
+/// by every request of a server, hence `Send + Sync` and `&self`.
+pub trait Model: Send + Sync {
+    /// Logits and penultimate features of `batch`, whose `C x H x W` must be [`Model::input_chw`].
+    fn forward(&self, batch: ArrayView4<f32>) -> Result<Forward>;
+    /// `[C, H, W]` of one input.
+    fn input_chw(&self) -> [usize; 3];
+}
+
+/// The check every [`Model`] makes first: the batch's `C x H x W` is the model's.
+pub fn check_batch(batch: &ArrayView4<f32>, chw: [usize; 3]) -> Result<()> {
+    if batch.shape()[1..] != chw {
+        return Err(BundleError::BadInput {
+            index: 0,
+            what: format!(
+                "batch has shape {:?}, the model takes N x {chw:?}",
+                batch.shape()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// An optimized ONNX model with named `logits` and `features` outputs.
@@ -94,16 +120,8 @@ impl OnnxModel {
 
     /// Run one batch. The batch's `C x H x W` must be the contract's.
     pub fn forward(&self, batch: ArrayView4<f32>) -> Result<Forward> {
+        check_batch(&batch, self.chw)?;
         let shape = batch.shape().to_vec();
-        if shape[1..] != self.chw {
-            return Err(BundleError::BadInput {
-                index: 0,
-                what: format!(
-                    "batch has shape {shape:?}, the model takes N x {:?}",
-                    self.chw
-                ),
-            });
-        }
         let n = shape[0];
         let infer = |e: TractError| BundleError::Inference {
             shape: shape.clone(),
@@ -131,5 +149,14 @@ impl OnnxModel {
             logits: take(0, "logits")?,
             features: take(1, "features")?,
         })
+    }
+}
+
+impl Model for OnnxModel {
+    fn forward(&self, batch: ArrayView4<f32>) -> Result<Forward> {
+        OnnxModel::forward(self, batch)
+    }
+    fn input_chw(&self) -> [usize; 3] {
+        self.chw
     }
 }

@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{array, Array3};
-use ood_bundle::create::{contract_from_checkpoint, create, CreateOptions};
-use ood_bundle::{Bundle, BundleError};
+use ood_bundle::create::{contract_from_checkpoint, create, create_with, CreateOptions};
+use ood_bundle::{
+    Bundle, BundleError, Forward, Model, ModelFiles, ModelKind, ModelLoader, Result as BResult,
+};
 use ood_data::formats::npy_images::NpyImages;
 
 fn root() -> PathBuf {
@@ -46,7 +48,8 @@ fn shipped_bundle_verifies_and_runs() {
 fn mnist_digits_are_refused_and_decisions_follow_the_energy_rule() {
     let b = shipped();
     let imgs = mnist8();
-    let views: Vec<_> = (0..imgs.len()).map(|i| imgs.image(i)).collect();
+    let owned: Vec<_> = (0..imgs.len()).map(|i| imgs.image(i).unwrap()).collect();
+    let views: Vec<_> = owned.iter().map(|a| a.view()).collect();
     let d = b.decide(&views).unwrap();
     assert_eq!(d.len(), 8);
     // MNIST is near-OOD for this model (docs/results: FPR95 well above 0): 5 of these 8 refused
@@ -76,14 +79,18 @@ fn mnist_digits_are_refused_and_decisions_follow_the_energy_rule() {
 fn rgb_and_resized_images_are_brought_to_the_contract() {
     let b = shipped();
     let imgs = mnist8();
-    let gray: Vec<_> = (0..3).map(|i| imgs.image(i)).collect();
+    let gray: Vec<_> = (0..3).map(|i| imgs.image(i).unwrap()).collect();
     let rgb: Vec<Array3<u8>> = gray
         .iter()
         .map(|g| Array3::from_shape_fn((28, 28, 3), |(y, x, _)| g[[y, x, 0]]))
         .collect();
     let rgb_views: Vec<_> = rgb.iter().map(|a| a.view()).collect();
     // equal channels have luma equal to the channel: identical decisions
-    assert_eq!(b.decide(&gray).unwrap(), b.decide(&rgb_views).unwrap());
+    let gray_views: Vec<_> = gray.iter().map(|a| a.view()).collect();
+    assert_eq!(
+        b.decide(&gray_views).unwrap(),
+        b.decide(&rgb_views).unwrap()
+    );
     // a 2x (nearest) enlargement comes back to 28x28 through the bilinear rule
     let big = Array3::from_shape_fn((56, 70, 1), |(y, x, _)| {
         gray[0][[y / 2, (x.saturating_sub(7) / 2).min(27), 0]]
@@ -193,7 +200,9 @@ fn options(out: &Path, labels: Option<PathBuf>) -> CreateOptions {
     let (input, source) =
         contract_from_checkpoint(&root().join("models/fmnist-wrn-10-1.json")).unwrap();
     CreateOptions {
-        onnx: root().join("models/fmnist-wrn-10-1.onnx"),
+        model: root().join("models/fmnist-wrn-10-1.onnx"),
+        kind: ModelKind::Onnx,
+        architecture: None,
         input,
         detector: root().join("models/fmnist-detector.json"),
         fitted: None,
@@ -235,4 +244,168 @@ fn create_reproduces_the_shipped_manifest_and_refuses_mistakes() {
     // no labels: the class ids
     let m = create(&options(&out2, None)).unwrap();
     assert_eq!(m.labels[9], "9");
+}
+
+/// A stand-in for a libtorch model: fixed logits (class 0 strong for a bright image), so the
+/// loader plumbing is tested without libtorch.
+struct FakeModel;
+
+impl Model for FakeModel {
+    fn forward(&self, batch: ndarray::ArrayView4<f32>) -> BResult<Forward> {
+        let n = batch.shape()[0];
+        let logits = ndarray::Array2::from_shape_fn((n, 10), |(i, j)| {
+            let mean = batch.index_axis(ndarray::Axis(0), i).mean().unwrap_or(0.0);
+            if j == 0 {
+                10.0 * mean
+            } else {
+                0.0
+            }
+        });
+        Ok(Forward {
+            logits,
+            features: ndarray::Array2::zeros((n, 3)),
+        })
+    }
+    fn input_chw(&self) -> [usize; 3] {
+        [1, 28, 28]
+    }
+}
+
+struct FakeLoader(std::cell::Cell<usize>);
+
+impl ModelLoader for FakeLoader {
+    fn load(&self, f: &ModelFiles) -> BResult<Box<dyn Model>> {
+        assert_ne!(f.kind, ModelKind::Onnx);
+        if f.kind == ModelKind::TorchScript {
+            assert_eq!(f.bytes, b"not really torchscript");
+        }
+        self.0.set(self.0.get() + 1);
+        Ok(Box::new(FakeModel))
+    }
+}
+
+#[test]
+fn libtorch_kinds_go_through_the_callers_loader_and_plain_load_refuses_them() {
+    let t = tempfile::tempdir().unwrap();
+    let pt = t.path().join("m.pt");
+    std::fs::write(&pt, b"not really torchscript").unwrap();
+    let out = t.path().join("b");
+    let mut o = options(&out, None);
+    o.model = pt.clone();
+    o.kind = ModelKind::TorchScript;
+    // without a libtorch loader: one line naming the feature, nothing written
+    let e = create(&o).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}: a torchscript model needs libtorch, which this build of eood lacks: build it with the `nn` feature (the default features)", pt.display())
+    );
+    assert!(!out.exists());
+
+    let loader = FakeLoader(0.into());
+    let m = create_with(&o, &loader).unwrap();
+    assert_eq!(
+        (m.model.kind.as_str(), m.model.file.as_str()),
+        ("torchscript", "model.pt")
+    );
+    assert_eq!(loader.0.get(), 1);
+    let e = Bundle::load(&out).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BundleError::NeedsLibtorch {
+                kind: ModelKind::TorchScript,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let b = Bundle::load_with(&out, &loader).unwrap();
+    assert_eq!(b.model_kind(), ModelKind::TorchScript);
+    assert_eq!(b.self_test().unwrap(), (10, 3));
+    // white image: mean input (1 - 0.286) / 0.353 = 2.0227 -> logit 20.2 for class 0
+    let white = Array3::from_elem((28, 28, 1), 255u8);
+    let black = Array3::from_elem((28, 28, 1), 0u8);
+    let d = b.decide(&[white.view(), black.view()]).unwrap();
+    let e0 = 10.0 * (1.0 - 0.286f64) / 0.353;
+    assert!(
+        (d[0].score - (e0 + (1.0 + 9.0 * (-e0).exp()).ln())).abs() < 1e-4,
+        "{d:?}"
+    );
+    assert!(d[0].accepted && d[0].class == 0);
+    assert!(!d[1].accepted, "{d:?}");
+}
+
+#[test]
+fn manifests_hold_exactly_the_fields_of_their_model_kind() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    copy_shipped(dir);
+    let cases: [(&str, fn(&mut serde_json::Value)); 5] = [
+        ("model kind \"pickle\" is not supported (expected one of onnx, checkpoint, state_dict, torchscript)",
+            |v| v["model"]["kind"] = "pickle".into()),
+        ("model.weights is for kind checkpoint only (this model is onnx)",
+            |v| v["model"]["weights"] = serde_json::json!({"file": "w.safetensors", "sha256": "00"})),
+        ("a state_dict model needs model.architecture", |v| v["model"]["kind"] = "state_dict".into()),
+        ("model.architecture is for kind state_dict only (this model is onnx)",
+            |v| v["model"]["architecture"] = serde_json::json!({"depth": 10, "widen_factor": 1, "num_classes": 10})),
+        ("file name \"model.onnx\" is used twice in the bundle",
+            |v| v["scoring"]["detector"]["file"] = "model.onnx".into()),
+    ];
+    for (want, edit) in cases {
+        edit_manifest(dir, edit);
+        let e = Bundle::load(dir).unwrap_err().to_string();
+        assert!(e.ends_with(want), "{e}");
+        copy_shipped(dir);
+    }
+}
+
+#[test]
+fn a_checkpoint_bundle_keeps_sidecar_and_weights_and_checks_both() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("b");
+    let ckpt = root().join("models/fmnist-wrn-10-1.json");
+    let mut o = options(&out, None);
+    o.model = ckpt.clone();
+    o.kind = ModelKind::Checkpoint;
+    let loader = FakeLoader(0.into());
+    let m = create_with(&o, &loader).unwrap();
+    let w = m.model.weights.clone().unwrap();
+    assert_eq!(w.file, "fmnist-wrn-10-1.e0010-s4300.safetensors");
+    assert_eq!(
+        w.sha256,
+        "d3f1881cf7b35d5861385e36acea2cad6897375c937505416395c9774816222d"
+    );
+    // the sidecar is copied unchanged
+    assert_eq!(
+        std::fs::read(out.join("model.json")).unwrap(),
+        std::fs::read(&ckpt).unwrap()
+    );
+    Bundle::load_with(&out, &loader).unwrap();
+
+    // a flipped weight byte
+    let wp = out.join(&w.file);
+    let mut bytes = std::fs::read(&wp).unwrap();
+    bytes[5000] ^= 1;
+    std::fs::write(&wp, &bytes).unwrap();
+    let e = Bundle::load_with(&out, &loader).unwrap_err().to_string();
+    assert!(
+        e.contains("fmnist-wrn-10-1.e0010-s4300.safetensors: SHA-256 is"),
+        "{e}"
+    );
+    bytes[5000] ^= 1;
+    std::fs::write(&wp, &bytes).unwrap();
+
+    // a sidecar (with a matching digest in the manifest) that points outside the folder
+    let mut side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    side["weights"] = "../../elsewhere.safetensors".into();
+    let side = serde_json::to_vec(&side).unwrap();
+    std::fs::write(out.join("model.json"), &side).unwrap();
+    let digest = ood_bundle::manifest::sha256_hex(&side);
+    edit_manifest(&out, |v| v["model"]["sha256"] = digest.into());
+    let e = Bundle::load_with(&out, &loader).unwrap_err().to_string();
+    assert!(
+        e.ends_with("the sidecar names weights \"../../elsewhere.safetensors\", the manifest \"fmnist-wrn-10-1.e0010-s4300.safetensors\""),
+        "{e}"
+    );
 }

@@ -145,20 +145,28 @@ pub struct Args {
     pub runtime: RuntimeArgs,
 }
 
-/// The shipped model: `./models/...` (run from the repository root), else the checkout this
-/// binary was built from.
+/// The shipped model: in `$EOOD_MODELS` when set, else `models/` of the checkout the current
+/// directory is in (never a path compiled into the binary: an installed `eood` runs anywhere).
 pub fn shipped_model() -> anyhow::Result<PathBuf> {
-    let here = PathBuf::from(SHIPPED_MODEL);
-    if here.is_file() {
-        return Ok(here);
+    let name = Path::new(SHIPPED_MODEL).file_name().expect("a file name");
+    if let Some(dir) = std::env::var_os("EOOD_MODELS") {
+        let p = Path::new(&dir).join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "the shipped model is not in $EOOD_MODELS: {} does not exist",
+            p.display()
+        );
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(SHIPPED_MODEL);
-    if built.is_file() {
-        return Ok(built);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Some(root) = ood_data::cache::find_repo_root(&cwd) {
+        let p = root.join(SHIPPED_MODEL);
+        if p.is_file() {
+            return Ok(p);
+        }
     }
-    bail!("the shipped model {SHIPPED_MODEL} is not here (run from the repository root)")
+    bail!("the shipped model {SHIPPED_MODEL} is not here: run inside the checkout, set EOOD_MODELS to its models/ folder, or give --from-checkpoint")
 }
 
 fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {

@@ -1,13 +1,18 @@
 //! `eood bundle create|check|decide`: deployable detector bundles (crates/ood-bundle,
-//! docs/deploy.md). Framework-free: ONNX models run through tract, so this command is in the
-//! no-libtorch build (`--no-default-features`).
+//! docs/deploy.md). ONNX bundles run through tract, so this command is in the no-libtorch build
+//! (`--no-default-features`); bundles of the libtorch kinds (checkpoint, state_dict,
+//! TorchScript) run in the default build ([`super::bundle_torch`]) and are refused in one line
+//! naming the `nn` feature without it. `decide` is `eood detect --bundle` (one implementation: [`super::detect_bundle`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ood_bundle::create::{contract_from_checkpoint, create, CreateOptions};
-use ood_bundle::{Bundle, InputContract, ResizeRule};
-use ood_data::formats::image_file::{decode_image, ColorMode};
+use anyhow::bail;
+use ood_bundle::create::{contract_from_checkpoint, create_with, CreateOptions};
+use ood_bundle::{Bundle, InputContract, ModelKind, ModelLoader, ResizeRule, WrnArch};
 use ood_data::transforms::Filter;
+
+use crate::args::{ArchArgs, ModelArgs, ModelRef};
+use crate::cmd::detect_bundle::{self, Format};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,23 +22,36 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Sub {
-    /// Write a bundle folder from an ONNX model, its input contract and a calibrated detector.
+    /// Write a bundle folder from a model, its input contract and a calibrated detector.
     Create(CreateArgs),
     /// Verify a bundle: checksums, and the model runs on a zero input with K = class names.
     Check(CheckArgs),
-    /// Decisions for image files (PNG, JPEG, ...), one JSON line each, with a bundle.
+    /// Decisions for image files or an image batch with a bundle (= `eood detect --bundle`).
     Decide(DecideArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
-    /// The model, exported by scripts/export-onnx.py (outputs `logits` and `features`).
-    #[arg(long)]
-    pub onnx: PathBuf,
-    /// eood checkpoint sidecar the ONNX was exported from: gives the input contract
-    /// (size, channels, mean/std) and provenance.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    /// The model; a checkpoint brings its input contract, the other kinds take it from
+    /// --input-from or --input/--mean/--std.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Architecture of a --state-dict.
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    /// A checkpoint sidecar whose input contract (size, channels, mean/std) and provenance the
+    /// model has, e.g. the checkpoint an --onnx model was exported from.
+    #[arg(long, value_name = "JSON", conflicts_with = "input")]
+    pub input_from: Option<PathBuf>,
+    /// Model input HxWxC (C = 1 or 3), with --mean and --std, instead of --input-from.
+    #[arg(long, value_name = "HxWxC", requires_all = ["mean", "std"])]
+    pub input: Option<String>,
+    /// Per-channel mean of [0, 1] pixels, comma-separated (with --input).
+    #[arg(long, value_delimiter = ',', requires = "input")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std of [0, 1] pixels, comma-separated (with --input).
+    #[arg(long, value_delimiter = ',', requires = "input")]
+    pub std: Option<Vec<f32>>,
     /// Calibrated detector (`eood calibrate --out`).
     #[arg(long)]
     pub detector: PathBuf,
@@ -50,7 +68,7 @@ pub struct CreateArgs {
     #[arg(long, value_enum, default_value_t = FilterArg::Bilinear)]
     pub filter: FilterArg,
     /// Bundle folder to write (created if missing).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
     /// Replace an existing bundle in --out-dir.
     #[arg(long)]
@@ -76,25 +94,103 @@ pub struct CheckArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("inputs").required(true).args(["files", "images"])))]
 pub struct DecideArgs {
     /// Bundle folder.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// Image files.
-    #[arg(required = true)]
-    pub images: Vec<PathBuf>,
+    /// Image files (PNG, JPEG, BMP, TGA, GIF).
+    #[arg(value_name = "IMAGES")]
+    pub files: Vec<PathBuf>,
+    /// A uint8 image batch, N x H x W (x C) .npy.
+    #[arg(long, value_name = "NPY", conflicts_with = "files")]
+    pub images: Option<PathBuf>,
+    /// Output on stdout: JSON lines, an aligned table, or CSV.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Sub::Create(a) => run_create(a),
         Sub::Check(a) => run_check(a),
-        Sub::Decide(a) => run_decide(a),
+        Sub::Decide(a) => detect_bundle::run(&a.bundle, &a.files, a.images.as_deref(), a.format),
     }
 }
 
-fn run_create(a: CreateArgs) -> anyhow::Result<()> {
-    let (mut input, source): (InputContract, _) = contract_from_checkpoint(&a.checkpoint)?;
+/// The model loader of this build: libtorch kinds with `nn`, ONNX only without.
+fn loader() -> Box<dyn ModelLoader> {
+    #[cfg(feature = "nn")]
+    {
+        Box::new(super::bundle_torch::TorchLoader::cpu())
+    }
+    #[cfg(not(feature = "nn"))]
+    {
+        Box::new(ood_bundle::OnnxOnly)
+    }
+}
+
+/// Load and verify a bundle with this build's model loader.
+pub fn load(dir: &Path) -> anyhow::Result<Bundle> {
+    Ok(Bundle::load_with(dir, &*loader())?)
+}
+
+fn kind_of(model: ModelRef<'_>) -> (ModelKind, &Path) {
+    match model {
+        ModelRef::Checkpoint(p) => (ModelKind::Checkpoint, p),
+        ModelRef::StateDict(p) => (ModelKind::StateDict, p),
+        ModelRef::TorchScript(p) => (ModelKind::TorchScript, p),
+        ModelRef::Onnx(p) => (ModelKind::Onnx, p),
+    }
+}
+
+/// `HxWxC` of --input.
+fn parse_input(s: &str) -> anyhow::Result<[usize; 3]> {
+    let dims: Vec<Option<usize>> = s.split(['x', 'X']).map(|d| d.trim().parse().ok()).collect();
+    match dims.as_slice() {
+        [Some(h), Some(w), Some(c)] => Ok([*h, *w, *c]),
+        _ => bail!("--input must be HxWxC, e.g. 28x28x1, got {s:?}"),
+    }
+}
+
+/// The input contract and provenance: the checkpoint's own, --input-from's, or --input's.
+fn contract(
+    a: &CreateArgs,
+) -> anyhow::Result<(
+    InputContract,
+    Option<std::collections::BTreeMap<String, String>>,
+)> {
+    let sidecar = match (a.model.source(), &a.input_from) {
+        (_, Some(p)) => Some(p.as_path()),
+        (ModelRef::Checkpoint(p), None) => Some(p),
+        _ => None,
+    };
+    let (mut input, source) = match (sidecar, &a.input) {
+        (Some(p), _) => {
+            let (c, s) = contract_from_checkpoint(p)?;
+            (c, Some(s))
+        }
+        (None, Some(spec)) => {
+            let [height, width, channels] = parse_input(spec)?;
+            let contract = InputContract {
+                height,
+                width,
+                channels,
+                resize: ResizeRule::ShorterSideCenterCrop,
+                filter: Filter::Bilinear,
+                mean: a.mean.clone().unwrap_or_default(),
+                std: a.std.clone().unwrap_or_default(),
+            };
+            if let Err(what) = contract.validate() {
+                bail!("--input/--mean/--std: {what}");
+            }
+            (contract, None)
+        }
+        (None, None) => bail!(
+            "the input contract of {} is unknown: give --input-from CHECKPOINT.json or --input HxWxC --mean M --std S",
+            a.model.path().display()
+        ),
+    };
     input.resize = match a.resize {
         Resize::Stretch => ResizeRule::Stretch,
         Resize::ShorterSideCenterCrop => ResizeRule::ShorterSideCenterCrop,
@@ -103,19 +199,36 @@ fn run_create(a: CreateArgs) -> anyhow::Result<()> {
         FilterArg::Bilinear => Filter::Bilinear,
         FilterArg::Area => Filter::Area,
     };
-    let m = create(&CreateOptions {
-        onnx: a.onnx,
-        input,
-        detector: a.detector,
-        fitted: a.fitted,
-        labels: a.labels,
-        out_dir: a.out_dir.clone(),
-        source: Some(source),
-        force: a.force,
-    })?;
+    Ok((input, source))
+}
+
+fn run_create(a: CreateArgs) -> anyhow::Result<()> {
+    let (kind, model) = kind_of(a.model.source());
+    let (input, source) = contract(&a)?;
+    let architecture = (kind == ModelKind::StateDict).then(|| WrnArch {
+        depth: a.arch.depth,
+        widen_factor: a.arch.widen_factor,
+        num_classes: a.arch.num_classes.unwrap_or(10),
+    });
+    let m = create_with(
+        &CreateOptions {
+            model: model.to_path_buf(),
+            kind,
+            architecture,
+            input,
+            detector: a.detector,
+            fitted: a.fitted,
+            labels: a.labels,
+            out_dir: a.out_dir.clone(),
+            source,
+            force: a.force,
+        },
+        &*loader(),
+    )?;
     eprintln!(
-        "wrote bundle {} ({} classes, {} with tau = {}, input {}x{}x{})",
+        "wrote bundle {} ({} model, {} classes, {} with tau = {}, input {}x{}x{})",
         a.out_dir.display(),
+        m.model.kind,
         m.labels.len(),
         m.scoring.method,
         m.scoring.tau,
@@ -127,7 +240,7 @@ fn run_create(a: CreateArgs) -> anyhow::Result<()> {
 }
 
 fn run_check(a: CheckArgs) -> anyhow::Result<()> {
-    let b = Bundle::load(&a.dir)?;
+    let b = load(&a.dir)?;
     let (k, d) = b.self_test()?;
     let m = b.manifest();
     println!(
@@ -141,25 +254,5 @@ fn run_check(a: CheckArgs) -> anyhow::Result<()> {
         m.input.width,
         m.input.channels
     );
-    Ok(())
-}
-
-fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
-    let b = Bundle::load(&a.bundle)?;
-    let mode = if b.manifest().input.channels == 1 {
-        ColorMode::Gray
-    } else {
-        ColorMode::Rgb
-    };
-    let mut images = Vec::with_capacity(a.images.len());
-    for p in &a.images {
-        let bytes = ood_bundle::manifest::read_capped(p, "an image file", 64 << 20)?;
-        images.push(decode_image(&bytes, p, mode)?);
-    }
-    let views: Vec<_> = images.iter().map(|i| i.view()).collect();
-    for (p, d) in a.images.iter().zip(b.decide(&views)?) {
-        let line = serde_json::json!({"file": p.display().to_string(), "decision": d});
-        println!("{line}");
-    }
     Ok(())
 }

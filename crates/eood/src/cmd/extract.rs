@@ -184,6 +184,11 @@ pub fn load_model(args: &Args, device: Device, channels: usize) -> anyhow::Resul
             })
         }
         ModelRef::TorchScript(ts) => Ok(Classifier::from_torchscript(ts, device)?),
+        // never reached: run dispatches --onnx to extract_onnx first
+        ModelRef::Onnx(p) => bail!(
+            "{}: ONNX models run through tract (extract_onnx)",
+            p.display()
+        ),
     }
 }
 
@@ -235,13 +240,16 @@ fn check_input(args: &Args, input: &InputSet, normalize: Option<&Normalize>) -> 
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_range("--batch-size", args.batch_size, 1, 65_536)?;
     check_range("--val-max", args.method.val_max, 1, usize::MAX)?;
-    args.runtime.apply()?;
-    let device = args.device.tch()?;
     let data = match (&args.data, &args.dataset) {
         (Some(p), _) => p.clone(),
         (None, Some(name)) => resolve_dataset(name, args.cache.as_deref())?,
         _ => unreachable!("clap requires one input"),
     };
+    if let ModelRef::Onnx(onnx) = args.model.source() {
+        return super::extract_onnx::run(&args, onnx, &data);
+    }
+    args.runtime.apply()?;
+    let device = args.device.tch()?;
     let input = InputSet::open(&data)?;
     let model = load_model(&args, device, input.channels())?;
     let normalize = if input.needs_normalization() {

@@ -152,9 +152,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(l) = args.lambda {
         check_range("--lambda", l, 0.0, 1000.0)?;
     }
-    if let ModelRef::TorchScript(p) = args.model.source() {
+    if let ModelRef::TorchScript(p) | ModelRef::Onnx(p) = args.model.source() {
         bail!(
-            "{}: a TorchScript model cannot be fine-tuned; give --checkpoint or --state-dict",
+            "{}: a TorchScript or ONNX model cannot be fine-tuned; give --checkpoint or --state-dict",
             p.display()
         );
     }
