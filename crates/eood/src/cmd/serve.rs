@@ -68,7 +68,8 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.options()?;
-    let bundle = ood_bundle::Bundle::load(&args.bundle)?;
+    // this build's loader: ONNX always, the libtorch kinds with the `nn` feature
+    let bundle = super::bundle::load(&args.bundle)?;
     ood_serve::run(bundle, opts)?;
     Ok(())
 }
