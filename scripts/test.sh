@@ -7,7 +7,8 @@ source scripts/env.sh
 cargo test --workspace --locked
 # The Python package (python/, docs/python.md): pytest in its own venv, with the CLI binary that
 # the cargo tests built for the round trips; torch and the CLI must be there (no skipping in CI).
-cargo build -p eood --locked --quiet
+# (`cargo test --workspace` built target/debug/eood for the CLI tests; a separate `cargo build -p
+# eood` would resolve features differently and rebuild tract and tch.)
 EOOD_REQUIRE_TORCH=1 EOOD_BIN="$PWD/target/debug/eood" \
   python/.venv-test/bin/pytest -q -p no:cacheprovider python/tests
 # The libtorch build runs outside the checkout without LD_LIBRARY_PATH (rpath from
@@ -15,12 +16,15 @@ EOOD_REQUIRE_TORCH=1 EOOD_BIN="$PWD/target/debug/eood" \
 # libtorch whatever it runs, so any command that starts shows it).
 _eood_tmp="$(mktemp -d)"
 cp target/debug/eood "$_eood_tmp/eood"
-(cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./eood bundle check "$OLDPWD/models/fmnist-bundle")
+(cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./eood bundle check "$OLDPWD/models/fmnist-bundle-torch")
 # The framework-free CLI (no libtorch): it must build, its neural commands say what they need, and
 # it serves ONNX bundles. Last, because it replaces target/debug/eood with the build without `nn`.
-cargo test -p eood --no-default-features --locked --test hostile_cli --test core_cli --test bundle_cli
-# Installable: `cargo install` of that build (debug profile: the artifacts just built) into a
-# temporary root runs from another folder with a clean environment (no compile-time paths).
-cargo install --locked --debug --quiet --no-default-features --path crates/eood --root "$_eood_tmp/root"
-(cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./root/bin/eood bundle check "$OLDPWD/models/fmnist-bundle")
+# `--workspace` keeps every member selected, so shared dependencies get the same features as in
+# the first run and only eood itself is rebuilt (`-p eood` would rebuild the tract stack).
+cargo test --workspace --no-default-features --locked \
+  --test hostile_cli --test core_cli --test bundle_cli --test serve_cli
+# Installable: that binary (what `cargo install --path crates/eood --no-default-features`
+# installs) runs from another folder with a clean environment (no compile-time paths).
+cp target/debug/eood "$_eood_tmp/eood-no-nn"
+(cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./eood-no-nn bundle check "$OLDPWD/models/fmnist-bundle")
 rm -rf "$_eood_tmp"
