@@ -9,10 +9,10 @@
 //! 1000} (pytorch-ood's), capped at N.
 //!
 //! Search is exact (`knn_search`): f32 register-blocked products of every query with every
-//! bank row, a bounded heap per query, then the k candidates re-measured in f64, so the
-//! distance returned is exact up to f64 rounding (the f32 pass can only swap neighbours whose
-//! distances agree to ~1e-7). The f32 bank is packed once per fitted model (at fit, or at the
-//! first search after a load), not per call.
+//! bank row keep every candidate that the f32 rounding bound cannot rule out, and those are
+//! re-measured in f64, so the neighbours (ties: lower index) and distances are those of a
+//! plain f64 scan. The f32 bank is packed once per fitted model (at fit, or at the first
+//! search after a load), not per call.
 
 use std::sync::{Arc, OnceLock};
 
@@ -194,7 +194,7 @@ impl Knn {
             .into_par_iter()
             .enumerate()
             .map(|(i, idx)| {
-                let (index, distance) = exact(queries.row(i), bank.view(), idx);
+                let (index, distance) = exact(queries.row(i), bank.view(), idx, k);
                 Neighbours { index, distance }
             })
             .collect())
@@ -266,6 +266,148 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             for (dx, dy) in x.distance.iter().zip(&y.distance) {
                 assert!((dx - dy).abs() < 1e-12, "{dx} vs {dy}");
+            }
+        }
+    }
+
+    fn fit(f: &Array2<f64>, k: usize, normalize: bool) -> Knn {
+        let fit = FitData {
+            features: Some(f.view()),
+            ..Default::default()
+        };
+        KnnParams { k, normalize }.fit(&fit).unwrap()
+    }
+
+    /// The neighbours and distances of a plain f64 scan (ties: lower index). Integer data, so
+    /// the f64 distances are exact whatever the summation order.
+    fn naive(bank: &Array2<f64>, q: ArrayView2<f64>, k: usize) -> Vec<Neighbours> {
+        q.rows()
+            .into_iter()
+            .map(|q| {
+                let mut all: Vec<(f64, usize)> = bank
+                    .rows()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, b)| ((&b - &q).mapv(|v| v * v).sum().sqrt(), i))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                Neighbours {
+                    index: all[..k].iter().map(|p| p.1).collect(),
+                    distance: all[..k].iter().map(|p| p.0).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Regression: only the k f32-best were re-measured in f64. Far from the origin f32's
+    /// `|b|^2 - 2 q.b` is off by several units, so the search returned wrong neighbours and
+    /// k-th distances. Now every candidate within the rounding bound is re-measured: the same
+    /// indices (ties at the k-th place included) and distances as a plain f64 scan, for both
+    /// kernels, D = 1 and D = 3 (shorter than a vector), k = 1 .. N.
+    #[test]
+    fn search_equals_a_plain_f64_scan_far_from_the_origin() {
+        for d in [1, 3, 17] {
+            let val = |i: usize, j: usize| 4096.0 + ((i * 7 + j * 5) % 9) as f64;
+            let bank = Array2::from_shape_fn((75, d), |(i, j)| val(i, j));
+            let q = Array2::from_shape_fn((30, d), |(i, j)| val(i + 3, j + 1) + (i % 3) as f64);
+            for k in [1, 4, 33, 75] {
+                let m = fit(&bank, k, false);
+                let want = naive(&bank, q.view(), k);
+                for kernel in [Kernel::Portable, Kernel::best()] {
+                    let got = m.search_with(q.view(), kernel).unwrap();
+                    assert_eq!(got, want, "{kernel:?} D = {d} k = {k}");
+                }
+            }
+        }
+        // values that f32 cannot tell apart: the nearest is row 1 (1e-5 away), not row 0
+        let bank = Array2::from_shape_vec((2, 1), vec![1000.00002, 1000.00001]).unwrap();
+        let q = Array2::from_elem((1, 1), 1000.0);
+        for kernel in [Kernel::Portable, Kernel::best()] {
+            let got = fit(&bank, 1, false).search_with(q.view(), kernel).unwrap();
+            assert_eq!(got[0].index, vec![1], "{kernel:?}");
+            assert!((got[0].distance[0] - 1e-5).abs() < 1e-9, "{:?}", got[0]);
+        }
+    }
+
+    /// Regression: squared norms finite in f32 but a distance past f32's range (|b| = |q| =
+    /// 1.8e19, opposite signs) gave no candidate and the score indexed an empty list (a
+    /// panic). Such a query is now measured in f64 against the whole bank.
+    #[test]
+    fn distances_past_f32_are_measured_in_f64() {
+        let bank = Array2::from_shape_vec((3, 1), vec![1.8e19, 1.7e19, -1.0]).unwrap();
+        let q = Array2::from_shape_vec((2, 1), vec![-1.8e19, 1.0]).unwrap();
+        let m = fit(&bank, 2, false);
+        for kernel in [Kernel::Portable, Kernel::best()] {
+            let got = m.search_with(q.view(), kernel).unwrap();
+            assert_eq!(got[0].index, vec![2, 1], "{kernel:?}");
+            assert_eq!(got[1].index, vec![2, 1], "{kernel:?}");
+        }
+        let s = m
+            .score(&Inputs {
+                features: Some(q.view()),
+                logits: None,
+            })
+            .unwrap();
+        assert!((s[0] / -3.5e19 - 1.0).abs() < 1e-12, "{}", s[0]);
+    }
+
+    /// Many rows tied within the rounding bound (a bank of copies): the query gives up on f32
+    /// and is measured in f64; the lowest indices win. No query rows: no neighbours.
+    #[test]
+    fn ties_beyond_the_buffer_and_empty_queries() {
+        let mut bank = Array2::from_elem((400, 3), 0.5);
+        bank.row_mut(399).fill(0.25);
+        let m = fit(&bank, 3, false);
+        let q = Array2::from_elem((2, 3), 0.3);
+        for kernel in [Kernel::Portable, Kernel::best()] {
+            let got = m.search_with(q.view(), kernel).unwrap();
+            assert_eq!(got[0].index, vec![399, 0, 1], "{kernel:?}");
+        }
+        let none = Array2::<f64>::zeros((0, 3));
+        assert!(m.search(none.view()).unwrap().is_empty());
+    }
+
+    /// The same neighbours and distances on rayon pools of 1 and 2 threads (more query rows
+    /// than one parallel block).
+    #[test]
+    fn search_is_independent_of_the_thread_count() {
+        let bank = Array2::from_shape_fn((300, 6), |(i, j)| ((i * 31 + j * 17) % 23) as f64);
+        let q = Array2::from_shape_fn((700, 6), |(i, j)| ((i * 13 + j * 7) % 19) as f64);
+        let m = fit(&bank, 5, true);
+        let run = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| m.search(q.view()).unwrap())
+        };
+        let one = run(1);
+        assert_eq!(one.len(), 700);
+        assert_eq!(one, run(2));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Small integer features (many ties at the k-th place) at a random offset from the
+        /// origin: both kernels give a plain f64 scan's neighbours, indices and distances.
+        #[test]
+        fn search_equals_a_naive_scan_with_ties(
+            d in 1usize..20,
+            n in 1usize..70,
+            seed in 0usize..1000,
+            offset in proptest::prop_oneof![proptest::strategy::Just(0.0), 1.0f64..5000.0],
+            k in 1usize..70,
+        ) {
+            let k = k.min(n);
+            let offset = offset.round();
+            let val = |i: usize, j: usize| offset + ((i * 131 + j * 71 + seed * 17) % 5) as f64;
+            let bank = Array2::from_shape_fn((n, d), |(i, j)| val(i, j));
+            let q = Array2::from_shape_fn((13, d), |(i, j)| val(i * 3 + 1000, j) - 1.0);
+            let m = fit(&bank, k, false);
+            let want = naive(&bank, q.view(), k);
+            for kernel in [Kernel::Portable, Kernel::best()] {
+                let got = m.search_with(q.view(), kernel).unwrap();
+                proptest::prop_assert_eq!(&got, &want, "{:?}", kernel);
             }
         }
     }

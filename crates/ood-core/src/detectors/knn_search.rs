@@ -1,14 +1,21 @@
 //! The exact search behind [`super::knn`]: every query against every bank row, in f32, with
-//! the k best kept per query, then those k re-measured in f64.
+//! every candidate kept that can be among the k nearest once the f32 rounding is allowed for,
+//! then those candidates re-measured in f64 and the k best returned.
 //!
 //! The bank is packed once (at fit or on the first search after a load, never per call) into
 //! panels of [`PANEL`] rows laid out dimension-major, so that one vector load reads one
 //! dimension of 32 bank rows. A tile of [`TILE`] queries times one panel is a register-blocked
 //! product (`|q - b|^2 = |b|^2 - 2 q.b + |q|^2`; `|q|^2` is common to a query's candidates and
-//! left out), and the distances are compared with each query's current k-th best while still in
-//! registers (a bit mask per query), so only the rare candidates leave them. AVX-512 where the
-//! CPU has it (detected at run time), otherwise the same loop in portable Rust. Query blocks
-//! run in parallel on rayon; each bank panel is used by all tiles of a block while in L1.
+//! left out), and the distances are compared with each query's bar while still in registers
+//! (a bit mask per query), so only the rare candidates leave them. AVX-512 where the CPU has it
+//! (detected at run time, and checked again before each call of the kernel), otherwise the same
+//! loop in portable Rust; `EOOD_KNN_KERNEL=portable` forces the portable one. Query blocks run
+//! in parallel on rayon; each bank panel is used by all tiles of a block while in L1.
+//!
+//! Exactness: the f32 value of `|b|^2 - 2 q.b` is within `e` of the f64 one (see [`slack`]), so
+//! every true k nearest has an f32 value within `2e` of the f32 k-th best; all those are kept
+//! and re-measured. A query for which f32 cannot decide (its bound would overflow, or too many
+//! candidates tie within it) is re-measured against the whole bank in f64.
 
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
@@ -30,6 +37,8 @@ pub(crate) struct Bank32 {
     rows: usize,
     panels: Vec<f32>,
     norms: Vec<f32>,
+    /// Largest row norm (of the f32 values), for the rounding bound.
+    max_norm: f64,
 }
 
 impl Bank32 {
@@ -39,24 +48,28 @@ impl Bank32 {
         let npanels = rows.div_ceil(PANEL);
         let mut panels = vec![0f32; npanels * dims * PANEL];
         let mut norms = vec![f32::INFINITY; npanels * PANEL];
+        let mut max_norm = 0f64;
         for (i, r) in bank.rows().into_iter().enumerate() {
             let (p, j) = (i / PANEL, i % PANEL);
-            let mut n = 0f32;
+            let (mut n, mut n64) = (0f32, 0f64);
             for (d, &v) in r.iter().enumerate() {
                 let v = v as f32;
                 panels[(p * dims + d) * PANEL + j] = v;
                 n += v * v;
+                n64 += f64::from(v) * f64::from(v);
             }
             if !n.is_finite() {
                 return Err(i);
             }
             norms[i] = n;
+            max_norm = max_norm.max(n64.sqrt());
         }
         Ok(Bank32 {
             dims,
             rows,
             panels,
             norms,
+            max_norm,
         })
     }
 
@@ -69,12 +82,42 @@ impl Bank32 {
     }
 }
 
-/// A query's k best so far: a buffer of candidates that beat the bar, compacted to the k best
-/// (by distance, then index) whenever it holds 2k, which makes the bar the k-th best distance
+/// The bound `2e` on how far the f32 value of `|b|^2 - 2 q.b` may be from the f64 one, both
+/// ways, for a query of norm `qn` against a bank of largest norm `bn` in `d` dimensions, or
+/// `None` where f32 could overflow (that query is then measured in f64 against every row).
+///
+/// Each of `|b|^2` and `q.b` is a sum of `d` products of values rounded to f32 (relative
+/// error `u` each), so it is within `(d + 2) u` of its f64 value relative to `|b|^2` resp.
+/// `|q| |b|`; the last multiply-add adds one more rounding. So
+/// `e <= (d + 4) u (|b|^2 + 2 |q| |b|)`; a factor 2 more is kept as margin (u = 2^-24, and
+/// f32::EPSILON = 2u is used).
+fn slack(d: usize, qn: f64, bn: f64) -> Option<f32> {
+    let reach = (qn + bn) * (qn + bn);
+    if !reach.is_finite() || reach >= f64::from(f32::MAX) / 4.0 {
+        return None;
+    }
+    let e = (d as f64 + 4.0) * f64::from(f32::EPSILON) * (bn * bn + 2.0 * qn * bn);
+    Some((2.0 * e) as f32)
+}
+
+/// Candidates kept per query beyond `4k + 64` mean f32 cannot separate them (ties within
+/// the rounding bound): that query is measured in f64 against the whole bank instead, which
+/// bounds the memory at `O(k)` per query.
+fn max_kept(k: usize) -> usize {
+    4 * k + 64
+}
+
+/// A query's candidates so far: those below the bar, compacted whenever the buffer doubles to
+/// the ones within `slack` of the k-th best, which makes the bar the k-th best plus `slack`
 /// (+inf until the first compaction). Amortised O(1) per candidate, unlike a heap's O(log k).
 struct Best {
     buf: Vec<(f32, usize)>,
-    worst: f32,
+    bar: f32,
+    slack: f32,
+    /// Compact when the buffer holds this many.
+    next: usize,
+    /// f32 cannot decide this query: measure it against every bank row.
+    full: bool,
 }
 
 fn by_distance(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
@@ -82,36 +125,61 @@ fn by_distance(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
 }
 
 impl Best {
-    fn new(k: usize) -> Self {
+    fn new(k: usize, slack: Option<f32>) -> Self {
         Best {
-            buf: Vec::with_capacity(2 * k),
-            worst: f32::INFINITY,
+            buf: Vec::new(),
+            bar: if slack.is_some() {
+                f32::INFINITY
+            } else {
+                f32::NEG_INFINITY
+            },
+            slack: slack.unwrap_or(0.0),
+            next: 2 * k,
+            full: slack.is_none(),
         }
     }
     #[inline]
     fn offer(&mut self, k: usize, d: f32, index: usize) {
-        if d < self.worst {
+        if d < self.bar {
             self.buf.push((d, index));
-            if self.buf.len() >= 2 * k {
+            if self.buf.len() >= self.next {
                 self.keep(k);
-                self.worst = self.buf[k - 1].0;
+                if self.buf.len() > max_kept(k) {
+                    self.give_up();
+                } else {
+                    self.next = (2 * self.buf.len()).max(2 * k);
+                }
             }
         }
     }
-    /// Keep the k best (or all, if fewer).
+    fn give_up(&mut self) {
+        self.full = true;
+        self.bar = f32::NEG_INFINITY;
+        self.buf = Vec::new();
+    }
+    /// Keep those within `slack` of the k-th best (or all, if k or fewer) and raise the bar.
     fn keep(&mut self, k: usize) {
         if self.buf.len() > k {
             self.buf.select_nth_unstable_by(k - 1, by_distance);
-            self.buf.truncate(k);
+            let kth = self.buf[k - 1].0;
+            self.bar = kth + self.slack;
+            let bar = self.bar;
+            self.buf.retain(|c| c.0 <= bar);
         }
     }
-    fn into_indices(mut self, k: usize) -> Vec<usize> {
+    /// The candidates' indices, or `None`: measure against every row (f32 could not decide,
+    /// or found fewer than k finite distances).
+    fn into_indices(mut self, k: usize) -> Option<Vec<usize>> {
         self.keep(k);
-        self.buf.into_iter().map(|(_, i)| i).collect()
+        if self.full || self.buf.len() < k {
+            return None;
+        }
+        Some(self.buf.into_iter().map(|(_, i)| i).collect())
     }
 }
 
-/// Which inner loop: AVX-512 when the CPU has it, else portable (tests force the portable one).
+/// Which inner loop: AVX-512 when the CPU has it, else portable (tests and
+/// `EOOD_KNN_KERNEL=portable` force the portable one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Portable,
@@ -121,6 +189,13 @@ pub(crate) enum Kernel {
 
 impl Kernel {
     pub(crate) fn best() -> Kernel {
+        Kernel::choose(std::env::var_os("EOOD_KNN_KERNEL").as_deref())
+    }
+    /// `switch`: the value of `EOOD_KNN_KERNEL` (`portable` forces the portable loop).
+    fn choose(switch: Option<&std::ffi::OsStr>) -> Kernel {
+        if switch.is_some_and(|v| v == "portable") {
+            return Kernel::Portable;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Kernel::Avx512;
@@ -129,17 +204,18 @@ impl Kernel {
     }
 }
 
-/// For each query row (f32, row-major, `bank.dims` columns), the indices of its k nearest bank
-/// rows by the f32 distance (unsorted). `k <= bank.rows`.
+/// For each query row (f32, row-major, `bank.dims` columns), the indices of the bank rows that
+/// can be among its k nearest (unsorted; at least k), or `None`: measure it against every
+/// row. `1 <= k <= bank.rows`.
 pub(crate) fn candidates(
     queries: &[f32],
     bank: &Bank32,
     k: usize,
     kernel: Kernel,
-) -> Vec<Vec<usize>> {
+) -> Vec<Option<Vec<usize>>> {
     let d = bank.dims;
     let n = queries.len() / d.max(1);
-    let blocks: Vec<Vec<Vec<usize>>> = (0..n)
+    let blocks: Vec<Vec<Option<Vec<usize>>>> = (0..n)
         .step_by(QUERY_BLOCK)
         .collect::<Vec<_>>()
         .into_par_iter()
@@ -154,7 +230,7 @@ pub(crate) fn candidates(
 /// One block of queries against the whole bank: the block packed into tiles (dimension-major,
 /// `TILE` queries side by side, zero rows padding the last), then every panel against every
 /// tile while the panel is in L1.
-fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Vec<usize>> {
+fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Option<Vec<usize>>> {
     let d = bank.dims;
     let n = q.len() / d.max(1);
     let ntiles = n.div_ceil(TILE);
@@ -165,7 +241,13 @@ fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Vec<usize>> 
             tiles[(t * d + dd) * TILE + i] = v;
         }
     }
-    let mut best: Vec<Best> = (0..n).map(|_| Best::new(k)).collect();
+    let mut best: Vec<Best> = q
+        .chunks_exact(d.max(1))
+        .map(|r| {
+            let qn = r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+            Best::new(k, slack(d, qn.sqrt(), bank.max_norm))
+        })
+        .collect();
     let mut dist = [[0f32; PANEL]; TILE];
     for p in 0..bank.rows.div_ceil(PANEL) {
         let (panel, norms) = bank.panel(p);
@@ -174,11 +256,11 @@ fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Vec<usize>> 
             let mine = &mut best[t * TILE..t * TILE + rows];
             let mut worst = [f32::NEG_INFINITY; TILE];
             for (w, b) in worst.iter_mut().zip(mine.iter()) {
-                *w = b.worst;
+                *w = b.bar;
             }
             let tile = &tiles[t * d * TILE..(t + 1) * d * TILE];
             let masks = tile_distances(kernel, tile, d, panel, norms, &worst, &mut dist);
-            // bit j of masks[i]: bank row j of the panel beats query i's k-th best
+            // bit j of masks[i]: bank row j of the panel is below query i's bar
             for (i, b) in mine.iter_mut().enumerate() {
                 let mut m = masks[i];
                 while m != 0 {
@@ -193,7 +275,8 @@ fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Vec<usize>> 
 }
 
 /// `dist[i][j] = |b_j|^2 - 2 q_i . b_j` for the TILE queries of a packed tile and one panel;
-/// returns per query the bit mask of the bank rows whose distance is below `worst[i]`.
+/// returns per query the bit mask of the bank rows whose distance is below `worst[i]` (the
+/// query's bar; `dist` is written only where a mask is not zero).
 fn tile_distances(
     kernel: Kernel,
     tile: &[f32],
@@ -206,10 +289,15 @@ fn tile_distances(
     assert!(tile.len() >= TILE * d && panel.len() >= d * PANEL && norms.len() >= PANEL);
     match kernel {
         Kernel::Portable => portable(tile, d, panel, norms, worst, dist),
-        // SAFETY: Kernel::Avx512 is only chosen when the CPU reports avx512f (Kernel::best);
-        // the slice lengths are asserted above.
+        // SAFETY: the CPU reports avx512f (checked here, not only when the kernel was chosen:
+        // a `Kernel` value can be made anywhere in the crate; the check is a cached load); the
+        // slice lengths are asserted above.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { avx512(tile, d, panel, norms, worst, dist) },
+        Kernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => unsafe {
+            avx512(tile, d, panel, norms, worst, dist)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => portable(tile, d, panel, norms, worst, dist),
     }
 }
 
@@ -294,26 +382,33 @@ unsafe fn avx512(
     masks
 }
 
-/// The k nearest of one query among `idx`, re-measured in f64 and sorted by distance (ties:
-/// lower index): indices and distances.
+/// The k nearest of one query among `idx` (every bank row if `None`), re-measured in f64 and
+/// sorted by distance (ties: lower index): indices and distances.
 pub(crate) fn exact(
     q: ArrayView1<f64>,
     bank: ArrayView2<f64>,
-    idx: Vec<usize>,
+    idx: Option<Vec<usize>>,
+    k: usize,
 ) -> (Vec<usize>, Vec<f64>) {
     let q: Vec<f64> = q.to_vec();
-    let mut pairs: Vec<(f64, usize)> = idx
-        .into_iter()
-        .map(|i| {
-            let r = bank.row(i);
-            let d2 = match r.as_slice() {
-                Some(r) => squared_distance(&q, r),
-                None => squared_distance(&q, &r.to_vec()),
-            };
-            (d2.sqrt(), i)
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let measure = |i: usize| {
+        let r = bank.row(i);
+        let d2 = match r.as_slice() {
+            Some(r) => squared_distance(&q, r),
+            None => squared_distance(&q, &r.to_vec()),
+        };
+        (d2.sqrt(), i)
+    };
+    let mut pairs: Vec<(f64, usize)> = match idx {
+        Some(idx) => idx.into_iter().map(measure).collect(),
+        None => (0..bank.nrows()).map(measure).collect(),
+    };
+    let order = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if pairs.len() > k && k > 0 {
+        pairs.select_nth_unstable_by(k - 1, order);
+        pairs.truncate(k);
+    }
+    pairs.sort_by(order);
     pairs.into_iter().map(|(d, i)| (i, d)).unzip()
 }
 
@@ -339,6 +434,42 @@ fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    /// `EOOD_KNN_KERNEL=portable` forces the portable loop; otherwise AVX-512 where detected.
+    #[test]
+    fn the_switch_forces_the_portable_kernel() {
+        use std::ffi::OsStr;
+        assert_eq!(
+            Kernel::choose(Some(OsStr::new("portable"))),
+            Kernel::Portable
+        );
+        let detected = Kernel::choose(None);
+        assert_eq!(Kernel::choose(Some(OsStr::new("avx512"))), detected);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            detected == Kernel::Avx512,
+            std::arch::is_x86_feature_detected!("avx512f")
+        );
+    }
+
+    /// The bound: no slack where f32 could overflow; a finite one that grows with D and the
+    /// norms otherwise; a query with it gives up (whole-bank f64) past `max_kept` ties.
+    #[test]
+    fn slack_and_give_up() {
+        assert_eq!(slack(4, 1.0, 1.8e19), None);
+        let (a, b) = (slack(4, 1.0, 1.0).unwrap(), slack(128, 1.0, 1.0).unwrap());
+        assert!(a > 0.0 && b > a && b < 1e-3, "{a} {b}");
+        let mut best = Best::new(2, Some(0.5));
+        for i in 0..1000 {
+            best.offer(2, 1.0, i);
+        }
+        assert!(best.full && best.buf.is_empty(), "kept {}", best.buf.len());
+        assert_eq!(best.into_indices(2), None);
+        // fewer than k finite distances: measure everything
+        let mut best = Best::new(3, Some(0.0));
+        best.offer(3, 1.0, 0);
+        assert_eq!(best.into_indices(3), None);
+    }
 
     /// Both kernels give the naive f32 distances (and the masks against a bar), for sizes
     /// with short last tiles and panels; the whole search finds a naive ranking's k nearest.
@@ -409,13 +540,14 @@ mod tests {
             }
             for k in [1, 5, 45] {
                 let got = candidates(&q, &packed, k, kernel);
-                for (i, mut c) in got.into_iter().enumerate() {
-                    c.sort_unstable();
+                for (i, c) in got.into_iter().enumerate() {
+                    let c = c.expect("f32 decides these small values");
                     let mut all: Vec<(f64, usize)> = (0..m).map(|r| (naive(i, r), r)).collect();
                     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    let mut want: Vec<usize> = all[..k].iter().map(|p| p.1).collect();
-                    want.sort_unstable();
-                    assert_eq!(c, want, "{kernel:?} k = {k} query {i}");
+                    for p in &all[..k] {
+                        assert!(c.contains(&p.1), "{kernel:?} k = {k} query {i}: {}", p.1);
+                    }
+                    assert!(c.len() <= max_kept(k), "{kernel:?} k = {k}: {}", c.len());
                 }
             }
         }

@@ -153,6 +153,19 @@ mod tests {
         });
         let e = r.unwrap_err();
         assert!(e <= 30_000 && e > 0, "{e}");
+        // the caller's row numbers: the first bad row in the whole matrix, not in the chunk
+        // that happened to fail first (bad rows in two chunks)
+        let first_bad: Result<Vec<()>, usize> = par_rows(big.view(), |off, c| {
+            match (0..c.nrows()).find(|&r| [7_777, 41_000].contains(&(off + r))) {
+                Some(r) => Err(off + r),
+                None => Ok(vec![(); c.nrows()]),
+            }
+        });
+        assert_eq!(first_bad, Err(7_777));
+        assert!(
+            chunks(50_000, 13, PARTS).len() > 2,
+            "not split: the test proves nothing"
+        );
         let ok: Vec<usize> = par_rows(big.view(), |off, c| {
             Ok::<_, ()>((off..off + c.nrows()).collect())
         })
@@ -169,5 +182,40 @@ mod tests {
         assert_eq!(first_non_finite(a.view()), Some((250, 3)));
         // a transposed (non-standard) view is searched in its own row order
         assert_eq!(first_non_finite(a.t()), Some((0, 299)));
+    }
+
+    /// The same bits on rayon pools of 1 and 2 threads, for every parallel helper.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let a = Array2::from_shape_fn((9000, 11), |(i, j)| ((i * 37 + j * 3) % 101) as f64 / 7.3);
+        let b = Array2::from_shape_fn((11, 5), |(i, j)| (i as f64 - 2.0 * j as f64) / 3.1);
+        let mut bad = a.clone();
+        bad[[8000, 4]] = f64::NAN;
+        bad[[6500, 9]] = f64::INFINITY;
+        let run = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let sums: Vec<f64> = par_rows(a.view(), |_, c| {
+                        Ok::<_, ()>(c.rows().into_iter().map(|r| r.sum()).collect())
+                    })
+                    .unwrap();
+                    (
+                        par_dot(a.view(), b.view()),
+                        par_gram(a.view()),
+                        sums,
+                        first_non_finite(bad.view()),
+                    )
+                })
+        };
+        let one = run(1);
+        assert_eq!(one.3, Some((6500, 9)));
+        assert!(
+            chunks(9000, 11 * 11 / 8 + 1, GRAM_PARTS).len() > 1,
+            "gram not split"
+        );
+        assert_eq!(one, run(2));
     }
 }
