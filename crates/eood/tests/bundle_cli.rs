@@ -333,7 +333,7 @@ fn shipped_bundles_equal_extract_score_detect() {
         .assert()
         .success();
     let logits: ndarray::Array2<f32> = ndarray_npy::read_npy(ex.join("logits.npy")).unwrap();
-    let fixture: ndarray::Array2<f32> = ndarray_npy::read_npy(tch_logits_fixture()).unwrap();
+    let fixture: ndarray::Array2<f32> = ndarray_npy::read_npy(torch_logits_fixture()).unwrap();
     assert!(logits
         .iter()
         .zip(&fixture)

@@ -172,7 +172,7 @@ fn served_decisions_equal_extract_score_detect() {
         &p("--data"),
         mnist_npy().as_os_str(),
         &p("--quiet"),
-        &p("--out"),
+        &p("--out-dir"),
         ex.as_os_str(),
     ]);
     let scores = t.path().join("scores.npy");
