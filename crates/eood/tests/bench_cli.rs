@@ -4,6 +4,9 @@
 //! Tiny WideResNets, one optimizer step per training run: this tests the plumbing, not the numbers.
 #![cfg(feature = "nn")]
 use std::path::{Path, PathBuf};
+//!
+//! Over 500 lines on purpose: each bench test shares the fixture writers and the report checks
+//! defined here, and splitting them apart would spread one end-to-end scenario over files.
 
 use assert_cmd::Command;
 use ndarray::{Array1, Array4};

@@ -2,6 +2,9 @@
 //! (models/fmnist-bundle): decisions equal `Bundle::decide`, every bad request is a 4xx JSON
 //! error after which the server still answers, batching really batches, the queue and the
 //! timeout answer 503/504, and drift is flagged.
+//!
+//! Over 500 lines on purpose: one server scenario per test, sharing the client helpers here;
+//! the bad-request table is long because every refusal is listed with its status.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
