@@ -18,6 +18,7 @@ pub mod bundle_torch;
 pub mod extract;
 #[cfg(feature = "nn")]
 pub mod extract_method;
+#[cfg(feature = "nn")]
 pub mod extract_onnx;
 #[cfg(feature = "nn")]
 pub mod finetune;
