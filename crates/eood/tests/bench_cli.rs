@@ -2,11 +2,11 @@
 //! fmnist-ood layout (28x28x1), and CIFAR-10 binary release files (32x32x3) prepared by
 //! `--prepare-from`, evaluated from PyTorch state_dicts (the code of record's checkpoint format).
 //! Tiny WideResNets, one optimizer step per training run: this tests the plumbing, not the numbers.
-#![cfg(feature = "nn")]
-use std::path::{Path, PathBuf};
 //!
 //! Over 500 lines on purpose: each bench test shares the fixture writers and the report checks
 //! defined here, and splitting them apart would spread one end-to-end scenario over files.
+#![cfg(feature = "nn")]
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use ndarray::{Array1, Array4};
