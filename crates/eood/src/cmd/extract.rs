@@ -312,11 +312,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "bias": out.head.as_ref().map(|h| &h.1),
     });
     let json_path = args.out_dir.join("extract.json");
-    let text = serde_json::to_string_pretty(&record)? + "\n";
-    ood_core::io::write_atomic(&json_path, |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-            .map_err(|e| ood_core::io::IoError::new(&json_path, e))
-    })?;
+    write_record(&json_path, &record)?;
     // the result line, --quiet or not
     let mut also = String::new();
     if let (Some(p), Some(d)) = (&out.features, summary.feature_dim) {
@@ -340,5 +336,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.seconds,
         summary.images_per_second()
     );
+    Ok(())
+}
+
+/// Writes an extraction record (`extract.json`, `<method>.json`) atomically, pretty-printed.
+pub(crate) fn write_record(
+    path: &std::path::Path,
+    record: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(record)? + "\n";
+    ood_core::io::write_atomic(path, |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+            .map_err(|e| ood_core::io::IoError::new(path, e))
+    })?;
     Ok(())
 }

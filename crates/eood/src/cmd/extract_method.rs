@@ -266,11 +266,7 @@ pub fn run_method(
         "{}.json",
         record["method"].as_str().unwrap_or("method")
     ));
-    let text = serde_json::to_string_pretty(&record)? + "\n";
-    ood_core::io::write_atomic(&json_path, |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-            .map_err(|e| ood_core::io::IoError::new(&json_path, e))
-    })?;
+    super::extract::write_record(&json_path, &record)?;
     {
         eprintln!(
             "wrote {} ({} scores) and {}",

@@ -133,11 +133,7 @@ pub fn run(args: &Args, onnx: &Path, data: &Path) -> anyhow::Result<()> {
         "features": features_path,
     });
     let json_path = args.out_dir.join("extract.json");
-    let text = serde_json::to_string_pretty(&record)? + "\n";
-    ood_core::io::write_atomic(&json_path, |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-            .map_err(|e| ood_core::io::IoError::new(&json_path, e))
-    })?;
+    super::extract::write_record(&json_path, &record)?;
     eprintln!(
         "wrote {} ({rows} x {classes}){} in {seconds:.1} s through tract",
         logits_path.display(),
