@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 source scripts/env.sh
+# A one-shot build gains nothing from incremental state (GBs on disk); a developer can override.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked
 # The Python package (python/, docs/python.md): pytest in its own venv, with the CLI binary that
 # the cargo tests built for the round trips; torch and the CLI must be there (no skipping in CI).
@@ -14,8 +16,10 @@ EOOD_REQUIRE_TORCH=1 EOOD_BIN="$PWD/target/debug/eood" \
 # The libtorch build runs outside the checkout without LD_LIBRARY_PATH (rpath from
 # crates/eood/build.rs): a copy in a temporary folder, a clean environment (the binary links
 # libtorch whatever it runs, so any command that starts shows it).
-_eood_tmp="$(mktemp -d)"
-cp target/debug/eood "$_eood_tmp/eood"
+# (The folder is under target/, on the same disk as the build: a hard link, no copy.)
+_eood_tmp="$(mktemp -d -p target rpath-check.XXXXXX)"
+_eood_tmp="$(cd "$_eood_tmp" && pwd)"
+ln -f target/debug/eood "$_eood_tmp/eood" 2>/dev/null || cp target/debug/eood "$_eood_tmp/eood"
 (cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./eood bundle check "$OLDPWD/models/fmnist-bundle-torch")
 # The framework-free CLI (no libtorch): it must build, its neural commands say what they need, and
 # it serves ONNX bundles. Last, because it replaces target/debug/eood with the build without `nn`.
@@ -25,6 +29,6 @@ cargo test --workspace --no-default-features --locked \
   --test hostile_cli --test core_cli --test bundle_cli --test serve_cli
 # Installable: that binary (what `cargo install --path crates/eood --no-default-features`
 # installs) runs from another folder with a clean environment (no compile-time paths).
-cp target/debug/eood "$_eood_tmp/eood-no-nn"
+ln -f target/debug/eood "$_eood_tmp/eood-no-nn" 2>/dev/null || cp target/debug/eood "$_eood_tmp/eood-no-nn"
 (cd "$_eood_tmp" && env -i PATH=/usr/bin:/bin ./eood-no-nn bundle check "$OLDPWD/models/fmnist-bundle")
 rm -rf "$_eood_tmp"
