@@ -31,3 +31,7 @@ c = Image.frombytes("RGB", (11, 7), rgb(7, 11))
 for (h, w) in [(5, 8), (9, 4)]:
     show(f"RGB_7X11_TO_{h}X{w}", c.resize((w, h), Image.BILINEAR))
 show("RGB_7X11_TO_L", c.convert("L"))
+# BOX (the code of record's `pixelate` validation set: 32 -> 6 -> 32 with Image.BOX)
+for (h, w) in [(3, 5), (10, 14)]:
+    show(f"RGB_7X11_BOX_{h}X{w}", c.resize((w, h), Image.BOX))
+show("RGB_32_BOX_6X6", Image.frombytes("RGB", (32, 32), rgb(32, 32)).resize((6, 6), Image.BOX))

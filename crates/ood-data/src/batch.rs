@@ -6,6 +6,13 @@
 //! `(seed, e, b)`. A batch's content therefore depends only on `(seed, epoch, batch index)`,
 //! never on the number of workers or on thread timing.
 //!
+//! Outliers in the code of record's order ([`BatchLoader::with_random_offset`]): energy_ood's
+//! `train.py` reads its 80M Tiny Images loader unshuffled, after setting
+//! `train_loader_out.dataset.offset = np.random.randint(len(dataset))` at every epoch, so an epoch
+//! reads images `offset, offset + 1, ...` (wrapping). Here the offset of epoch `e` is drawn from
+//! ChaCha8 keyed by `(seed, e)`, and the order is never materialized (79 million indices would be
+//! 634 MB): batch `b` holds `(offset + b * batch + i) % n`.
+//!
 //! Prefetch: worker `w` of `W` builds batches `w, w + W, w + 2W, ...` into its own bounded
 //! channel, and the consumer takes them round-robin, so batches arrive in order with no
 //! reordering buffer and at most `W * depth` batches in memory. Dropping the iterator stops the
@@ -108,6 +115,8 @@ pub struct BatchLoader {
     pipeline: Arc<Pipeline>,
     config: BatchConfig,
     out_chw: (usize, usize, usize),
+    /// Epochs read sequentially from a random offset (the code of record's outlier order).
+    random_offset: bool,
 }
 
 impl std::fmt::Debug for BatchLoader {
@@ -122,6 +131,28 @@ impl std::fmt::Debug for BatchLoader {
 /// Domain tags keeping the order and augmentation streams apart.
 const ORDER_STREAM: u64 = 0x006f_7264_6572; // "order"
 const AUGMENT_STREAM: u64 = 0x6175_676d; // "augm"
+const OFFSET_STREAM: u64 = 0x6f66_6673; // "offs"
+
+/// The sample order of one epoch.
+#[derive(Debug, Clone)]
+enum EpochOrder {
+    /// An explicit list (a seeded permutation, or `0..n`).
+    List(Arc<Vec<usize>>),
+    /// `(start + i) % n`, computed per batch.
+    Offset { start: usize, n: usize },
+}
+
+impl EpochOrder {
+    /// Source indices of batch `b` of `bs` images.
+    fn span(&self, b: usize, bs: usize) -> Vec<usize> {
+        match self {
+            EpochOrder::List(order) => order[b * bs..((b + 1) * bs).min(order.len())].to_vec(),
+            EpochOrder::Offset { start, n } => (b * bs..((b + 1) * bs).min(*n))
+                .map(|i| (start + i) % n)
+                .collect(),
+        }
+    }
+}
 
 fn rng_for(seed: u64, epoch: u64, batch: u64, domain: u64) -> ChaCha8Rng {
     let mut key = [0u8; 32];
@@ -177,7 +208,33 @@ impl BatchLoader {
             pipeline: Arc::new(pipeline),
             config,
             out_chw: (c, h, w),
+            random_offset: false,
         })
+    }
+
+    /// Reads every epoch in source order from a random offset, wrapping (the code of record's
+    /// outlier sampling; see the module documentation). Replaces `shuffle`.
+    pub fn with_random_offset(mut self) -> Self {
+        self.random_offset = true;
+        self
+    }
+
+    /// The first source index of `epoch` with [`BatchLoader::with_random_offset`], else `None`.
+    pub fn epoch_offset(&self, epoch: u64) -> Option<usize> {
+        use rand::Rng;
+        let n = self.source.len();
+        (self.random_offset && n > 0)
+            .then(|| rng_for(self.config.seed, epoch, 0, OFFSET_STREAM).random_range(0..n))
+    }
+
+    fn epoch_order(&self, epoch: u64) -> EpochOrder {
+        match self.epoch_offset(epoch) {
+            Some(start) => EpochOrder::Offset {
+                start,
+                n: self.source.len(),
+            },
+            None => EpochOrder::List(Arc::new(self.order(epoch))),
+        }
     }
 
     pub fn config(&self) -> &BatchConfig {
@@ -198,8 +255,14 @@ impl BatchLoader {
         }
     }
 
-    /// The sample order of an epoch (a seeded permutation, or `0..n` without shuffling).
+    /// The sample order of an epoch (a seeded permutation, or `0..n` without shuffling, or the
+    /// rotation of `0..n` by [`BatchLoader::epoch_offset`]). Materializes `n` indices: epochs
+    /// themselves do not call it with a random offset.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
+        if let Some(start) = self.epoch_offset(epoch) {
+            let n = self.source.len();
+            return (0..n).map(|i| (start + i) % n).collect();
+        }
         let mut idx: Vec<usize> = (0..self.source.len()).collect();
         if self.config.shuffle {
             idx.shuffle(&mut rng_for(self.config.seed, epoch, 0, ORDER_STREAM));
@@ -245,12 +308,9 @@ impl BatchLoader {
 
     /// The batches of one epoch, built ahead by `config.workers` threads.
     pub fn epoch(&self, epoch: u64) -> BatchIter {
-        let order = Arc::new(self.order(epoch));
+        let order = Arc::new(self.epoch_order(epoch));
         let total = self.batches_per_epoch();
         let bs = self.config.batch_size;
-        let span = move |order: &[usize], b: usize| {
-            order[b * bs..((b + 1) * bs).min(order.len())].to_vec()
-        };
         let workers = self.config.workers.min(total);
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -262,7 +322,7 @@ impl BatchLoader {
                 .name(format!("ood-data-batch-{w}"))
                 .spawn(move || {
                     for b in (w..total).step_by(workers) {
-                        let batch = loader.make_batch(epoch, b, &span(&order, b));
+                        let batch = loader.make_batch(epoch, b, &order.span(b, bs));
                         let failed = batch.is_err();
                         if tx.send(batch).is_err() || failed {
                             return; // consumer gone, or the epoch ends at this error
@@ -289,7 +349,7 @@ impl BatchLoader {
 pub struct BatchIter {
     loader: BatchLoader,
     epoch: u64,
-    order: Arc<Vec<usize>>,
+    order: Arc<EpochOrder>,
     next: usize,
     total: usize,
     receivers: Vec<Receiver<Result<Batch>>>,
@@ -322,9 +382,8 @@ impl BatchIter {
     /// Batch `b`, built here without workers, else from its worker's channel.
     fn receive(&mut self, b: usize) -> Result<Batch> {
         if self.receivers.is_empty() {
-            let bs = self.loader.config.batch_size;
-            let idx = &self.order[b * bs..((b + 1) * bs).min(self.order.len())];
-            return self.loader.make_batch(self.epoch, b, idx);
+            let idx = self.order.span(b, self.loader.config.batch_size);
+            return self.loader.make_batch(self.epoch, b, &idx);
         }
         let w = b % self.receivers.len();
         match self.receivers[w].recv() {

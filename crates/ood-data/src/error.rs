@@ -85,6 +85,9 @@ pub enum Error {
     /// A build needs sources that are not present (one line each, with how to get it).
     #[error("cannot build {what}: {} missing source(s):\n  {}", lines.len(), lines.join("\n  "))]
     MissingSources { what: String, lines: Vec<String> },
+    /// A size from the input or the caller is beyond what can be allocated.
+    #[error(transparent)]
+    Limit(#[from] ood_core::limits::LimitError),
 }
 
 impl From<ood_core::io::IoError> for Error {

@@ -230,3 +230,82 @@ fn worker_panic_reaches_the_consumer() {
         .unwrap_or_default();
     assert!(text.contains("source failure at 7"), "{text}");
 }
+
+/// `tiny_images.bin` as released: 3072-byte records, column-major (`C x W x H` row-major); every
+/// byte of record `r` is `r`, so a batch shows which file records it read.
+fn tiny_images_fixture(
+    dir: &std::path::Path,
+    records: usize,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let bin = dir.join("tiny_images.bin");
+    let bytes: Vec<u8> = (0..records).flat_map(|r| vec![r as u8; 3072]).collect();
+    std::fs::write(&bin, bytes).unwrap();
+    // the code of record's 80mn_cifar_idxs.txt: 1-based indices, one per line
+    let idxs = dir.join("80mn_cifar_idxs.txt");
+    std::fs::write(&idxs, "3\n8\n9\n").unwrap();
+    (bin, idxs)
+}
+
+/// The code of record's outlier sampling: each epoch reads consecutive (kept) images from a
+/// random offset, wrapping, the CIFAR overlaps skipped; streamed by positioned reads.
+#[test]
+fn tiny_images_epochs_read_consecutively_from_a_random_offset() {
+    use ood_data::formats::tiny_images::TinyImages;
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, idxs) = tiny_images_fixture(tmp.path(), 40);
+    let tiny = TinyImages::open(&bin)
+        .unwrap()
+        .with_exclusion_file(&idxs)
+        .unwrap();
+    assert_eq!(tiny.len(), 37);
+    let excluded_raw = [2u8, 7, 8];
+    let l = BatchLoader::new(
+        Arc::new(tiny),
+        Pipeline {
+            steps: vec![],
+            normalize: Normalize::unit(3),
+        },
+        BatchConfig {
+            batch_size: 8,
+            drop_last: true,
+            workers: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .with_random_offset();
+    let mut starts = Vec::new();
+    for epoch in 0..6 {
+        let start = l.epoch_offset(epoch).unwrap();
+        starts.push(start);
+        let batches: Vec<_> = l.epoch(epoch).map(|b| b.unwrap()).collect();
+        assert_eq!(batches.len(), 4);
+        let seen: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+        assert_eq!(seen, (0..32).map(|i| (start + i) % 37).collect::<Vec<_>>());
+        for b in &batches {
+            for (k, _) in b.indices.iter().enumerate() {
+                let raw = (b.images[[k, 0, 0, 0]] * 255.0).round() as u8;
+                assert!(
+                    !excluded_raw.contains(&raw),
+                    "excluded record {raw} was read"
+                );
+            }
+        }
+        // kept image k is file record k + (excluded before it): e.g. kept 2 is record 3
+        let first = &batches[0];
+        let raw0 = (first.images[[0, 0, 0, 0]] * 255.0).round() as usize;
+        let kept = first.indices[0];
+        let skipped = excluded_raw
+            .iter()
+            .filter(|&&e| (e as usize) <= raw0)
+            .count();
+        assert_eq!(raw0 - skipped, kept);
+        assert_eq!(l.order(epoch)[..32], seen[..]);
+    }
+    starts.sort();
+    starts.dedup();
+    assert!(
+        starts.len() > 1,
+        "the offset must change between epochs: {starts:?}"
+    );
+}

@@ -15,6 +15,9 @@
 //! | speckle     | `clip(p + p z / 2)`                                                              |
 //! | pixelate    | `p` area-shrunk to 7 x 7, enlarged back by pixel repetition                       |
 //! | inverted    | `1 - p`                                                                          |
+//!
+//! The pair means, speckle, inversion and the `u8` rounding are `transforms::corrupt`'s, shared
+//! with the CIFAR track's validation sets (the code of record's, with its 32 x 32 parameters).
 
 use ndarray::{s, Array4, ArrayView4};
 use rand::seq::SliceRandom;
@@ -23,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::SIDE;
+use crate::transforms::corrupt::{invert_channels, mean_of_pair, speckle, unit_to_u8};
 use crate::transforms::{resize, Filter};
 
 /// Names of the validation OOD sets, in output order.
@@ -40,10 +44,6 @@ pub const VALIDATION_SETS: &[&str] = &[
 ];
 
 const PIXELS: usize = SIDE * SIDE;
-
-fn to_u8(v: f32) -> u8 {
-    (v.clamp(0.0, 1.0) * 255.0).round() as u8
-}
 
 /// Builds the validation OOD set `name` of `n` images from `id_val` (`M x 28 x 28 x 1`).
 pub fn build(
@@ -78,27 +78,13 @@ pub fn build(
             "blobs" => blobs(rng),
             "arith_mean" | "geom_mean" => {
                 let (a, b) = (id(rng.random_range(0..m)), id(rng.random_range(0..m)));
-                a.iter()
-                    .zip(&b)
-                    .map(|(&p, &q)| {
-                        if name == "arith_mean" {
-                            (p + q) / 2.0
-                        } else {
-                            (p * q).sqrt()
-                        }
-                    })
-                    .collect()
+                mean_of_pair(&a, &b, name == "geom_mean")
             }
             "jigsaw" => jigsaw(&id(rng.random_range(0..m)), rng),
-            "speckle" => id(rng.random_range(0..m))
-                .iter()
-                .map(|&p| {
-                    p + p * 0.5 * {
-                        let z: f64 = StandardNormal.sample(rng);
-                        z as f32
-                    }
-                })
-                .collect(),
+            "speckle" => {
+                let p = id(rng.random_range(0..m));
+                speckle(&p, 0.5, rng)
+            }
             "pixelate" => {
                 let i = rng.random_range(0..m);
                 let small = resize(id_val.slice(s![i, .., .., ..]), 7, 7, Filter::Area);
@@ -106,14 +92,11 @@ pub fn build(
                     .map(|p| small[[p / SIDE / 4, p % SIDE / 4, 0]] as f32 / 255.0)
                     .collect()
             }
-            "inverted" => id(rng.random_range(0..m))
-                .iter()
-                .map(|&p| 1.0 - p)
-                .collect(),
+            "inverted" => invert_channels(&id(rng.random_range(0..m)), 1, 0),
             _ => return None,
         };
         for (d, v) in out.slice_mut(s![k, .., .., 0]).iter_mut().zip(img) {
-            *d = to_u8(v);
+            *d = unit_to_u8(v);
         }
     }
     Some(out)

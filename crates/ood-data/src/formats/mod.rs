@@ -26,6 +26,11 @@
 //! - [`tiny_images`]: `TinyImages::open(bin)?.with_exclusion_file(idxs)?` (memory-mapped, column-major
 //!   records, 1-based CIFAR-overlap list; kept images renumbered `0..len()`), `image(k)`;
 //!   implements [`crate::batch::ImageSource`].
+//! - [`outliers`]: `open_outliers(path, Option<exclusion list>)`: a Tiny Images `.bin` or a `.npy`
+//!   (e.g. `300K_random_images.npy`) as a streamed [`crate::batch::ImageSource`].
+//! - [`tar`]: `TarStream::new(reader, path)`, `next_member()`, `read_data(&member, cap)`: streamed
+//!   ustar/GNU/pax members, hostile ones refused; [`tar_subset`]: `build_image_subset(tar, out,
+//!   n, seed)` (Places365's seeded test subset with its manifest).
 //!
 //! Transforms used with them live in [`crate::transforms`]: `resize(img, h, w, Filter::{Area,
 //! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`, and the
@@ -41,8 +46,11 @@ pub mod image_file;
 pub mod image_folder;
 pub mod npy_images;
 mod numpy_pickle;
+pub mod outliers;
 pub mod pickle;
 pub mod svhn_mat;
+pub mod tar;
+pub mod tar_subset;
 pub mod tiny_images;
 pub mod zip_images;
 

@@ -234,7 +234,7 @@ pub(super) static REGISTRY: &[Dataset] = &[
         classes: &[],
         normalization: None,
         size: None,
-        note: "no published SHA-256; the code of record samples 10,000 images",
+        note: "no published SHA-256; the code of record samples 10,000 images: `eood data build places365 --archive test_256.tar` (seeded, manifest)",
     },
     Dataset {
         name: "lsun-crop",
@@ -250,7 +250,7 @@ pub(super) static REGISTRY: &[Dataset] = &[
         classes: &[],
         normalization: None,
         size: None,
-        note: "no published SHA-256; center-cropped to 32x32 by the paper's transform",
+        note: "no published SHA-256; 36x36, fed unresized as the code of record does (`eood data convert --resize none`)",
     },
     Dataset {
         name: "lsun-resize",
@@ -298,7 +298,7 @@ pub(super) static REGISTRY: &[Dataset] = &[
         classes: &[],
         normalization: None,
         size: Some(243_615_796_224),
-        note: "withdrawn, no longer distributed; the paper's outlier set. Use 300k-random instead",
+        note: "withdrawn, no longer distributed; the paper's outlier set (`finetune --outliers tiny_images.bin --outlier-exclusion 80mn_cifar_idxs.txt`). Use 300k-random instead",
     },
     Dataset {
         name: "300k-random",

@@ -11,6 +11,7 @@
 //! `RandomCrop(32, padding=4)` pads with zeros *before* normalization, and gray conversion is
 //! ITU-R 601-2 luma in PIL's fixed point.
 
+pub mod corrupt;
 mod geometry;
 mod pipeline;
 mod resample;

@@ -14,6 +14,10 @@ pub enum Filter {
     /// torchvision's `Resize` uses; plain bilinear interpolation when enlarging. Bit-identical to
     /// `PIL.Image.resize(size, Image.BILINEAR)` of Pillow <= 12 (see `resize_pil_fixed_point`).
     Bilinear,
+    /// PIL's box filter (`Image.BOX`) in PIL's fixed point: each output pixel the plain mean of
+    /// the input pixels whose centres fall in its box (`-0.5 < x <= 0.5` after scaling), nearest
+    /// neighbour when enlarging. The code of record's `pixelate` validation set uses it.
+    Box,
 }
 
 /// Weights of one output coordinate: `out = sum_k weights[k] * in[start + k]`.
@@ -70,6 +74,35 @@ fn bilinear_taps(n_in: usize, n_out: usize) -> Vec<Taps> {
         .collect()
 }
 
+/// PIL's `precompute_coeffs` for a filter of `support` (at scale 1) and kernel `f`.
+fn pil_taps(n_in: usize, n_out: usize, support: f64, f: fn(f64) -> f64) -> Vec<Taps> {
+    let scale = n_in as f64 / n_out as f64;
+    let filter_scale = scale.max(1.0);
+    let support = support * filter_scale;
+    (0..n_out)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            // PIL truncates toward zero (`(int)`), then clamps to the image.
+            let start = ((center - support + 0.5).max(0.0) as usize).min(n_in - 1);
+            let end = ((center + support + 0.5) as usize).clamp(start + 1, n_in);
+            let mut weights: Vec<f64> = (start..end)
+                .map(|j| f((j as f64 - center + 0.5) / filter_scale))
+                .collect();
+            normalize_weights(&mut weights);
+            Taps { start, weights }
+        })
+        .collect()
+}
+
+/// Pillow's `box_filter`.
+fn box_kernel(x: f64) -> f64 {
+    if x > -0.5 && x <= 0.5 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 fn normalize_weights(w: &mut [f64]) {
     let total: f64 = w.iter().sum();
     if total > 0.0 {
@@ -83,6 +116,7 @@ fn taps(filter: Filter, n_in: usize, n_out: usize) -> Vec<Taps> {
     match filter {
         Filter::Area => area_taps(n_in, n_out),
         Filter::Bilinear => bilinear_taps(n_in, n_out),
+        Filter::Box => pil_taps(n_in, n_out, 0.5, box_kernel),
     }
 }
 
@@ -103,8 +137,8 @@ pub fn resize(img: ArrayView3<u8>, height: usize, width: usize, filter: Filter) 
     }
     let src = img.as_standard_layout();
     let src = src.as_slice().expect("standard layout");
-    if filter == Filter::Bilinear {
-        return resize_pil_fixed_point(src, (h, w, c), height, width);
+    if filter != Filter::Area {
+        return resize_pil_fixed_point(src, (h, w, c), height, width, filter);
     }
     let xt = taps(filter, w, width);
     let yt = taps(filter, h, height);
@@ -154,6 +188,7 @@ fn resize_pil_fixed_point(
     (h, w, c): (usize, usize, usize),
     height: usize,
     width: usize,
+    filter: Filter,
 ) -> Array3<u8> {
     const PRECISION_BITS: u32 = 32 - 8 - 2;
     let fixed = |t: &[Taps]| -> Vec<(usize, Vec<i64>)> {
@@ -173,7 +208,7 @@ fn resize_pil_fixed_point(
     let mut cur = src.to_vec();
     let mut cur_w = w;
     if width != w {
-        let xt = fixed(&bilinear_taps(w, width));
+        let xt = fixed(&taps(filter, w, width));
         let mut out = vec![0u8; h * width * c];
         for y in 0..h {
             let row = &cur[y * w * c..(y + 1) * w * c];
@@ -190,7 +225,7 @@ fn resize_pil_fixed_point(
         cur_w = width;
     }
     if height != h {
-        let yt = fixed(&bilinear_taps(h, height));
+        let yt = fixed(&taps(filter, h, height));
         let mut out = vec![0u8; height * cur_w * c];
         let stride = cur_w * c;
         for (oy, (start, k)) in yt.iter().enumerate() {
