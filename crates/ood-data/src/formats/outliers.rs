@@ -53,6 +53,45 @@ pub fn open_outliers(
             ),
         });
     }
-    let source: Arc<dyn ImageSource> = Arc::new(NpyImages::open(path)?);
+    let images = NpyImages::open(path)?;
+    if images.is_empty() {
+        return Err(Error::format(path, 0, "holds no images"));
+    }
+    let source: Arc<dyn ImageSource> = Arc::new(images);
     Ok((source, OutlierKind::Npy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_is_tiny_images_npy_is_npy_and_mismatches_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("tiny_images.bin");
+        std::fs::write(&bin, vec![9u8; 3072 * 5]).unwrap();
+        let idxs = tmp.path().join("80mn_cifar_idxs.txt");
+        std::fs::write(&idxs, "2\n4\n").unwrap();
+        let (src, kind) = open_outliers(&bin, Some(&idxs)).unwrap();
+        assert_eq!(
+            (kind, src.len(), src.image_shape()),
+            (OutlierKind::TinyImages, 3, (32, 32, 3))
+        );
+        let npy = tmp.path().join("300K_random_images.npy");
+        let mut bytes =
+            ood_core::io::npy::header_bytes(ood_core::io::npy::Dtype::U8, &[2, 32, 32, 3]);
+        bytes.extend(vec![1u8; 2 * 3072]);
+        std::fs::write(&npy, bytes).unwrap();
+        let (src, kind) = open_outliers(&npy, None).unwrap();
+        assert_eq!((kind, src.len()), (OutlierKind::Npy, 2));
+        let e = open_outliers(&npy, Some(&idxs)).err().unwrap().to_string();
+        assert!(e.contains("not a Tiny Images .bin"), "{e}");
+        let empty = tmp.path().join("empty.npy");
+        std::fs::write(
+            &empty,
+            ood_core::io::npy::header_bytes(ood_core::io::npy::Dtype::U8, &[0, 32, 32, 3]),
+        )
+        .unwrap();
+        assert!(open_outliers(&empty, None).is_err());
+    }
 }
