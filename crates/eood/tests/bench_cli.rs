@@ -337,6 +337,16 @@ fn cifar_bin(path: &Path, n: usize, offset: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// CIFAR-100 binary records: coarse label, fine label, 3072 bytes (every pixel 77).
+fn cifar100_bin(path: &Path, n: usize) {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend([(i % 20) as u8, (i % 100) as u8]);
+        bytes.extend([77u8; 3072]);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 #[test]
 fn cifar10_prepare_and_evaluate_pytorch_state_dicts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -346,6 +356,10 @@ fn cifar10_prepare_and_evaluate_pytorch_state_dicts() {
         cifar_bin(&src.join(format!("data_batch_{b}.bin")), 12, b);
     }
     cifar_bin(&src.join("test_batch.bin"), 20, 0);
+    // CIFAR-100's test set beside it: the code of record's validation OOD sets are made from it
+    let c100 = tmp.path().join("cifar-100-binary");
+    std::fs::create_dir_all(&c100).unwrap();
+    cifar100_bin(&c100.join("test.bin"), 6);
     let data = tmp.path().join("cifar10");
     layout(
         &data,
@@ -412,6 +426,13 @@ fn cifar10_prepare_and_evaluate_pytorch_state_dicts() {
         ),
         (50, 10, 20, 8)
     );
+    for set in ood_experiments::bench::cifar::CIFAR_VALIDATION_SETS {
+        assert_eq!(n(&format!("ood_val/{set}.npy")), 8, "{set}");
+    }
+    // made from CIFAR-100's images (all 77 here), not CIFAR-10's: `jigsaw` moves pixels only
+    let jig =
+        ood_data::formats::npy_images::NpyImages::open(&data.join("ood_val/jigsaw.npy")).unwrap();
+    assert!(jig.image(0).unwrap().iter().all(|&v| v == 77));
 
     // with labels over all 10 classes the published-checkpoint path runs end to end
     let y: Array1<i64> = Array1::from_shape_fn(50, |i| (i % 10) as i64);

@@ -233,3 +233,48 @@ fn convert_writes_a_folder_as_a_preprocessed_npy_array() {
     let again: ndarray::Array4<u8> = ndarray_npy::read_npy(&out).unwrap();
     assert_eq!(again, x);
 }
+
+/// LSUN-Crop as released (a folder of 36x36 JPEGs) is kept at 36x36 with `--resize none`, as the
+/// code of record's test.py feeds it (ToTensor + Normalize, no resize or crop); the default
+/// (shorter side 32 + centre crop) resized it before.
+#[test]
+fn convert_resize_none_keeps_lsun_crop_at_36x36() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("LSUN").join("test");
+    std::fs::create_dir_all(&root).unwrap();
+    for (i, v) in [40u8, 200].iter().enumerate() {
+        // left half v, right half 255 - v: a resize would blend the border columns
+        image::RgbImage::from_fn(36, 36, |x, _| {
+            let g = if x < 18 { *v } else { 255 - v };
+            image::Rgb([g, g, g])
+        })
+        .save(root.join(format!("{i}.jpg")))
+        .unwrap();
+    }
+    let out = tmp.path().join("lsun_crop.npy");
+    eood(tmp.path())
+        .args(["convert", "--resize", "none"])
+        .arg(&root)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("wrote 2 images of 36x36x3"));
+    let x: ndarray::Array4<u8> = ndarray_npy::read_npy(&out).unwrap();
+    assert_eq!(x.shape(), &[2, 36, 36, 3]);
+    // JPEG keeps flat areas within a few levels: the first column of image 0 is ~40.
+    assert!(x
+        .slice(ndarray::s![0, .., 0, ..])
+        .iter()
+        .all(|&v| v.abs_diff(40) <= 4));
+    let resized = tmp.path().join("resized.npy");
+    eood(tmp.path())
+        .args(["convert"])
+        .arg(&root)
+        .arg("--out")
+        .arg(&resized)
+        .assert()
+        .success();
+    let r: ndarray::Array4<u8> = ndarray_npy::read_npy(&resized).unwrap();
+    assert_eq!(r.shape(), &[2, 32, 32, 3]);
+}

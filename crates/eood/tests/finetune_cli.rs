@@ -188,3 +188,74 @@ fn margin_grid_selects_by_validation_fpr() {
     assert_eq!(chosen["m_in"], best_point["m_in"]);
     assert!(d.join("ft.grid-0.json").exists() && d.join("ft.grid-1.json").exists());
 }
+
+/// The raw 80M Tiny Images binary (3072-byte column-major records) with the code of record's
+/// CIFAR exclusion list is an outlier source of `finetune` (streamed, random offset per epoch);
+/// an exclusion list for a `.npy` or one that excludes every record is refused in one line.
+#[test]
+fn finetune_streams_tiny_images_with_the_cifar_exclusion_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = write_set(d, "train", 8, 32, 3, true);
+    let bin = d.join("tiny_images.bin");
+    std::fs::write(
+        &bin,
+        (0..12u8)
+            .flat_map(|r| vec![r * 20; 3072])
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let idxs = d.join("80mn_cifar_idxs.txt");
+    std::fs::write(&idxs, "1\n5\n").unwrap();
+    let pt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ood-nn/tests/golden/wrn10_zip.pt");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let run = |outliers: &Path, exclusion: &Path, out: &Path| {
+        let mut c = eood();
+        c.args([
+            "finetune",
+            "--state-dict",
+            &s(&pt),
+            "--depth",
+            "10",
+            "--widen-factor",
+            "1",
+        ])
+        .args([
+            "--num-classes",
+            "10",
+            "--train-images",
+            &s(&x),
+            "--train-labels",
+            &s(&y),
+        ])
+        .args([
+            "--outliers",
+            &s(outliers),
+            "--outlier-exclusion",
+            &s(exclusion),
+        ])
+        .args([
+            "--quiet",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--outlier-batch-size",
+            "4",
+        ])
+        .args(["--out", &s(out)]);
+        c
+    };
+    run(&bin, &idxs, &d.join("ft.json")).assert().success();
+    assert!(d.join("ft.json").exists());
+    run(&x, &idxs, &d.join("bad.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a Tiny Images .bin"));
+    let all = d.join("all.txt");
+    std::fs::write(&all, (1..=12).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    run(&bin, &all, &d.join("bad.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("every image is excluded"));
+}

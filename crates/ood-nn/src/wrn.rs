@@ -10,6 +10,9 @@
 //! Pooling: the code of record uses `avg_pool2d(out, 8)` on the 8x8 map of a 32x32 input, which is
 //! the global mean; we take the global mean (`mean_dim` over H and W) so 28x28 inputs (7x7 maps)
 //! work too. (tch's `avg_pool2d_default` is not an average: it passes `divisor_override = 1`.)
+//! Maps of 9 to 15 pixels a side (LSUN-Crop's 36x36 images, which the code of record feeds
+//! unresized) are pooled as `avg_pool2d(out, 8)` pools them there: the mean of the top-left 8x8
+//! ([`pool`]); the code of record's `view(-1, nChannels)` breaks on larger maps.
 use serde::{Deserialize, Serialize};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
@@ -347,7 +350,7 @@ impl WideResNet {
             out = stage.forward(&out, train);
         }
         let out = self.bn1.forward(&out, train).relu();
-        let features = out.mean_dim([2i64, 3].as_slice(), false, None::<Kind>);
+        let features = pool(&out);
         (self.classify(&features), features)
     }
 
@@ -360,7 +363,7 @@ impl WideResNet {
             blocks.push(out.shallow_clone());
         }
         let out = self.bn1.forward(&out, train).relu();
-        let features = out.mean_dim([2i64, 3].as_slice(), false, None::<Kind>);
+        let features = pool(&out);
         blocks.push(out);
         WrnOutput {
             logits: self.classify(&features),
@@ -379,6 +382,23 @@ impl WideResNet {
     pub fn classify(&self, features: &Tensor) -> Tensor {
         features.linear(&self.fc_weight, Some(&self.fc_bias))
     }
+}
+
+/// Global average pooling of the final `N x C x H x W` map as the code of record's
+/// `avg_pool2d(out, 8)`: the mean over the whole map up to 8 a side (8x8 for 32x32 input; the
+/// global mean for smaller maps, which the code of record does not support), the mean of the
+/// top-left 8x8 (one window of stride 8, floor mode) for 9 to 15.
+pub fn pool(map: &Tensor) -> Tensor {
+    let size = map.size();
+    let (h, w) = (size[2], size[3]);
+    let window = |n: i64| if (9..16).contains(&n) { 8 } else { n };
+    let (wh, ww) = (window(h), window(w));
+    let map = if (wh, ww) == (h, w) {
+        map.shallow_clone()
+    } else {
+        map.narrow(2, 0, wh).narrow(3, 0, ww)
+    };
+    map.mean_dim([2i64, 3].as_slice(), false, None::<Kind>)
 }
 
 #[cfg(test)]

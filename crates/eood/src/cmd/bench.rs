@@ -262,7 +262,7 @@ fn bench_data(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<BenchDat
         if args.runtime.progress() {
             eprintln!(
                 "wrote {tr} training, {va} validation, {te} test images and {} validation OOD sets",
-                cifar::VALIDATION_SETS.len()
+                p.validation_sets().len()
             );
         }
     } else if args.prepare_from.is_some() {

@@ -7,6 +7,8 @@
 //! eood data verify NAME                check SHA-256 digests (fmnist-ood: re-hash the built arrays)
 //! eood data path NAME                  print where NAME is (cache: the cache root)
 //! eood data build fmnist-ood [--out-dir DIR]   build the benchmark (default <cache>/fmnist-ood)
+//! eood data build places365 --archive test_256.tar [--images 10000] [--seed 0] [--out-dir DIR]
+//!                                      seeded test subset + manifest (default <cache>/places365-subset)
 //! eood data convert INPUT --out F.npy  an image folder or SVHN .mat -> N x H x W x C u8 .npy
 //! eood data show NAME [--out F.png]    PNG grid of samples (NAME: dataset, fmnist-ood/SET, or .npy)
 //! eood data show fmnist-ood [--out-dir DIR]    one PNG per built array
@@ -51,7 +53,7 @@ enum Command {
     Verify { name: String },
     /// Print the directory holding a dataset (`cache` prints the cache root).
     Path { name: String },
-    /// Build a derived benchmark (only `fmnist-ood`).
+    /// Build a derived dataset: the `fmnist-ood` benchmark, or the `places365` test subset.
     Build {
         /// What to build.
         #[arg(value_enum)]
@@ -65,6 +67,12 @@ enum Command {
         /// Skip the OOD parts whose sources are missing instead of failing (recorded in the manifest).
         #[arg(long)]
         allow_missing: bool,
+        /// places365: the release archive (test_256.tar), streamed.
+        #[arg(long, value_name = "TAR")]
+        archive: Option<PathBuf>,
+        /// places365: images in the subset (the code of record's 10,000), 1 to 10,000,000.
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
     },
     /// Convert an OOD test set to the `.npy` image array (N x H x W x C u8) that `eood bench`
     /// reads: an image folder (Textures/DTD, Places365, LSUN-Crop, LSUN-Resize, iSUN; flat or in
@@ -85,6 +93,11 @@ enum Command {
         /// What the input is; an SVHN .mat file's labels are dropped (OOD sets need none).
         #[arg(long, value_enum, default_value_t = Source::Folder)]
         source: Source,
+        /// How folder images are brought to one size: the paper's shorter side to --size then
+        /// center crop, or `none` (kept as stored, --size ignored; every image must have the
+        /// same size): LSUN-Crop, LSUN-Resize and iSUN, which the code of record feeds unresized.
+        #[arg(long, value_enum, default_value_t = ConvertResize::ShorterSideCenterCrop)]
+        resize: ConvertResize,
     },
     /// Write a PNG montage of samples of a dataset, a built set (fmnist-ood/ood_test/mnist) or a .npy file.
     /// `fmnist-ood` alone writes one montage per built array into a folder.
@@ -114,6 +127,8 @@ enum Command {
 enum BuildTarget {
     /// The Fashion-MNIST OOD benchmark (docs/datasets.md).
     FmnistOod,
+    /// A seeded subset of the Places365 test images from the release tar, with a manifest.
+    Places365,
 }
 
 /// `data convert --color`.
@@ -121,6 +136,13 @@ enum BuildTarget {
 enum Color {
     Rgb,
     Gray,
+}
+
+/// `data convert --resize`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ConvertResize {
+    ShorterSideCenterCrop,
+    None,
 }
 
 /// `data convert --source`.
@@ -161,15 +183,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             seed,
             out_dir,
             allow_missing,
+            ..
         } => build(&loc, seed, out_dir, allow_missing, progress),
+        Command::Build {
+            what: BuildTarget::Places365,
+            seed,
+            out_dir,
+            archive,
+            images,
+            ..
+        } => {
+            let Some(archive) = archive else {
+                bail!("data build places365 needs --archive test_256.tar (the Places365 release)");
+            };
+            check_range("--images", images, 1, 10_000_000)?;
+            let out = out_dir.unwrap_or_else(|| loc.cache.built("places365-subset"));
+            let m =
+                ood_data::formats::tar_subset::build_image_subset(&archive, &out, images, seed)?;
+            println!(
+                "{}: {} of {} images (seed {seed}, source SHA-256 {}); convert with `eood data convert {}`",
+                out.display(),
+                m.members.len(),
+                m.candidates,
+                &m.source_sha256[..16],
+                out.join("images").display()
+            );
+            Ok(())
+        }
         Command::Convert {
             input,
             out,
             size,
             color,
             source,
+            resize,
         } => {
             check_range("--size", size, 1, MAX_CONVERT_SIZE)?;
+            let size = (resize == ConvertResize::ShorterSideCenterCrop).then_some(size);
             convert(
                 &input,
                 &out,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ood_data::batch::ImageSource;
+use ood_data::formats::outliers::{open_outliers as open_outliers_file, OutlierKind};
 use ood_nn::checkpoint::{self, CheckpointMeta};
 use ood_nn::data::{loader, InputSpec, NpySet};
 use ood_nn::losses::{energy, FinetuneLoss};
@@ -34,6 +35,13 @@ pub enum LossKind {
     Energy,
     /// Outlier Exposure (Hendrycks et al. 2019).
     Oe,
+}
+
+/// `--outlier-order`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum OutlierOrder {
+    Offset,
+    Shuffle,
 }
 
 /// A margin: a number, or `auto` (mean energy of the pretrained model on the data).
@@ -63,9 +71,18 @@ pub struct Args {
     /// Architecture of a --state-dict (a checkpoint records its own).
     #[command(flatten)]
     pub arch: ArchArgs,
-    /// Auxiliary outliers, N x H x W x C uint8 .npy (default with --fmnist-ood: its aux_outliers.npy).
-    #[arg(long, value_name = "NPY")]
+    /// Auxiliary outliers, streamed: N x H x W x C uint8 .npy (e.g. 300K_random_images.npy), or
+    /// the raw 80M Tiny Images tiny_images.bin (default with --fmnist-ood: its aux_outliers.npy).
+    #[arg(long, value_name = "NPY|BIN")]
     pub outliers: Option<PathBuf>,
+    /// Tiny Images records left out of a .bin --outliers: the code of record's
+    /// 80mn_cifar_idxs.txt (1-based, one per line; the CIFAR test overlaps).
+    #[arg(long, value_name = "TXT")]
+    pub outlier_exclusion: Option<PathBuf>,
+    /// Outlier order of each epoch: `offset` reads on from a random offset (the code of record's
+    /// Tiny Images loader; default for a .bin), `shuffle` a seeded permutation (default for .npy).
+    #[arg(long, value_enum)]
+    pub outlier_order: Option<OutlierOrder>,
     /// Fine-tuning objective.
     #[arg(long, value_enum, default_value_t = LossKind::Energy)]
     pub loss: LossKind,
@@ -140,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let from = args.model.path().to_path_buf();
     let mut inputs = args.data.inputs();
     inputs.extend(args.outliers.clone());
+    inputs.extend(args.outlier_exclusion.clone());
     inputs.push(from.clone());
     args.output
         .check(&inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
@@ -160,7 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let device = args.device.tch()?;
     let sets = args.data.open()?;
-    let outliers = open_outliers(&args, &sets)?;
+    let (outliers, outlier_kind) = open_outliers(&args, &sets)?;
     let vs = VarStore::new(device);
     let model = Pretrained::load(&args, &sets, &from)?;
     tch::manual_seed(base.seed as i64);
@@ -173,13 +191,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (train_loader, test_loader) =
         loaders(&sets, spec, base.batch_size, true, base.seed, workers)?;
     let outlier_loader = loader(
-        outliers.clone() as Arc<dyn ImageSource>,
+        outliers.clone(),
         spec.train_pipeline(),
         args.outlier_batch_size,
         true,
         base.seed.wrapping_add(1),
         workers,
     )?;
+    let offset = match args.outlier_order {
+        Some(o) => o == OutlierOrder::Offset,
+        None => outlier_kind == OutlierKind::TinyImages,
+    };
+    let outlier_loader = if offset {
+        outlier_loader.with_random_offset()
+    } else {
+        outlier_loader
+    };
     let loss = finetune_loss(&args, &net, spec, &sets.train, &outliers, device)?;
     let config = RunConfig {
         objective: train::Objective::Finetune(loss),
@@ -223,13 +250,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `--outliers`, or the fmnist-ood folder's `aux_outliers.npy`, of the training images' size.
-fn open_outliers(args: &Args, sets: &super::train::Sets) -> anyhow::Result<Arc<NpySet>> {
+fn open_outliers(
+    args: &Args,
+    sets: &super::train::Sets,
+) -> anyhow::Result<(Arc<dyn ImageSource>, OutlierKind)> {
     let path = match (&args.outliers, &args.data.fmnist_ood) {
         (Some(p), _) => p.clone(),
         (None, Some(dir)) => dir.join("aux_outliers.npy"),
         (None, None) => bail!("give --outliers NPY (auxiliary outlier images)"),
     };
-    let outliers = Arc::new(NpySet::open(&path, None)?);
+    let (outliers, kind) = open_outliers_file(&path, args.outlier_exclusion.as_deref())?;
     if outliers.image_shape() != sets.train.image_shape() {
         bail!(
             "outliers are {:?} (H, W, C) but training images {:?}",
@@ -237,7 +267,7 @@ fn open_outliers(args: &Args, sets: &super::train::Sets) -> anyhow::Result<Arc<N
             sets.train.image_shape()
         );
     }
-    Ok(outliers)
+    Ok((outliers, kind))
 }
 
 /// The pretrained model: its architecture, input spec and weights.
@@ -290,7 +320,7 @@ fn finetune_loss(
     net: &WideResNet,
     spec: &InputSpec,
     train: &Arc<NpySet>,
-    outliers: &Arc<NpySet>,
+    outliers: &Arc<dyn ImageSource>,
     device: Device,
 ) -> anyhow::Result<FinetuneLoss> {
     if args.loss == LossKind::Oe {
@@ -298,9 +328,9 @@ fn finetune_loss(
             lambda: args.lambda.unwrap_or(0.5),
         });
     }
-    let auto = |which: &str, set: &Arc<NpySet>| -> anyhow::Result<f64> {
+    let auto = |which: &str, set: Arc<dyn ImageSource>| -> anyhow::Result<f64> {
         let l = loader(
-            set.clone() as Arc<dyn ImageSource>,
+            set,
             spec.test_pipeline(),
             256,
             false,
@@ -315,11 +345,11 @@ fn finetune_loss(
     };
     let m_in = match args.m_in {
         Margin::Value(v) => v,
-        Margin::Auto => auto("m_in", train)?,
+        Margin::Auto => auto("m_in", train.clone() as Arc<dyn ImageSource>)?,
     };
     let m_out = match args.m_out {
         Margin::Value(v) => v,
-        Margin::Auto => auto("m_out", outliers)?,
+        Margin::Auto => auto("m_out", outliers.clone())?,
     };
     Ok(FinetuneLoss::Energy {
         m_in,

@@ -2,9 +2,14 @@
 //! settings ([`super::Plan::paper`]). A run reads a folder in the same layout as `fmnist-ood`
 //! (see [`super::data::BenchData::from_layout`]); [`prepare`] writes the in-distribution part of
 //! that folder from the original releases (CIFAR binary or python batches, SVHN `.mat`) and
-//! synthetic validation OOD sets, so a user only adds `ood_test/<set>.npy` (the six OOD test
-//! sets, `N x 32 x 32 x 3` uint8) and `aux_outliers.npy` (e.g. the 300K Random Images file or
-//! a Tiny Images sample). See docs/experiments.md.
+//! the validation OOD sets, so a user only adds `ood_test/<set>.npy` (the six OOD test sets,
+//! `N x H x W x 3` uint8) and `aux_outliers.npy` (e.g. the 300K Random Images file or a Tiny
+//! Images sample). See docs/experiments.md.
+//!
+//! Validation OOD sets: for CIFAR the code of record's ([`CIFAR_VALIDATION_SETS`],
+//! `ood_data::transforms::corrupt`), made from the *other* CIFAR test set (CIFAR-100's for
+//! CIFAR-10 and vice versa), found beside the release ([`other_cifar_test`]); for SVHN the
+//! synthetic sets of [`validation_set`] from held-out SVHN images.
 use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array4, ArrayView4};
@@ -26,7 +31,19 @@ pub const PAPER_OOD_TEST: [&str; 6] = [
     "isun",
 ];
 
-/// Validation OOD sets made by [`prepare`] (after Outlier Exposure's synthetic validation sets).
+/// Validation OOD sets of a CIFAR benchmark: the code of record's, in its order.
+pub const CIFAR_VALIDATION_SETS: [&str; 8] = [
+    "uniform",
+    "arith_mean",
+    "geom_mean",
+    "jigsaw",
+    "speckle",
+    "pixelate",
+    "rgb_shift",
+    "inverted",
+];
+
+/// Validation OOD sets [`prepare`] makes for SVHN (after Outlier Exposure's synthetic sets).
 pub const VALIDATION_SETS: [&str; 6] = [
     "gaussian",
     "rademacher",
@@ -57,6 +74,14 @@ impl PaperBench {
         match self {
             PaperBench::Cifar100 => 100,
             _ => 10,
+        }
+    }
+
+    /// Names of the validation OOD sets [`prepare`] writes.
+    pub fn validation_sets(self) -> &'static [&'static str] {
+        match self {
+            PaperBench::Svhn => &VALIDATION_SETS,
+            _ => &CIFAR_VALIDATION_SETS,
         }
     }
 
@@ -151,6 +176,65 @@ fn release_files(bench: PaperBench, src: &Path) -> Result<(Vec<PathBuf>, Vec<Pat
     Ok((train, test))
 }
 
+/// The test file of the other CIFAR (CIFAR-100's for CIFAR-10, CIFAR-10's for CIFAR-100): in
+/// `src` itself, else in the sibling folders the releases unpack into (`cifar-100-binary`,
+/// `cifar-100-python`; `cifar-10-batches-bin`, `cifar-10-batches-py`).
+pub fn other_cifar_test(bench: PaperBench, src: &Path) -> Result<(PathBuf, CifarLabels)> {
+    let (names, dirs, labels) = match bench {
+        PaperBench::Cifar10 => (
+            ["test.bin", "test"],
+            ["cifar-100-binary", "cifar-100-python"],
+            CifarLabels::Cifar100Fine,
+        ),
+        PaperBench::Cifar100 => (
+            ["test_batch.bin", "test_batch"],
+            ["cifar-10-batches-bin", "cifar-10-batches-py"],
+            CifarLabels::Cifar10,
+        ),
+        PaperBench::Svhn => unreachable!("SVHN has no other CIFAR"),
+    };
+    let parent = src.parent().unwrap_or(Path::new("."));
+    let mut tried = vec![src.to_path_buf()];
+    tried.extend(dirs.iter().map(|d| parent.join(d)));
+    let found = tried
+        .iter()
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file());
+    match found {
+        Some(p) => Ok((p, labels)),
+        None => Err(BenchError::NoOtherCifar {
+            benchmark: bench.name().into(),
+            tried,
+        }),
+    }
+}
+
+/// The CIFAR validation OOD sets of the code of record, `n` images each, from the other CIFAR
+/// test set, written to `out/ood_val/<set>.npy`.
+fn write_cifar_validation(
+    bench: PaperBench,
+    src: &Path,
+    out: &Path,
+    n: usize,
+    seed: u64,
+) -> Result<()> {
+    use ood_data::transforms::corrupt::CifarValSet;
+    use ood_data::transforms::{CIFAR_MEAN, CIFAR_STD};
+    let (file, labels) = other_cifar_test(bench, src)?;
+    let other = read_batches(&[file], labels)?;
+    for (k, set) in CifarValSet::ALL.into_iter().enumerate() {
+        // One ChaCha8 stream per set: each set depends on the seed alone.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1));
+        rng.set_stream(k as u64);
+        let images = set.build(n, other.images.view(), &CIFAR_MEAN, &CIFAR_STD, &mut rng)?;
+        write_images(
+            &out.join("ood_val").join(format!("{}.npy", set.name())),
+            images.view(),
+        )?;
+    }
+    Ok(())
+}
+
 fn read_release(bench: PaperBench, files: &[PathBuf]) -> Result<ood_data::ImageSet> {
     match bench {
         PaperBench::Svhn => Ok(ood_data::formats::svhn_mat::read_svhn(&files[0])?),
@@ -198,8 +282,9 @@ pub fn validation_set(
 
 /// Writes the in-distribution part of a benchmark folder from the original release in `src`:
 /// `train_x/train_y` (the training set minus `val_images` held out), `val_x/val_y`, `test_x/test_y`,
-/// and `ood_val/<set>.npy` ([`VALIDATION_SETS`], `val_ood_images` each, from the held-out
-/// images). Returns the number of (train, val, test) images.
+/// and `ood_val/<set>.npy` (`val_ood_images` each: [`CIFAR_VALIDATION_SETS`] from the other CIFAR
+/// test set, or for SVHN [`VALIDATION_SETS`] from the held-out images). Returns the number of
+/// (train, val, test) images.
 pub fn prepare(
     bench: PaperBench,
     src: &Path,
@@ -259,11 +344,15 @@ pub fn prepare(
     )?;
     write_images(&out.join("test_x.npy"), test.images.view())?;
     write_labels(&out.join("test_y.npy"), &labels(&test)?)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1));
-    for name in VALIDATION_SETS {
-        let set = validation_set(name, val_ood_images, val.view(), &mut rng)
-            .expect("known validation set");
-        write_images(&out.join("ood_val").join(format!("{name}.npy")), set.view())?;
+    if bench == PaperBench::Svhn {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1));
+        for name in VALIDATION_SETS {
+            let set = validation_set(name, val_ood_images, val.view(), &mut rng)
+                .expect("known validation set");
+            write_images(&out.join("ood_val").join(format!("{name}.npy")), set.view())?;
+        }
+    } else {
+        write_cifar_validation(bench, src, out, val_ood_images, seed)?;
     }
     Ok((train_rows.len(), val_rows.len(), test.len()))
 }
@@ -288,6 +377,33 @@ mod tests {
                 && r.iter().any(|&v| v == 255)
         );
         assert!(validation_set("nope", 1, id.view(), &mut rng).is_none());
+    }
+
+    #[test]
+    fn cifar_validation_names_are_the_builders() {
+        let names: Vec<&str> = ood_data::transforms::corrupt::CifarValSet::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(names, CIFAR_VALIDATION_SETS);
+        assert_eq!(PaperBench::Svhn.validation_sets(), VALIDATION_SETS);
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("cifar-10-batches-bin");
+        std::fs::create_dir_all(&src).unwrap();
+        let e = other_cifar_test(PaperBench::Cifar10, &src)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cifar-100-binary") && e.contains("cifar-100-python"),
+            "{e}"
+        );
+        let c100 = tmp.path().join("cifar-100-python");
+        std::fs::create_dir_all(&c100).unwrap();
+        std::fs::write(c100.join("test"), b"x").unwrap();
+        assert_eq!(
+            other_cifar_test(PaperBench::Cifar10, &src).unwrap().0,
+            c100.join("test")
+        );
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum BenchError {
     FitLabels { labels: usize, images: usize },
     #[error("{}: no {benchmark} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + test_32x32.mat)", dir.display())]
     NoRelease { dir: PathBuf, benchmark: String },
+    /// The code of record's CIFAR validation OOD sets are made from the other CIFAR's test set.
+    #[error("{benchmark}: the validation OOD sets are made from the other CIFAR's test set, not found in {} (put test[.bin] of CIFAR-100 or test_batch[.bin] of CIFAR-10 there)", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoOtherCifar {
+        benchmark: String,
+        tried: Vec<PathBuf>,
+    },
     #[error("--val-images {val_images} leaves no training images (of {images})")]
     ValImages { val_images: usize, images: usize },
     #[error("{benchmark} release without labels")]

@@ -42,21 +42,39 @@ fn fashion_mnist_variant_shapes() {
         .allclose(&out.logits, 1e-6, 1e-6, false));
 }
 
-#[test]
-fn global_mean_equals_code_of_record_avg_pool_on_32x32() {
+/// Features of a WRN-10-1 for `side x side` input, the final map, and the code of record's
+/// `avg_pool2d(out, 8).view(-1, nChannels)` of that map.
+fn features_and_code_of_record_pool(side: i64) -> (Tensor, Tensor, Tensor) {
     let (_vs, net) = build(&WrnConfig {
         depth: 10,
         widen_factor: 1,
         ..WrnConfig::default()
     });
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let x = Tensor::randn([2, 3, side, side], (Kind::Float, Device::Cpu));
     let out = net.forward_all(&x, false);
-    let last = &out.blocks[3];
-    assert_eq!(last.size(), [2, 64, 8, 8]);
+    let last = out.blocks[3].shallow_clone();
     let pooled = last
         .avg_pool2d([8, 8], [8, 8], [0, 0], false, true, None)
         .view([2, 64]);
-    assert!(pooled.allclose(&out.features, 1e-6, 1e-6, false));
+    (out.features, last, pooled)
+}
+
+#[test]
+fn global_mean_equals_code_of_record_avg_pool_on_32x32() {
+    let (features, last, pooled) = features_and_code_of_record_pool(32);
+    assert_eq!(last.size(), [2, 64, 8, 8]);
+    assert!(pooled.allclose(&features, 1e-6, 1e-6, false));
+}
+
+/// LSUN-Crop's 36x36 images give a 9x9 map: pooled over its top-left 8x8 as `avg_pool2d(out, 8)`
+/// does in the code of record (the global mean, used before, differs).
+#[test]
+fn pooling_of_a_9x9_map_is_the_code_of_record_avg_pool() {
+    let (features, last, pooled) = features_and_code_of_record_pool(36);
+    assert_eq!(last.size(), [2, 64, 9, 9]);
+    assert!(pooled.allclose(&features, 1e-6, 1e-6, false));
+    let global = last.mean_dim([2i64, 3].as_slice(), false, None::<Kind>);
+    assert!(!global.allclose(&features, 1e-4, 1e-4, false));
 }
 
 #[test]

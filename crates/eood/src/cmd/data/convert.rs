@@ -10,11 +10,12 @@ use ood_data::transforms::Filter;
 /// sizes whose buffers exhaust memory.
 pub(super) const MAX_CONVERT_SIZE: usize = 4096;
 
-/// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy.
+/// `eood data convert`: an image folder or SVHN .mat file -> N x H x W x C u8 .npy; `size`
+/// `None` keeps folder images as stored (LSUN-Crop's 36x36, as the code of record feeds them).
 pub(super) fn convert(
     input: &Path,
     out: &Path,
-    size: usize,
+    size: Option<usize>,
     gray: bool,
     svhn: bool,
 ) -> anyhow::Result<()> {
@@ -28,7 +29,7 @@ pub(super) fn convert(
     let images: Array4<u8> = if svhn {
         let set = ood_data::formats::svhn_mat::read_svhn(input)?;
         let (h, w, _) = set.image_shape();
-        if (h, w) != (size, size) || gray {
+        if size.is_some_and(|s| (h, w) != (s, s)) || gray {
             bail!(
                 "{}: SVHN images are {h}x{w} RGB; convert them with the default --size 32 and --color rgb",
                 input.display()
@@ -37,9 +38,12 @@ pub(super) fn convert(
         set.images
     } else {
         let options = FolderOptions {
-            preprocess: Preprocess::ShorterSideCenterCrop {
-                size,
-                filter: Filter::Bilinear,
+            preprocess: match size {
+                Some(size) => Preprocess::ShorterSideCenterCrop {
+                    size,
+                    filter: Filter::Bilinear,
+                },
+                None => Preprocess::None,
             },
             color,
         };
