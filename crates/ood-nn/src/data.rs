@@ -91,26 +91,27 @@ impl NpySet {
             Some(p) => {
                 let l = ood_core::io::npy::read_labels(p)?;
                 if l.len() != imgs.len() {
-                    return Err(Error::Config(format!(
-                        "{} has {} labels but {} has {} images",
-                        p.display(),
-                        l.len(),
-                        images.display(),
-                        imgs.len()
-                    )));
+                    return Err(Error::LabelCount {
+                        labels_path: p.to_path_buf(),
+                        labels: l.len(),
+                        images_path: images.to_path_buf(),
+                        images: imgs.len(),
+                    });
                 }
                 if let Some(bad) = l.iter().find(|&&y| y < 0) {
-                    return Err(Error::Config(format!(
-                        "{}: negative label {bad}",
-                        p.display()
-                    )));
+                    return Err(Error::NegativeLabelIn {
+                        path: p.to_path_buf(),
+                        label: *bad,
+                    });
                 }
                 Some(l)
             }
             None => None,
         };
         if imgs.is_empty() {
-            return Err(Error::Config(format!("{}: no images", images.display())));
+            return Err(Error::NoImages {
+                path: images.to_path_buf(),
+            });
         }
         Ok(Self {
             images: imgs,

@@ -186,14 +186,12 @@ impl Classifier {
                 match self.ts_forward(module, path, x)? {
                     TsOut::Both(l, f) => Ok((l, f)),
                     TsOut::Logits(l) => {
-                        let f = module
-                            .method_ts("features", &[x])
-                            .map_err(|e| Error::Config(format!(
-                                "{}: the TorchScript module gives no penultimate features: its forward must return \
-                                 (logits, features) or it must define a `features(x)` method ({})",
-                                path.display(),
-                                first_line(&e)
-                            )))?;
+                        let f = module.method_ts("features", &[x]).map_err(|e| {
+                            Error::TorchScriptNoFeatures {
+                                path: path.clone(),
+                                torch: first_line(&e),
+                            }
+                        })?;
                         Ok((l, flatten_features(f)))
                     }
                 }
@@ -215,11 +213,9 @@ impl Classifier {
                     e,
                 )
             })?;
-        let bad = |what: &str| {
-            Error::Config(format!(
-                "{}: forward returned {what}; expected logits (N x K) or (logits, features)",
-                path.display()
-            ))
+        let bad = |returned| Error::TorchScriptOutput {
+            path: path.to_path_buf(),
+            returned,
         };
         match out {
             IValue::Tensor(l) => Ok(TsOut::Logits(check_logits(l, path)?)),
@@ -276,11 +272,10 @@ enum TsOut {
 
 fn check_logits(l: Tensor, path: &Path) -> Result<Tensor> {
     if l.dim() != 2 {
-        return Err(Error::Config(format!(
-            "{}: forward returned shape {:?}; expected logits N x K",
-            path.display(),
-            l.size()
-        )));
+        return Err(Error::LogitsShape {
+            path: path.to_path_buf(),
+            shape: l.size(),
+        });
     }
     Ok(l)
 }

@@ -1,6 +1,6 @@
 //! ODIN and Mahalanobis input preprocessing must reproduce PyTorch's numbers (the code of record's
 //! procedures written out in tests/golden/make_odin_golden.py) on the small random WRN-10-1.
-use std::path::PathBuf;
+mod common;
 
 use ood_core::metrics::MetricsConfig;
 use ood_core::scores::MahalanobisParams;
@@ -10,25 +10,9 @@ use ood_nn::mahalanobis_input::{self, MahalanobisInput};
 use ood_nn::model::Classifier;
 use ood_nn::odin::{self, OdinGrid, OdinParams};
 use ood_nn::tch::{Device, Kind, Tensor};
-use ood_nn::WrnConfig;
 use serde_json::Value;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-fn model() -> Classifier {
-    let config = WrnConfig {
-        depth: 10,
-        widen_factor: 1,
-        dropout: 0.3,
-        num_classes: 10,
-        in_channels: 3,
-    };
-    Classifier::from_state_dict(&golden("wrn10_zip.pt"), &config, Device::Cpu).unwrap()
-}
+use common::{golden, wrn10 as model};
 
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(golden("odin_golden.json")).unwrap()).unwrap()
