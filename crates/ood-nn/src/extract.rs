@@ -63,6 +63,8 @@ pub enum InferError {
     Head(#[from] HeadError),
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
+    #[error(transparent)]
+    Ensemble(#[from] ood_core::scores::EnsembleError),
 }
 
 pub type Result<T, E = InferError> = std::result::Result<T, E>;
