@@ -149,8 +149,9 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    let reported = 6 + ZOO.len() - zoo_is_reported_and_chosen_in_its_grids(&out);
+    let reported = 7 + ZOO.len() - zoo_is_reported_and_chosen_in_its_grids(&out);
     assert_eq!(report["entries"].as_array().unwrap().len(), reported);
+    ensemble_is_reported_and_chosen_on_validation(&out, &t2);
     // every OOD test set has fewer than 1000/5 images: draws use the whole set
     assert_eq!(report["entries"][0]["table"]["rows"][0][1]["samples"], 6);
     let config: serde_json::Value =
@@ -229,6 +230,48 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
     assert_eq!(row(&t2, "Energy score"), row(&t2b, "Energy score"));
     assert_eq!(row(&t2, "KNN"), row(&t2b, "KNN"));
     assert!(!out2.join("figures/fig4b_margins.png").exists());
+}
+
+/// `mahalanobis_ensemble` (issue 12) is in report.json beside `mahalanobis`, in Table 2, and its
+/// eps in run.json is one of the plan's grid (`--quick`: 0 and 0.0014), chosen on validation.
+fn ensemble_is_reported_and_chosen_on_validation(out: &Path, t2: &str) {
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(f)).unwrap()).unwrap()
+    };
+    let (report, run) = (read("report.json"), read("run.json"));
+    let keys: Vec<&str> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    let at = |k: &str| {
+        keys.iter()
+            .position(|&x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing"))
+    };
+    assert_eq!(
+        at("mahalanobis_ensemble"),
+        at("mahalanobis") + 1,
+        "{keys:?}"
+    );
+    let e = &report["entries"][at("mahalanobis_ensemble")];
+    assert_eq!(e["params"]["layers"], 4);
+    for m in ["fpr", "auroc"] {
+        let v = e["table"]["mean"][m].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{m} = {v}");
+    }
+    let rec = &run["record"]["mahalanobis_ensemble"];
+    assert_eq!(rec["layer_dims"], serde_json::json!([16, 16, 32, 64]));
+    assert_eq!(rec["choice"]["grid"], serde_json::json!([0.0, 0.0014]));
+    assert_eq!(rec["choice"]["validation_fpr"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["choice"]["chosen"], e["params"]["epsilon"]);
+    assert_eq!(rec["layer_weights"].as_array().unwrap().len(), 4);
+    assert!(
+        t2.contains("| Mahalanobis layer ensemble (Lee et al. 2018) | pre-trained |")
+            && t2.contains("- Mahalanobis layer ensemble: eps = "),
+        "{t2}"
+    );
 }
 
 /// The detector zoo's report keys (issue 9), next to msp, energy, odin, mahalanobis, oe, energy_ft.

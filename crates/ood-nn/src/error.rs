@@ -80,6 +80,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{}: the TorchScript module gives no layer features for the Mahalanobis ensemble: it must define a `feature_list(x)` method returning a list of N x C x H x W (or N x C) tensors", path.display())]
+    NoLayerFeatures { path: PathBuf },
     #[error("fine-tuning needs an outlier data set")]
     NoOutliers,
     #[error("{what} data has no labels")]

@@ -53,10 +53,12 @@ pub enum InferError {
         #[source]
         source: tch::TchError,
     },
-    /// Left for `mahalanobis_input.rs` (the Mahalanobis work owns that file); every other
-    /// refusal has its typed variant below.
-    #[error("{0}")]
-    Config(String),
+    #[error("the collected features do not form a matrix")]
+    FeatureShape(#[source] ndarray::ShapeError),
+    #[error("{labels} labels for {images} images")]
+    LabelCount { labels: usize, images: usize },
+    #[error("Mahalanobis epsilons must be >= 0, got {0}")]
+    MahalanobisEpsilon(f64),
     #[error("batch size must be positive")]
     ZeroBatchSize,
     #[error("uint8 images need a normalization (mean, std)")]
@@ -89,6 +91,8 @@ pub enum InferError {
     Head(#[from] HeadError),
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
+    #[error(transparent)]
+    Ensemble(#[from] ood_core::scores::EnsembleError),
 }
 
 pub type Result<T, E = InferError> = std::result::Result<T, E>;

@@ -77,6 +77,8 @@ pub enum BenchError {
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::MahalanobisError),
     #[error(transparent)]
+    MahalanobisEnsemble(#[from] ood_core::scores::EnsembleError),
+    #[error(transparent)]
     Detector(#[from] ood_core::detector::DetectorError),
 }
 

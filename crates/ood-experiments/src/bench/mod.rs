@@ -28,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod layout;
+mod mahalanobis_ensemble;
 pub mod method;
 mod output;
 pub mod plan;
@@ -36,6 +37,7 @@ pub mod progress;
 pub mod scoring;
 mod tuning;
 mod zoo;
+pub use mahalanobis_ensemble::EnsembleRecord;
 pub use zoo::ZooRecord;
 
 use std::path::PathBuf;
@@ -88,6 +90,9 @@ pub struct RunRecord {
     pub test_error: std::collections::BTreeMap<String, f64>,
     pub odin: Option<scoring::Choice<OdinParams>>,
     pub mahalanobis: Option<scoring::Choice<f64>>,
+    /// Lee et al.'s layer ensemble: layer widths, eps grid and choice, the regression.
+    #[serde(default)]
+    pub mahalanobis_ensemble: Option<EnsembleRecord>,
     /// Mean energy E(x) = -logsumexp(f(x)) of the pre-trained model on ID validation and outliers.
     pub mean_energy_id: Option<f64>,
     pub mean_energy_outliers: Option<f64>,

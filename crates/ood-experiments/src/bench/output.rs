@@ -204,6 +204,12 @@ fn choices_markdown(ctx: &RunContext) -> String {
     if let Some(m) = &record.mahalanobis {
         s.push_str(&format!("- Mahalanobis: eps = {}\n", m.chosen));
     }
+    if let Some(m) = &record.mahalanobis_ensemble {
+        s.push_str(&format!(
+            "- Mahalanobis layer ensemble: eps = {}, layer weights {:.4?}\n",
+            m.choice.chosen, m.layer_weights
+        ));
+    }
     s.push_str(&super::zoo::choices_markdown(
         &record.zoo,
         &record.zoo_skipped,

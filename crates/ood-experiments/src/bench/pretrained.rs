@@ -124,6 +124,7 @@ pub(super) fn score_pretrained(
     odin(ctx, pre, err)?;
     let train = train_set(ctx, pre)?;
     mahalanobis(ctx, pre, err, &train.outputs.features)?;
+    super::mahalanobis_ensemble::score(ctx, pre, err)?;
     ctx.fpr_curve("energy score, pre-trained", &logits, scoring::energy)?;
     ctx.fpr_curve("softmax score, pre-trained", &logits, scoring::msp)?;
     mean_energies(ctx, pre, &val_logits)?;
