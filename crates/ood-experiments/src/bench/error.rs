@@ -23,10 +23,20 @@ pub enum BenchError {
     LabelCount { rows: usize, labels: usize },
     #[error("{labels} labels for {images} Mahalanobis fit images")]
     FitLabels { labels: usize, images: usize },
-    #[error("{}: no {benchmark} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + test_32x32.mat)", dir.display())]
+    #[error("{}: no {benchmark} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + extra_32x32.mat + test_32x32.mat)", dir.display())]
     NoRelease { dir: PathBuf, benchmark: String },
+    #[error("release files of different image shapes or without labels: {}", files.iter().map(|(p, (h, w, c))| format!("{} ({h}x{w}x{c})", p.display())).collect::<Vec<_>>().join(", "))]
+    ReleaseShapes {
+        files: Vec<(PathBuf, (usize, usize, usize))>,
+    },
     #[error("--val-images {val_images} leaves no training images (of {images})")]
     ValImages { val_images: usize, images: usize },
+    #[error("{model} records input mean {:?} / std {:?}, but --mean/--std give {:?} / {:?}", recorded.0, recorded.1, given.0, given.1)]
+    InputMismatch {
+        model: String,
+        recorded: (Vec<f32>, Vec<f32>),
+        given: (Vec<f32>, Vec<f32>),
+    },
     #[error("{benchmark} release without labels")]
     NoLabels { benchmark: String },
     #[error("logits of {values} values in rows of {classes}")]
@@ -52,6 +62,8 @@ pub enum BenchError {
     },
     #[error(transparent)]
     Io(#[from] ood_core::io::IoError),
+    #[error(transparent)]
+    Limit(#[from] ood_core::limits::LimitError),
     #[error(transparent)]
     Selection(#[from] ood_core::selection::SelectionError),
     #[error(transparent)]

@@ -42,6 +42,7 @@ pub use zoo::ZooRecord;
 
 use std::path::PathBuf;
 
+use ood_data::transforms::Normalize;
 use ood_nn::odin::OdinParams;
 use ood_nn::tch::{self, Device};
 use serde::{Deserialize, Serialize};
@@ -81,12 +82,40 @@ pub struct Options {
     pub command: String,
     /// Threads preparing training batches.
     pub workers: usize,
+    /// `--mean/--std`: per-channel normalisation of [0, 1] pixels for models that record none
+    /// (overrides the plan's); `None`: the plan's or the default for the channels.
+    pub normalize: Option<Normalize>,
+}
+
+/// Where the normalisation a model is fed comes from (run.json `record.input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSource {
+    /// `--mean/--std`.
+    Flags,
+    /// Recorded in the model's checkpoint.
+    Checkpoint,
+    /// The benchmark's preset ([`Plan::input_normalize`], e.g. none for SVHN).
+    Plan,
+    /// The default for the channels (CIFAR's for 3, Fashion-MNIST's for 1).
+    Default,
+}
+
+/// What the pre-trained model was fed: per-channel mean and std of [0, 1] pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub source: InputSource,
 }
 
 /// What the run chose and measured besides the tables.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunRecord {
     pub pretrained: String,
+    /// The pre-trained model's input normalisation (the fine-tuned models are fed the same).
+    #[serde(default)]
+    pub input: Option<InputRecord>,
     pub test_error: std::collections::BTreeMap<String, f64>,
     pub odin: Option<scoring::Choice<OdinParams>>,
     pub mahalanobis: Option<scoring::Choice<f64>>,

@@ -72,6 +72,8 @@ fn finetune(
     let job = TrainJob {
         config,
         spec: pre.spec.clone(),
+        augmentation: plan.id_augmentation,
+        outlier_augmentation: plan.outlier_augmentation,
         train: ctx.train.clone(),
         images_per_epoch: plan.finetune_images,
         outliers: Some(outliers.clone()),
