@@ -287,6 +287,8 @@ pub(super) struct Sets {
     pub test_labels: Vec<i64>,
     pub test_ood: Vec<(String, PathBuf)>,
     pub val_id: PathBuf,
+    /// Labels of `val_id` when the benchmark has validation labels.
+    pub val_labels: Option<Vec<i64>>,
     pub val_ood: Vec<PathBuf>,
     pub select_id: PathBuf,
     pub select_ood: Vec<PathBuf>,
@@ -365,7 +367,11 @@ pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir
             .0,
         ));
     }
-    let val_id = sub(&d.val_x, Some(plan.val_id_images), 2, "val_id")?.0;
+    let (val_id, rows) = sub(&d.val_x, Some(plan.val_id_images), 2, "val_id")?;
+    let val_labels = match &d.val_y {
+        Some(y) => Some(labels_of(y, &rows)?),
+        None => None,
+    };
     let select_id = sub(&d.val_x, Some(plan.select_id_images), 3, "select_id")?.0;
     let mut val_ood = Vec::new();
     let mut select_ood = Vec::new();
@@ -408,6 +414,7 @@ pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir
         test_labels,
         test_ood,
         val_id,
+        val_labels,
         val_ood,
         select_id,
         select_ood,

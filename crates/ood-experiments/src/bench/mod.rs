@@ -149,6 +149,12 @@ pub struct MarginRecord {
     pub m_out: Vec<f64>,
     /// Mean validation FPR95 (fraction) of `m_in[i]`, `m_out[j]`.
     pub validation_fpr: Vec<Vec<Option<f64>>>,
+    /// ID validation accuracy (fraction) of `m_in[i]`, `m_out[j]`, when labels were given.
+    #[serde(default)]
+    pub validation_accuracy: Vec<Vec<Option<f64>>>,
+    /// The accuracy condition of the choice (`None`: validation FPR alone).
+    #[serde(default)]
+    pub accuracy_floor: Option<ood_nn::margin_search::AccuracyFloor>,
     pub chosen: (f64, f64),
 }
 
