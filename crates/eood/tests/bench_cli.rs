@@ -134,9 +134,14 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let t1 = std::fs::read_to_string(out.join("table1.md")).unwrap();
-    // header + separator + 6 sets x 2 blocks + 2 average rows
-    assert_eq!(t1.lines().count(), 2 + 12 + 2, "{t1}");
-    assert!(t1.contains("| photo_resize | fine-tuned |"));
+    // header + separator + 6 sets x 2 blocks + 2 average rows + near/far mean x 2 blocks
+    assert_eq!(t1.lines().count(), 2 + 12 + 2 + 4, "{t1}");
+    assert!(t1.contains("| photo_resize (near) | fine-tuned |"));
+    assert!(t1.contains("| mnist (far) | pre-trained |"));
+    assert!(
+        t1.contains("| **near mean** | fine-tuned |")
+            && t1.contains("| **far mean** | pre-trained |")
+    );
     let t2 = std::fs::read_to_string(out.join("table2.md")).unwrap();
     for m in [
         "Softmax score",
@@ -191,7 +196,7 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
         "{t2}"
     );
     let per_set = std::fs::read_to_string(out.join("per_set.md")).unwrap();
-    assert!(per_set.contains("| method | model | mnist | notmnist | omniglot | textures | photo_crop | photo_resize | average |"), "{per_set}");
+    assert!(per_set.contains("| method | model | mnist (far) | notmnist (far) | omniglot (far) | textures (near) | photo_crop (near) | photo_resize (near) | average | near mean | far mean |"), "{per_set}");
 
     // the pre-trained checkpoint of that run can be given back; --no-finetune scores it only
     let out2 = tmp.path().join("res2");

@@ -27,6 +27,9 @@
 //!   records, 1-based CIFAR-overlap list; kept images renumbered `0..len()`), `image(k)`;
 //!   implements [`crate::batch::ImageSource`].
 //!
+//! - [`qt_rcc`]: `read_rcc_where(path, |name| keep) -> Vec<RccEntry { name, bytes }>` sorted by
+//!   path, `rcc_names(path)`: Qt resource archives (GCompris' images), zlib entries inflated with caps.
+//!
 //! Transforms used with them live in [`crate::transforms`]: `resize(img, h, w, Filter::{Area,
 //! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`, and the
 //! seeded augmentation `Pipeline` (`Step::RandomCrop`, `Step::HorizontalFlip`, ..., `Normalize`).
@@ -42,6 +45,7 @@ pub mod image_folder;
 pub mod npy_images;
 mod numpy_pickle;
 pub mod pickle;
+pub mod qt_rcc;
 pub mod svhn_mat;
 pub mod tiny_images;
 pub mod zip_images;
