@@ -278,12 +278,13 @@ fn margin_grid_keeps_validation_accuracy() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(meta["metrics"]["val_accuracy"].as_f64().unwrap(), acc[want]);
-    assert_eq!(meta["training"]["outlier_batchnorm"], "id_statistics");
-    // `--outlier-bn joint` is the code of record's single pass (not recorded: the old default)
-    let joint = d.join("joint.json");
+    // the default is the code of record's joint pass (not recorded, so old files resume)
+    assert!(meta["training"].get("outlier_batchnorm").is_none());
+    // `--outlier-bn id-statistics` is recorded
+    let joint = d.join("id-statistics.json");
     eood()
         .args(["finetune", "--checkpoint", &s(&model), "--quiet"])
-        .args(["--outlier-bn", "joint", "--m-in", "-2", "--m-out", "-1"])
+        .args(["--outlier-bn", "id-statistics", "--m-in", "-2", "--m-out", "-1"])
         .args(["--train-images", &s(&x), "--train-labels", &s(&y)])
         .args(["--outliers", &s(&noise)])
         .args([
@@ -299,5 +300,5 @@ fn margin_grid_keeps_validation_accuracy() {
         .success();
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&joint).unwrap()).unwrap();
-    assert!(meta["training"].get("outlier_batchnorm").is_none());
+    assert_eq!(meta["training"]["outlier_batchnorm"], "id_statistics");
 }
