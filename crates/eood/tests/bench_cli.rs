@@ -134,9 +134,14 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let t1 = std::fs::read_to_string(out.join("table1.md")).unwrap();
-    // header + separator + 6 sets x 2 blocks + 2 average rows
-    assert_eq!(t1.lines().count(), 2 + 12 + 2, "{t1}");
-    assert!(t1.contains("| photo_resize | fine-tuned |"));
+    // header + separator + 6 sets x 2 blocks + 2 average rows + near/far mean x 2 blocks
+    assert_eq!(t1.lines().count(), 2 + 12 + 2 + 4, "{t1}");
+    assert!(t1.contains("| photo_resize (near) | fine-tuned |"));
+    assert!(t1.contains("| mnist (far) | pre-trained |"));
+    assert!(
+        t1.contains("| **near mean** | fine-tuned |")
+            && t1.contains("| **far mean** | pre-trained |")
+    );
     let t2 = std::fs::read_to_string(out.join("table2.md")).unwrap();
     for m in [
         "Softmax score",
@@ -149,8 +154,9 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    let reported = 6 + ZOO.len() - zoo_is_reported_and_chosen_in_its_grids(&out);
+    let reported = 7 + ZOO.len() - zoo_is_reported_and_chosen_in_its_grids(&out);
     assert_eq!(report["entries"].as_array().unwrap().len(), reported);
+    ensemble_is_reported_and_chosen_on_validation(&out, &t2);
     // every OOD test set has fewer than 1000/5 images: draws use the whole set
     assert_eq!(report["entries"][0]["table"]["rows"][0][1]["samples"], 6);
     let config: serde_json::Value =
@@ -190,7 +196,7 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
         "{t2}"
     );
     let per_set = std::fs::read_to_string(out.join("per_set.md")).unwrap();
-    assert!(per_set.contains("| method | model | mnist | notmnist | omniglot | textures | photo_crop | photo_resize | average |"), "{per_set}");
+    assert!(per_set.contains("| method | model | mnist (far) | notmnist (far) | omniglot (far) | textures (near) | photo_crop (near) | photo_resize (near) | average | near mean | far mean |"), "{per_set}");
 
     // the pre-trained checkpoint of that run can be given back; --no-finetune scores it only
     let out2 = tmp.path().join("res2");
@@ -210,12 +216,34 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
         ])
         .arg("--data")
         .arg(&data)
-        .arg("--from-checkpoint")
+        .arg("--checkpoint")
         .arg(out.join("work/pretrained.json"))
         .arg("--out")
         .arg(&out2)
         .assert()
         .success();
+    // its checkpoint records Fashion-MNIST's normalisation: other --mean/--std are refused
+    // (`--from-checkpoint`, the old spelling docs/experiments.md promised, still works)
+    eood()
+        .args([
+            "bench",
+            "fmnist-ood",
+            "--quick",
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .args(["--mean", "0", "--std", "1", "--data"])
+        .arg(&data)
+        .arg("--from-checkpoint")
+        .arg(out.join("work/pretrained.json"))
+        .arg("--out-dir")
+        .arg(tmp.path().join("res3"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("records input mean [0.286").and(
+            predicate::str::contains("but --mean/--std give [0.0] / [1.0]"),
+        ));
     let t2b = std::fs::read_to_string(out2.join("table2.md")).unwrap();
     let table_rows = t2b.lines().filter(|l| l.starts_with("| ")).count();
     assert_eq!(table_rows, 2 + reported - 2, "{t2b}");
@@ -229,6 +257,48 @@ fn fmnist_quick_run_writes_tables_figures_and_record() {
     assert_eq!(row(&t2, "Energy score"), row(&t2b, "Energy score"));
     assert_eq!(row(&t2, "KNN"), row(&t2b, "KNN"));
     assert!(!out2.join("figures/fig4b_margins.png").exists());
+}
+
+/// `mahalanobis_ensemble` (issue 12) is in report.json beside `mahalanobis`, in Table 2, and its
+/// eps in run.json is one of the plan's grid (`--quick`: 0 and 0.0014), chosen on validation.
+fn ensemble_is_reported_and_chosen_on_validation(out: &Path, t2: &str) {
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(f)).unwrap()).unwrap()
+    };
+    let (report, run) = (read("report.json"), read("run.json"));
+    let keys: Vec<&str> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    let at = |k: &str| {
+        keys.iter()
+            .position(|&x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing"))
+    };
+    assert_eq!(
+        at("mahalanobis_ensemble"),
+        at("mahalanobis") + 1,
+        "{keys:?}"
+    );
+    let e = &report["entries"][at("mahalanobis_ensemble")];
+    assert_eq!(e["params"]["layers"], 4);
+    for m in ["fpr", "auroc"] {
+        let v = e["table"]["mean"][m].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{m} = {v}");
+    }
+    let rec = &run["record"]["mahalanobis_ensemble"];
+    assert_eq!(rec["layer_dims"], serde_json::json!([16, 16, 32, 64]));
+    assert_eq!(rec["choice"]["grid"], serde_json::json!([0.0, 0.0014]));
+    assert_eq!(rec["choice"]["validation_fpr"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["choice"]["chosen"], e["params"]["epsilon"]);
+    assert_eq!(rec["layer_weights"].as_array().unwrap().len(), 4);
+    assert!(
+        t2.contains("| Mahalanobis layer ensemble (Lee et al. 2018) | pre-trained |")
+            && t2.contains("- Mahalanobis layer ensemble: eps = "),
+        "{t2}"
+    );
 }
 
 /// The detector zoo's report keys (issue 9), next to msp, energy, odin, mahalanobis, oe, energy_ft.
@@ -479,6 +549,170 @@ fn cifar10_prepare_and_evaluate_pytorch_state_dicts() {
     );
     // the paper track runs the same zoo stage
     zoo_is_reported_and_chosen_in_its_grids(&out);
+
+    // --mean/--std: a state_dict is fed what the user says it was trained on (recorded), so
+    // the same weights score differently than with CIFAR's default constants
+    let out_n = tmp.path().join("res-norm");
+    eood()
+        .args([
+            "bench",
+            "cifar10",
+            "--quick",
+            "--no-finetune",
+            "--threads",
+            "1",
+        ])
+        .args(TINY)
+        .args(["--mean", "0.5", "--std", "0.25,0.5,1"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--state-dict")
+        .arg(&sd)
+        .arg("--out-dir")
+        .arg(&out_n)
+        .assert()
+        .success();
+    let read = |dir: &Path, f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(
+        read(&out_n, "run.json")["record"]["input"],
+        serde_json::json!({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.5, 1.0], "source": "flags"})
+    );
+    let default_input = &read(&out, "run.json")["record"]["input"];
+    assert_eq!(default_input["source"], "default");
+    assert!((default_input["mean"][0].as_f64().unwrap() - 125.3 / 255.0).abs() < 1e-6);
+    let energy = |dir: &Path| {
+        read(dir, "report.json")["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == "energy")
+            .unwrap()["table"]["mean"]
+            .clone()
+    };
+    assert_ne!(energy(&out_n), energy(&out));
+}
+
+/// An SVHN `*_32x32.mat` release file (MAT v5, uncompressed): `X` uint8 32 x 32 x 3 x n in
+/// MATLAB's column-major order with every pixel of image i equal to `value + i`, and `y` (a
+/// double array stored as miUINT8, as MATLAB does when it fits) with digit labels 1..=10.
+fn svhn_mat(path: &Path, n: usize, value: u8) {
+    // a tag (type, byte count), the data, padding to 8 bytes
+    let tagged = |ty: u32, data: &[u8]| -> Vec<u8> {
+        let mut v = [ty.to_le_bytes(), (data.len() as u32).to_le_bytes()].concat();
+        v.extend(data);
+        v.resize(v.len().div_ceil(8) * 8, 0);
+        v
+    };
+    let array = |name: &str, class: u8, dims: &[u32], data: &[u8]| -> Vec<u8> {
+        let dims: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
+        let body = [
+            tagged(6, &[class, 0, 0, 0, 0, 0, 0, 0]),
+            tagged(5, &dims),
+            tagged(1, name.as_bytes()),
+            tagged(2, data),
+        ]
+        .concat();
+        tagged(14, &body)
+    };
+    let pixels: Vec<u8> = (0..n)
+        .flat_map(|i| std::iter::repeat_n(value + i as u8, 32 * 32 * 3))
+        .collect();
+    let digits: Vec<u8> = (0..n).map(|i| (i % 10 + 1) as u8).collect();
+    let mut f = b"MATLAB 5.0 MAT-file, written by bench_cli.rs".to_vec();
+    f.resize(124, b' ');
+    f.extend([0x00, 0x01, b'I', b'M']);
+    f.extend(array("X", 9, &[32, 32, 3, n as u32], &pixels));
+    f.extend(array("y", 6, &[n as u32, 1], &digits));
+    std::fs::write(path, f).unwrap();
+}
+
+#[test]
+fn svhn_trains_on_train_plus_extra_with_the_oe_baseline_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("svhn-release");
+    std::fs::create_dir_all(&src).unwrap();
+    svhn_mat(&src.join("train_32x32.mat"), 30, 10);
+    svhn_mat(&src.join("test_32x32.mat"), 20, 60);
+    let data = tmp.path().join("svhn");
+    layout(&data, 32, 3, &["cifar10", "textures"], false);
+    let run = |out: &Path| {
+        let mut c = eood();
+        c.args([
+            "bench",
+            "svhn",
+            "--quick",
+            "--no-finetune",
+            "--threads",
+            "1",
+        ])
+        .args([
+            "--val-images",
+            "10",
+            "--val-ood-images",
+            "8",
+            "--workers",
+            "0",
+        ])
+        .args(TINY)
+        .arg("--data")
+        .arg(&data)
+        .arg("--prepare-from")
+        .arg(&src)
+        .arg("--out-dir")
+        .arg(out);
+        c.assert()
+    };
+    // without extra_32x32.mat the recipe's training set cannot be made: refused, nothing written
+    run(&tmp.path().join("res0"))
+        .code(2)
+        .stderr(predicate::str::contains("extra_32x32.mat"));
+    assert!(!data.join("train_x.npy").exists());
+
+    svhn_mat(&src.join("extra_32x32.mat"), 40, 150);
+    let out = tmp.path().join("res");
+    run(&out).success().stderr(predicate::str::contains(
+        "wrote 60 training, 10 validation, 20 test images",
+    ));
+    // train + extra (30 + 40) minus the 10 held out for validation: every extra image is in
+    // the training or the validation set, labels 10 became 0
+    let train = ood_data::formats::npy_images::NpyImages::open(&data.join("train_x.npy")).unwrap();
+    let val = ood_data::formats::npy_images::NpyImages::open(&data.join("val_x.npy")).unwrap();
+    assert_eq!((train.len(), val.len()), (60, 10));
+    let mut first_pixels: Vec<u8> = Vec::new();
+    let mut img = vec![0u8; 32 * 32 * 3];
+    for set in [&train, &val] {
+        for i in 0..set.len() {
+            ood_data::batch::ImageSource::read_image(set, i, &mut img).unwrap();
+            first_pixels.push(img[0]);
+        }
+    }
+    first_pixels.sort_unstable();
+    let expected: Vec<u8> = (10..40).chain(150..190).collect();
+    assert_eq!(first_pixels, expected);
+    let y = ood_core::io::npy::read_labels(&data.join("train_y.npy")).unwrap();
+    assert!(
+        y.iter().all(|l| (0..10).contains(l)) && y.contains(&0),
+        "{y:?}"
+    );
+
+    // the run used the SVHN preset: OE's baseline recipe (the depth and width are the flags')
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(f)).unwrap()).unwrap()
+    };
+    let plan = &read("config.json")["plan"];
+    assert_eq!(plan["arch"]["dropout"], 0.4);
+    assert_eq!(plan["pretrain_lr"], 0.01);
+    assert_eq!(plan["id_augmentation"], "none");
+    assert_eq!(plan["outlier_augmentation"], "flip");
+    let input = &read("run.json")["record"]["input"];
+    assert_eq!(
+        input,
+        &serde_json::json!({"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "source": "plan"})
+    );
+    let log = &read("run.json")["record"]["finetune_logs"]["pretrain"];
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
 }
 
 #[test]
@@ -518,6 +752,49 @@ fn bad_invocations_exit_2_with_one_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("omniglot.npy is missing"));
+    // --mean/--std: 1 or C values, finite means, positive finite stds; one line each
+    let fixture = fmnist_fixture(&tmp.path().join("c"));
+    for (mean, std, msg) in [
+        ("0,0", "1", "--mean: 2 values for 1-channel images (give 1)"),
+        ("0", "0", "--std must be positive and finite, got 0"),
+        ("nan", "1", "--mean must be finite, got NaN"),
+        ("0", "x", "--std: \"x\" is not a number"),
+    ] {
+        let a = eood()
+            .args([
+                "bench",
+                "fmnist-ood",
+                "--mean",
+                mean,
+                "--std",
+                std,
+                "--data",
+            ])
+            .arg(&fixture)
+            .assert()
+            .code(2);
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(msg), "{mean} {std}: {err}");
+    }
+    // the model flags: one pre-trained model, one per fine-tuned role (ModelArgs' grammar)
+    for pair in [
+        ["--checkpoint", "--state-dict"],
+        ["--oe-checkpoint", "--oe-state-dict"],
+        ["--energy-ft-checkpoint", "--energy-ft-state-dict"],
+    ] {
+        eood()
+            .args(["bench", "fmnist-ood", pair[0], "a.json", pair[1], "b.pt"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot be used with"));
+    }
+    eood()
+        .args(["bench", "fmnist-ood", "--checkpoint", "nope.json", "--data"])
+        .arg(&fixture)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope.json: no such file"));
     eood()
         .args(["bench", "fmnist-ood", "--margins", "-3,-7", "--data"])
         .arg(fmnist_fixture(&tmp.path().join("b")))

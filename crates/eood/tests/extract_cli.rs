@@ -1,35 +1,16 @@
 //! `eood extract` on the tiny golden models of crates/ood-nn/tests/golden (outputs recorded by
 //! PyTorch), and the bad inputs it must refuse with one line and exit code 2.
 #![cfg(feature = "nn")]
+mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
-use ndarray::ArrayD;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn eood() -> Command {
-    Command::cargo_bin("eood").unwrap()
-}
-
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../ood-nn/tests/golden")
-        .join(name)
-}
-
-fn npy(path: &Path) -> ArrayD<f32> {
-    ndarray_npy::read_npy(path).unwrap()
-}
-
-fn max_rel_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
-        .fold(0.0, f32::max)
-}
+use common::eood;
+use common::nn::{fails, golden, max_rel_err, npy};
 
 fn wrn10_args(cmd: &mut Command) -> &mut Command {
     cmd.args(["extract", "--state-dict"])
@@ -143,13 +124,6 @@ fn torchscript_on_a_named_benchmark_array_with_explicit_normalization() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("nope.npy does not exist"));
-}
-
-fn fails(cmd: &mut Command, needle: &str) {
-    let out = cmd.assert().code(2);
-    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
 }
 
 #[test]

@@ -3,15 +3,14 @@
 //! spatial mean is the features; the TorchScript head rule on the golden module; then the zoo
 //! runs on what extract wrote.
 #![cfg(feature = "nn")]
+mod common;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-use ndarray::{Array2, ArrayD, Axis, Ix2};
+use ndarray::{Array2, Axis, Ix2};
 
-fn eood() -> Command {
-    Command::cargo_bin("eood").unwrap()
-}
+use common::eood;
+use common::nn::{fails, npy};
 
 fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,23 +18,11 @@ fn repo(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn npy(path: &Path) -> ArrayD<f32> {
-    ndarray_npy::read_npy(path).unwrap()
-}
-
 fn matrix(path: &Path) -> Array2<f64> {
     npy(path)
         .into_dimensionality::<Ix2>()
         .unwrap()
         .mapv(f64::from)
-}
-
-fn fails(cmd: &mut Command, needle: &str) {
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains(needle), "{needle:?} not in {err}");
 }
 
 /// Deterministic uint8 "images", N x 28 x 28.

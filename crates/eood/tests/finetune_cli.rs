@@ -259,3 +259,117 @@ fn finetune_streams_tiny_images_with_the_cifar_exclusion_list() {
         .code(2)
         .stderr(predicate::str::contains("every image is excluded"));
 }
+
+/// Accuracy of `model` on `images` against `labels`, from `eood extract`'s logits.
+fn accuracy(model: &Path, images: &Path, labels: &Path, out: &Path) -> f64 {
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    eood()
+        .args(["extract", "--checkpoint", &s(model), "--data", &s(images)])
+        .args(["--out-dir", &s(out), "--quiet"])
+        .assert()
+        .success();
+    let logits = ood_core::io::npy::read_f64_matrix(&out.join("logits.npy")).unwrap();
+    let y = ood_core::io::npy::read_labels(labels).unwrap();
+    let right = logits
+        .rows()
+        .into_iter()
+        .zip(&y)
+        .filter(|(r, &y)| {
+            let arg = (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+            arg as i64 == y
+        })
+        .count();
+    right as f64 / y.len() as f64
+}
+
+/// With validation labels the grid records each point's ID validation accuracy and the
+/// pretrained model's (both equal to what `eood extract` measures), and chooses by the floor:
+/// the lowest validation FPR among the points within --accuracy-tolerance of the pretrained
+/// accuracy, else the most accurate. Fine-tuning keeps outliers out of BatchNorm by default.
+#[test]
+fn margin_grid_keeps_validation_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (x, y) = write_set(d, "train", 24, 28, 1, true);
+    let (vx, vy) = write_set(d, "val", 12, 28, 1, true);
+    let (noise, _) = write_set(d, "noise", 16, 28, 1, false);
+    let (vood, _) = write_set(d, "valood", 9, 28, 1, false);
+    let model = d.join("pre.json");
+    eood()
+        .args(["train", "--depth", "10", "--widen-factor", "1", "--quiet"])
+        .args(["--epochs", "2", "--batch-size", "8"])
+        .args(["--train-images", &s(&x), "--train-labels", &s(&y)])
+        .args(["--out", &s(&model)])
+        .assert()
+        .success();
+    let out = d.join("ft.json");
+    eood()
+        .args(["finetune", "--checkpoint", &s(&model), "--quiet"])
+        .args(["--m-in-grid=-2,-40", "--m-out-grid=-1", "--lr", "0.05"])
+        .args(["--train-images", &s(&x), "--train-labels", &s(&y)])
+        .args(["--outliers", &s(&noise), "--val-images", &s(&vx)])
+        .args(["--val-labels", &s(&vy), "--val-ood", &s(&vood)])
+        .args(["--accuracy-tolerance", "0.1"])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--outlier-batch-size",
+            "8",
+        ])
+        .args(["--out", &s(&out)])
+        .assert()
+        .success();
+    let grid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ft.grid.json")).unwrap()).unwrap();
+    let floor = &grid["accuracy_floor"];
+    let pretrained = accuracy(&model, &vx, &vy, &d.join("x_pre"));
+    assert_eq!(floor["pretrained"].as_f64().unwrap(), pretrained);
+    assert_eq!(floor["tolerance"].as_f64().unwrap(), 0.1);
+    let points = grid["points"].as_array().unwrap();
+    let (mut fpr, mut acc) = (vec![], vec![]);
+    for (i, p) in points.iter().enumerate() {
+        let ck = d.join(format!("ft.grid-{i}.json"));
+        let a = accuracy(&ck, &vx, &vy, &d.join(format!("x{i}")));
+        assert_eq!(p["val_accuracy"].as_f64().unwrap(), a, "point {i}");
+        acc.push(a);
+        fpr.push(p["mean_val_fpr95"].as_f64().unwrap());
+    }
+    let admitted: Vec<usize> = (0..2).filter(|&i| acc[i] >= pretrained - 0.1).collect();
+    let want = match admitted.as_slice() {
+        [] => (0..2).fold(0, |b, i| if acc[i] > acc[b] { i } else { b }),
+        a => a
+            .iter()
+            .copied()
+            .fold(a[0], |b, i| if fpr[i] < fpr[b] { i } else { b }),
+    };
+    assert_eq!(grid["best"]["m_in"], points[want]["m_in"]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(meta["metrics"]["val_accuracy"].as_f64().unwrap(), acc[want]);
+    // the default is the code of record's joint pass (not recorded, so old files resume)
+    assert!(meta["training"].get("outlier_batchnorm").is_none());
+    // `--outlier-bn id-statistics` is recorded
+    let joint = d.join("id-statistics.json");
+    eood()
+        .args(["finetune", "--checkpoint", &s(&model), "--quiet"])
+        .args(["--outlier-bn", "id-statistics", "--m-in", "-2", "--m-out", "-1"])
+        .args(["--train-images", &s(&x), "--train-labels", &s(&y)])
+        .args(["--outliers", &s(&noise)])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--outlier-batch-size",
+            "8",
+        ])
+        .args(["--out", &s(&joint)])
+        .assert()
+        .success();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&joint).unwrap()).unwrap();
+    assert_eq!(meta["training"]["outlier_batchnorm"], "id_statistics");
+}

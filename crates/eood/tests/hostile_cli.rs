@@ -1,13 +1,15 @@
 //! Hostile arguments to the framework-free commands (issue 8): sizes that used to abort or
 //! allocate without end, temperatures that gave all-inf scores, detectors applied to another
 //! method's scores. Each is exit 2, one line naming the problem, and leaves what was there.
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use ood_core::io::npy::{write_f64_matrix, write_f64_vector};
 
 fn eood(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("eood").unwrap();
+    let mut c = common::eood();
     c.current_dir(dir)
         .env("EOOD_SHARED_DATA", "")
         .env("EOOD_CACHE", dir.join("cache"));
@@ -17,15 +19,7 @@ fn eood(dir: &Path) -> Command {
 /// Runs `cmd`: exit 2, one stderr line containing `needle`, `kept` unchanged.
 fn refused(cmd: &mut Command, needle: &str, kept: &Path) {
     let before = std::fs::read(kept).unwrap();
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    common::fails_with(cmd, &[needle]);
     assert_eq!(
         std::fs::read(kept).unwrap(),
         before,
@@ -211,5 +205,51 @@ fn neural_commands_say_they_need_the_nn_feature() {
             &format!("`eood {cmd}` needs the `nn` feature"),
             &keep,
         );
+    }
+}
+
+/// A training set whose labels do not fit its images is refused in one line before anything
+/// is built (typed `ood_nn::Error` variants; they were `Config(String)`).
+#[cfg(feature = "nn")]
+#[test]
+fn training_labels_that_do_not_fit_the_images_are_refused() {
+    use ndarray::{Array1, Array4};
+    let f = F::new();
+    let keep = f.old("keep.txt");
+    let npy = |name: &str, images: usize, labels: &[i64]| {
+        ndarray_npy::write_npy(
+            f.p(&format!("{name}_x.npy")),
+            &Array4::<u8>::zeros((images, 8, 8, 1)),
+        )
+        .unwrap();
+        ndarray_npy::write_npy(
+            f.p(&format!("{name}_y.npy")),
+            &Array1::from(labels.to_vec()),
+        )
+        .unwrap();
+    };
+    npy("short", 3, &[0, 1]);
+    npy("negative", 3, &[0, -1, 1]);
+    for (name, says) in [
+        (
+            "short",
+            "short_y.npy has 2 labels but short_x.npy has 3 images",
+        ),
+        ("negative", "negative_y.npy: negative label -1"),
+    ] {
+        refused(
+            f.cmd().args([
+                "train",
+                "--train-images",
+                &format!("{name}_x.npy"),
+                "--train-labels",
+                &format!("{name}_y.npy"),
+                "--out",
+                "m.json",
+            ]),
+            says,
+            &keep,
+        );
+        assert!(!f.p("m.json").exists());
     }
 }

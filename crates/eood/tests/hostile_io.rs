@@ -2,6 +2,8 @@
 //! to inputs, malformed and oversized `.npy` headers, long output names. Each refusal is one
 //! line and exit 2, and every input is left byte for byte as it was.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,35 +11,13 @@ use assert_cmd::Command;
 use ndarray::array;
 use ood_core::io::npy::{read_f64_vector, write_f64_matrix, write_f64_vector, write_i64_vector};
 
+use common::{fails_with, s};
+
 fn eood() -> Command {
-    let mut c = Command::cargo_bin("eood").unwrap();
+    let mut c = common::eood();
     // A command that blocks (e.g. opening a FIFO) fails the test instead of hanging it.
     c.timeout(Duration::from_secs(60));
     c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Run, expect exit 2 and one short stderr line containing every needle.
-fn fails_with(cmd: &mut Command, needles: &[&str]) -> String {
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{n:?} not in: {err}");
-    }
-    err
 }
 
 struct Inputs {

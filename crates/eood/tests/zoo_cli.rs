@@ -2,39 +2,16 @@
 //! results on the same arrays, then `calibrate` / `detect` on a zoo method's scores; and every
 //! bad input the grammar must refuse with one line and exit code 2.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use ndarray::{Array1, Array2, Array4};
 use ood_core::detectors::{FitData, Fitted, Head, Inputs, Method, Params};
 use ood_core::io::npy::{read_f64_vector, write_array, write_f64_matrix, write_i64_vector};
 
-fn eood() -> Command {
-    Command::cargo_bin("eood").unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Run, expect exit code 2 and exactly one stderr line containing every `needles`.
-fn fails_with(cmd: &mut Command, needles: &[&str]) {
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{n:?} not in: {err}");
-    }
-}
+use common::{eood, fails_with, s};
 
 /// Deterministic pseudo-random values in [0, 1) (a fixed LCG: no dependency, same on every run).
 fn uniform(n: usize, seed: u64) -> Vec<f64> {
@@ -108,13 +85,22 @@ impl Zoo {
     fn p(&self, name: &str) -> String {
         self.path(name).to_str().unwrap().to_string()
     }
+    /// `--weight W --bias B`: the head written by [`Zoo::new`].
+    fn head(&self) -> [String; 4] {
+        [
+            "--weight".into(),
+            self.p("w.npy"),
+            "--bias".into(),
+            self.p("b.npy"),
+        ]
+    }
     /// `eood fit --method key` on everything (features, logits, labels, head).
     fn fit(&self, key: &str, extra: &[&str], out: &str) -> Command {
         let mut c = eood();
         c.args(["fit", "--method", key, "--features", &self.p("train.npy")])
             .args(["--logits", &self.p("train_logits.npy")])
             .args(["--labels", &self.p("labels.npy")])
-            .args(["--weight", &self.p("w.npy"), "--bias", &self.p("b.npy")])
+            .args(self.head())
             .args(extra)
             .args(["--out", &self.p(out)]);
         c
@@ -181,14 +167,8 @@ fn every_method_fits_and_scores_as_the_core_does() {
     let out = z.path("ash.npy");
     eood()
         .args(["score", "--method", "ash_b", "--features", &z.p("test.npy")])
-        .args([
-            "--weight",
-            &z.p("w.npy"),
-            "--bias",
-            &z.p("b.npy"),
-            "--out",
-            s(&out),
-        ])
+        .args(z.head())
+        .args(["--out", s(&out)])
         .assert()
         .success();
     close(
@@ -236,16 +216,16 @@ fn the_feature_map_gives_the_papers_variants() {
     write_array(&z.path("map1.npy"), &[n, d, 1, 1], &map).unwrap();
     for key in ["ash_p", "ash_s", "scale"] {
         let (a, b) = (z.path("a.npy"), z.path("b.npy.out"));
-        let head = ["--weight", &z.p("w.npy"), "--bias", &z.p("b.npy")];
+        let head = z.head();
         eood()
             .args(["score", "--method", key, "--features", &z.p("test.npy")])
-            .args(head)
+            .args(&head)
             .args(["--out", s(&a)])
             .assert()
             .success();
         eood()
             .args(["score", "--method", key, "--feature-map", &z.p("map1.npy")])
-            .args(head)
+            .args(&head)
             .args(["--out", s(&b)])
             .assert()
             .success();
@@ -268,14 +248,8 @@ fn the_feature_map_gives_the_papers_variants() {
             "--feature-map",
             &z.p("map2.npy"),
         ])
-        .args([
-            "--weight",
-            &z.p("w.npy"),
-            "--bias",
-            &z.p("b.npy"),
-            "--out",
-            s(&out),
-        ])
+        .args(z.head())
+        .args(["--out", s(&out)])
         .assert()
         .success();
     let Fitted::Scale(sc) = Params::default_for(Method::Scale)
@@ -301,14 +275,8 @@ fn the_feature_map_gives_the_papers_variants() {
                 "--feature-map",
                 &z.p("map2.npy"),
             ])
-            .args([
-                "--weight",
-                &z.p("w.npy"),
-                "--bias",
-                &z.p("b.npy"),
-                "--out",
-                s(&out),
-            ]),
+            .args(z.head())
+            .args(["--out", s(&out)]),
         &["--feature-map is scored by ash_p, ash_b, ash_s and scale only, not gen"],
     );
 }
@@ -426,7 +394,7 @@ fn bad_inputs_are_one_line_and_exit_2() {
         fails_with(
             eood()
                 .args(["fit", "--method", "react", "--features", &z.p("train.npy")])
-                .args(["--weight", &z.p("w.npy"), "--bias", &z.p("b.npy")])
+                .args(z.head())
                 .args(["--percentile", p, "--out", &out]),
             &["ReAct percentile must be a percentile between 0 and 100, got"],
         );

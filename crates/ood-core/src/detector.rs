@@ -19,6 +19,9 @@
 //! domain (MSP lies in [0, 1]); and, when the method is not declared, scores that all lie in
 //! [0, 1] (as MSP scores do) while the calibration scores lay entirely outside it. The
 //! calibration range is the one already saved in `score_stats`, so old detector files work.
+//!
+//! Fitted zoo detectors share the `eood-detector` format; `"kind": "calibrated"` (version 2,
+//! [`kind`]) tells this file from theirs, and a fitted file given here is named as such.
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{write_atomic, IoError};
 
-const FORMAT: &str = "eood-detector";
-const FORMAT_VERSION: u32 = 1;
+pub mod kind;
+pub use kind::{check_kind, DetectorKind, KindError, FORMAT, FORMAT_VERSION};
 
 /// Summary statistics of the calibration scores (for sanity checks at deployment).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,8 +68,11 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 pub struct Detector {
     /// Always `eood-detector`.
     pub format: String,
-    /// Artifact format version (1).
+    /// Artifact format version: [`FORMAT_VERSION`] once loaded (version 1 files are read too).
     pub version: u32,
+    /// Always [`DetectorKind::Calibrated`] (absent from version 1 files).
+    #[serde(default = "kind::calibrated")]
+    pub kind: DetectorKind,
     /// Version of the software that wrote it.
     pub software_version: String,
     /// Score the threshold applies to (`energy`, `msp`, `maxlogit`, `mahalanobis`, ...).
@@ -102,6 +108,8 @@ pub enum DetectorError {
     },
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    #[error(transparent)]
+    Kind(#[from] KindError),
     #[error("the detector was calibrated on {detector} scores, these are declared {given}")]
     MethodMismatch { detector: String, given: String },
     #[error("{method} scores lie in [{min}, {max}], but score {index} is {value}")]
@@ -189,6 +197,7 @@ impl Detector {
         Ok(Self {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
+            kind: DetectorKind::Calibrated,
             software_version: env!("CARGO_PKG_VERSION").into(),
             method: method.into(),
             temperature,
@@ -263,17 +272,33 @@ impl Detector {
                 message: format!("{len} bytes, more than a detector file's {MAX_FILE_BYTES}"),
             });
         }
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(|e| IoError::new(path, e))?;
+        // KNN's fitted file is safetensors, not JSON
+        if crate::detectors::is_fitted_safetensors(&bytes) {
+            return Err(KindError::WrongKind {
+                path: path.into(),
+                found: DetectorKind::Fitted,
+                wanted: DetectorKind::Calibrated,
+            }
+            .into());
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            IoError::new(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parse and check the JSON text of a detector file; `path` names its origin in errors
     /// (the Python package unpickles detectors through this).
     pub fn parse(text: &str, path: &Path) -> Result<Self, DetectorError> {
-        let d: Detector = serde_json::from_str(text).map_err(|source| DetectorError::Json {
+        check_kind(text.as_bytes(), path, DetectorKind::Calibrated)?;
+        let mut d: Detector = serde_json::from_str(text).map_err(|source| DetectorError::Json {
             path: path.into(),
             source,
         })?;
@@ -287,15 +312,18 @@ impl Detector {
                 d.format
             )));
         }
-        if d.version != FORMAT_VERSION {
-            return Err(bad(format!(
-                "detector format version {} is not supported (expected {FORMAT_VERSION})",
-                d.version
-            )));
+        if d.version != 1 && d.version != FORMAT_VERSION {
+            return Err(KindError::Version {
+                path: path.into(),
+                version: d.version,
+            }
+            .into());
         }
         if !d.tau.is_finite() {
             return Err(bad(format!("tau is {}", d.tau)));
         }
+        // upgraded in memory: saved again, it is a version 2 file
+        d.version = FORMAT_VERSION;
         Ok(d)
     }
 }

@@ -10,6 +10,7 @@
 //! - [`detectors`]: the post-hoc detector zoo (ReAct, ASH, SCALE, DICE, GEN, KNN, ViM, ...),
 //!   one params -> fit -> score API.
 //! - [`detector`]: the calibrated threshold detector G(x) and its JSON artifact.
+//! - [`logistic`]: L2 logistic regression (Newton), the Mahalanobis layer ensemble's combiner.
 //! - [`selection`]: hyper-parameters chosen on validation data (mean FPR95, best of a grid).
 //! - [`io`]: atomic writes, `.npy` files, input/output guards ([`io::guard`]);
 //!   [`finite`]: NaN/inf policy helpers; [`limits`]: sizes checked before allocating.
@@ -19,6 +20,7 @@ pub mod detectors;
 pub mod finite;
 pub mod io;
 pub mod limits;
+pub mod logistic;
 pub mod metrics;
 pub mod protocol;
 pub mod scores;

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 
 use ndarray::Axis;
-use ood_data::fmnist_ood::{self, OOD_TEST_SETS, VALIDATION_SETS};
+use ood_data::fmnist_ood::{self, PartRole, OOD_TEST_SETS, VALIDATION_SETS};
 
 use common::*;
 
@@ -114,6 +114,61 @@ fn build_follows_the_contract_and_is_deterministic() {
     for img in npy_u8(&out.join("aux_outliers.npy")).outer_iter() {
         assert!(!test_imgs.contains(&img.iter().copied().collect::<Vec<u8>>()));
     }
+
+    // The photo sets: every collection read, copies of one photo counted once, near/far marked.
+    let ph = &m.sets["ood_test/photo_crop"];
+    assert_eq!(ph["distinct_photos"], PHOTOS, "{ph}");
+    assert_eq!(
+        ph["photos_read"],
+        serde_json::json!({"skimage-data": 9, "sklearn-images": 2, "gcompris-photos": 6,
+            "lomiri-photos": 14, "plasma-photos": 11})
+    );
+    let dup = &ph["duplicates_dropped"];
+    assert_eq!(dup.as_array().unwrap().len(), 1, "{dup}");
+    assert_eq!(
+        dup[0]["dropped"],
+        "plasma-photos/BytheWater/contents/images/2560x1600.jpg"
+    );
+    assert_eq!(
+        dup[0]["kept"],
+        "gcompris-photos/categorization.rcc:gcompris/src/activities/categorization/resource/images/fishes/fish1.webp"
+    );
+    let used: Vec<&str> = ph["crops"]["stats"]["per_source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(used.len(), PHOTOS);
+    assert!(used
+        .iter()
+        .all(|n| !n.contains("alphabets") && !n.contains("Gogh")));
+    for (set, kind) in [
+        ("mnist", "far"),
+        ("omniglot", "far"),
+        ("textures", "near"),
+        ("photo_resize", "near"),
+    ] {
+        assert_eq!(m.sets[&format!("ood_test/{set}")]["kind"], kind, "{set}");
+    }
+
+    // Sources by role, recorded and disjoint, in the manifest on disk too.
+    let disk = fmnist_ood::read_manifest(&out).unwrap();
+    assert_eq!(disk.parts, m.parts);
+    assert_eq!(disk.parts["aux_outliers"].role, PartRole::Auxiliary);
+    assert_eq!(disk.parts["ood_test/photo_crop"].role, PartRole::Test);
+    fmnist_ood::check_disjoint(&disk.parts, &disk.sources).unwrap();
+    let mut tampered = disk.sources.clone();
+    let test_file = tampered
+        .iter()
+        .find(|s| s["dataset"] == "lomiri-photos")
+        .unwrap()
+        .clone();
+    let mut copy = test_file.clone();
+    copy["dataset"] = "mate-backgrounds".into();
+    tampered.push(copy);
+    let e = fmnist_ood::check_disjoint(&disk.parts, &tampered).unwrap_err();
+    assert_eq!(e.name, test_file["sha256"].as_str().unwrap());
 
     // Every source read is recorded with its digest.
     assert!(m
@@ -250,4 +305,47 @@ fn failed_build_keeps_the_previous_one_and_leaves_no_temporary_folder() {
         fmnist_ood::verify_built(&out),
         Err(ood_data::Error::Checksum { .. })
     ));
+}
+
+#[test]
+fn an_auxiliary_photo_that_is_a_test_photo_fails_the_build() {
+    let f = fixture();
+    // A MATE background that is a Lomiri test photo at another size and in another format.
+    let mate = deb(
+        &f.root.join("cache"),
+        "mate-backgrounds",
+        "usr/share/backgrounds/mate/nature",
+    );
+    write(
+        &mate.join("Copy.png"),
+        &encode(&photo(140, 180, 121), image::ImageFormat::Png),
+    );
+    let out = f.root.join("cache/fmnist-ood");
+    let err = fmnist_ood::build(&f.loc, &out, &config(2), false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("auxiliary source Copy.png is the same photo as test photo lomiri-photos/Dragonfly_by_Bolly.jpg"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn too_few_distinct_photos_fail_the_build() {
+    let f = fixture();
+    let cfg = fmnist_ood::BuildConfig {
+        min_distinct_photos: PHOTOS + 1,
+        ..config(2)
+    };
+    let err = fmnist_ood::build(&f.loc, &f.root.join("o"), &cfg, false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "{PHOTOS} distinct photos, at least {} needed",
+            PHOTOS + 1
+        )),
+        "{err}"
+    );
 }

@@ -18,7 +18,7 @@
 //! CSV and JSON also carry AUPR-Out and the detection error. Values in the tables are percent.
 use std::fmt::Write as _;
 
-use ood_core::protocol::{evaluate_table, mean_std, ProtocolConfig, ProtocolError, Table};
+use ood_core::protocol::{evaluate_table, ProtocolConfig, ProtocolError, Table};
 use ood_core::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,9 @@ pub struct Report {
     /// OOD test sets, in table order.
     pub ood_sets: Vec<String>,
     pub entries: Vec<EntryResult>,
+    /// Set -> `near` / `far` ([`Report::with_kinds`]); empty when the benchmark has no kinds.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set_kinds: kinds::SetKinds,
 }
 
 impl Report {
@@ -157,7 +160,7 @@ impl Report {
                     source,
                 }
             })?;
-            let mean_std = draw_mean_std(&table);
+            let mean_std = kinds::subset_mean(&table, |_| true).1;
             results.push(EntryResult {
                 key: e.key.clone(),
                 label: e.label.clone(),
@@ -172,6 +175,7 @@ impl Report {
             protocol: *protocol,
             ood_sets: want,
             entries: results,
+            set_kinds: Default::default(),
         })
     }
 
@@ -199,7 +203,8 @@ impl Report {
         Ok((get(&b.softmax)?, get(&b.energy)?))
     }
 
-    /// Table 1 in markdown: one row per OOD set and block, then the average rows.
+    /// Table 1 in markdown: one row per OOD set and block, then the average rows, then (when the
+    /// sets have kinds) the `near mean` / `far mean` rows.
     pub fn table1_markdown(&self, blocks: &[Table1Block]) -> Result<String, ReportError> {
         let mut s = String::new();
         s.push_str(
@@ -212,7 +217,8 @@ impl Report {
                 let (a, b_) = (&sm.table.rows[i].1, &en.table.rows[i].1);
                 let _ = writeln!(
                     s,
-                    "| {set} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    self.set_label(set),
                     b.name,
                     pm(a.mean.fpr, a.std.fpr),
                     pm(b_.mean.fpr, b_.std.fpr),
@@ -223,20 +229,32 @@ impl Report {
                 );
             }
         }
-        for b in blocks {
-            let (sm, en) = self.block_entries(b)?;
-            let (a, a_s, e, e_s) = (sm.table.mean, sm.mean_std, en.table.mean, en.mean_std);
-            let _ = writeln!(
-                s,
-                "| **average** | {} | {} | {} | {} | {} | {} | {} |",
-                b.name,
-                pm(a.fpr, a_s.fpr),
-                pm(e.fpr, e_s.fpr),
-                pm(a.auroc, a_s.auroc),
-                pm(e.auroc, e_s.auroc),
-                pm(a.aupr_in, a_s.aupr_in),
-                pm(e.aupr_in, e_s.aupr_in),
-            );
+        // The mean rows: over all sets ("average"), then over each kind of set.
+        let mut mean_rows: Vec<(String, Option<&str>)> = vec![("**average**".into(), None)];
+        mean_rows.extend(
+            self.present_kinds()
+                .into_iter()
+                .map(|k| (format!("**{k} mean**"), Some(k))),
+        );
+        for (label, kind) in mean_rows {
+            for b in blocks {
+                let (sm, en) = self.block_entries(b)?;
+                let ((a, a_s), (e, e_s)) = match kind {
+                    None => ((sm.table.mean, sm.mean_std), (en.table.mean, en.mean_std)),
+                    Some(k) => (self.kind_mean(&sm.table, k), self.kind_mean(&en.table, k)),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {label} | {} | {} | {} | {} | {} | {} | {} |",
+                    b.name,
+                    pm(a.fpr, a_s.fpr),
+                    pm(e.fpr, e_s.fpr),
+                    pm(a.auroc, a_s.auroc),
+                    pm(e.auroc, e_s.auroc),
+                    pm(a.aupr_in, a_s.aupr_in),
+                    pm(e.aupr_in, e_s.aupr_in),
+                );
+            }
         }
         Ok(s)
     }
@@ -265,22 +283,26 @@ impl Report {
     }
 
     /// Per OOD set, every method: one markdown table of FPR95 and one of AUROC (rows =
-    /// methods in table order, columns = the OOD sets and their average; mean over draws).
+    /// methods in table order, columns = the OOD sets and their average, then the mean over
+    /// each kind of set when the sets have kinds; mean over draws).
     pub fn per_set_markdown(&self) -> String {
         let mut s = String::new();
+        let kinds = self.present_kinds();
+        let labels: Vec<String> = self.ood_sets.iter().map(|n| self.set_label(n)).collect();
+        let kind_cols: String = kinds.iter().map(|k| format!(" {k} mean |")).collect();
         let metrics: [(&str, fn(&Metrics) -> f64); 2] =
             [("FPR95 ↓", |m| m.fpr), ("AUROC ↑", |m| m.auroc)];
         for (name, get) in metrics {
             let _ = writeln!(s, "{name}, percent:\n");
             let _ = writeln!(
                 s,
-                "| method | model | {} | average |",
-                self.ood_sets.join(" | ")
+                "| method | model | {} | average |{kind_cols}",
+                labels.join(" | ")
             );
             let _ = writeln!(
                 s,
                 "| --- | --- |{} ---: |",
-                " ---: |".repeat(self.ood_sets.len())
+                " ---: |".repeat(self.ood_sets.len() + kinds.len())
             );
             for e in &self.entries {
                 let cells: Vec<String> = e
@@ -289,9 +311,13 @@ impl Report {
                     .iter()
                     .map(|(_, sm)| format!("{:.2}", 100.0 * get(&sm.mean)))
                     .collect();
+                let by_kind: String = kinds
+                    .iter()
+                    .map(|k| format!(" {:.2} |", 100.0 * get(&self.kind_mean(&e.table, k).0)))
+                    .collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {:.2} |{by_kind}",
                     e.label,
                     e.group.label(),
                     cells.join(" | "),
@@ -360,33 +386,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Standard deviation over draws of the mean over OOD sets: draw `d` of every set is averaged,
-/// then the population std of those averages. Sets with fewer draws (never: one config) are cut
-/// to the shortest.
-fn draw_mean_std(table: &Table) -> Metrics {
-    let draws = table
-        .rows
-        .iter()
-        .map(|(_, s)| s.per_draw.len())
-        .min()
-        .unwrap_or(0);
-    if draws == 0 {
-        return Metrics::default();
-    }
-    let k = table.rows.len() as f64;
-    let per_draw: Vec<Metrics> = (0..draws)
-        .map(|d| {
-            let mut acc = [0.0; 5];
-            for (_, s) in &table.rows {
-                for (a, v) in acc.iter_mut().zip(s.per_draw[d].to_array()) {
-                    *a += v / k;
-                }
-            }
-            Metrics::from_array(acc)
-        })
-        .collect();
-    mean_std(&per_draw).1
-}
+mod kinds;
 
 #[cfg(test)]
 mod tests;

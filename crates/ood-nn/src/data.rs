@@ -55,15 +55,24 @@ impl InputSpec {
     /// Training augmentation of the code of record: random crop to the image size with 4 pixels
     /// of zero padding, then a horizontal flip with probability 1/2.
     pub fn train_pipeline(&self) -> Pipeline {
+        self.pipeline(Augmentation::CropFlip)
+    }
+
+    /// Normalization after the steps of `augmentation`.
+    pub fn pipeline(&self, augmentation: Augmentation) -> Pipeline {
+        let crop = Step::RandomCrop {
+            height: self.height,
+            width: self.width,
+            padding: 4,
+        };
+        let flip = Step::HorizontalFlip { p: 0.5 };
+        let steps = match augmentation {
+            Augmentation::CropFlip => vec![crop, flip],
+            Augmentation::Flip => vec![flip],
+            Augmentation::None => vec![],
+        };
         Pipeline {
-            steps: vec![
-                Step::RandomCrop {
-                    height: self.height,
-                    width: self.width,
-                    padding: 4,
-                },
-                Step::HorizontalFlip { p: 0.5 },
-            ],
+            steps,
             normalize: self.normalize(),
         }
     }
@@ -75,6 +84,20 @@ impl InputSpec {
             normalize: self.normalize(),
         }
     }
+}
+
+/// Training-time augmentation of a stream of images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Augmentation {
+    /// Random 4-pixel-padded crop, then a horizontal flip (the code of record for CIFAR, ID and
+    /// outliers alike).
+    #[default]
+    CropFlip,
+    /// Horizontal flip only (Outlier Exposure's SVHN outliers).
+    Flip,
+    /// None (Outlier Exposure's SVHN in-distribution data: digits are not flipped).
+    None,
 }
 
 /// Images from a `.npy` (`N x H x W x C` u8, memory-mapped) with optional labels from another
@@ -91,26 +114,27 @@ impl NpySet {
             Some(p) => {
                 let l = ood_core::io::npy::read_labels(p)?;
                 if l.len() != imgs.len() {
-                    return Err(Error::Config(format!(
-                        "{} has {} labels but {} has {} images",
-                        p.display(),
-                        l.len(),
-                        images.display(),
-                        imgs.len()
-                    )));
+                    return Err(Error::LabelCount {
+                        labels_path: p.to_path_buf(),
+                        labels: l.len(),
+                        images_path: images.to_path_buf(),
+                        images: imgs.len(),
+                    });
                 }
                 if let Some(bad) = l.iter().find(|&&y| y < 0) {
-                    return Err(Error::Config(format!(
-                        "{}: negative label {bad}",
-                        p.display()
-                    )));
+                    return Err(Error::NegativeLabelIn {
+                        path: p.to_path_buf(),
+                        label: *bad,
+                    });
                 }
                 Some(l)
             }
             None => None,
         };
         if imgs.is_empty() {
-            return Err(Error::Config(format!("{}: no images", images.display())));
+            return Err(Error::NoImages {
+                path: images.to_path_buf(),
+            });
         }
         Ok(Self {
             images: imgs,

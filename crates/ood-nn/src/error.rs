@@ -43,8 +43,36 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{0}")]
-    Config(String),
+    /// A TorchScript forward that returns logits only, and no `features(x)` method.
+    #[error("{}: the TorchScript module gives no penultimate features: its forward must return (logits, features) or it must define a `features(x)` method ({torch})", path.display())]
+    TorchScriptNoFeatures { path: PathBuf, torch: String },
+    #[error("{}: forward returned {returned}; expected logits (N x K) or (logits, features)", path.display())]
+    TorchScriptOutput {
+        path: PathBuf,
+        returned: &'static str,
+    },
+    #[error("{}: forward returned shape {shape:?}; expected logits N x K", path.display())]
+    LogitsShape { path: PathBuf, shape: Vec<i64> },
+    #[error("{} has {labels} labels but {} has {images} images", labels_path.display(), images_path.display())]
+    LabelCount {
+        labels_path: PathBuf,
+        labels: usize,
+        images_path: PathBuf,
+        images: usize,
+    },
+    #[error("{}: negative label {label}", path.display())]
+    NegativeLabelIn { path: PathBuf, label: i64 },
+    #[error("{}: no images", path.display())]
+    NoImages { path: PathBuf },
+    /// A resumed optimizer buffer of another shape than its variable.
+    #[error("optimizer state {key} has shape {found:?}, the variable {expected:?}")]
+    OptimizerShape {
+        key: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("optimizer state lacks {}", keys.join(", "))]
+    OptimizerMissing { keys: Vec<String> },
     /// Serializing a record (configuration, log line) failed.
     #[error("{what}: {source}")]
     Json {
@@ -52,6 +80,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{}: the TorchScript module gives no layer features for the Mahalanobis ensemble: it must define a `feature_list(x)` method returning a list of N x C x H x W (or N x C) tensors", path.display())]
+    NoLayerFeatures { path: PathBuf },
     #[error("fine-tuning needs an outlier data set")]
     NoOutliers,
     #[error("{what} data has no labels")]

@@ -30,7 +30,7 @@ pub use head::{check_head, find_head, forward_with_map, HeadError, HeadNames};
 pub use input::{F32Array, InputBatch, InputSet};
 use writer::to_host;
 pub(crate) use writer::to_rows;
-pub use writer::NpyRowWriter;
+pub use writer::{NpyRowWriter, RowError};
 
 /// Errors of inference and of the input-space methods (ODIN, Mahalanobis preprocessing).
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +53,36 @@ pub enum InferError {
         #[source]
         source: tch::TchError,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error("the collected features do not form a matrix")]
+    FeatureShape(#[source] ndarray::ShapeError),
+    #[error("{labels} labels for {images} images")]
+    LabelCount { labels: usize, images: usize },
+    #[error("Mahalanobis epsilons must be >= 0, got {0}")]
+    MahalanobisEpsilon(f64),
+    #[error("batch size must be positive")]
+    ZeroBatchSize,
+    #[error("uint8 images need a normalization (mean, std)")]
+    NoNormalization,
+    #[error("{}: {source}", path.display())]
+    Rows {
+        path: PathBuf,
+        #[source]
+        source: RowError,
+    },
+    #[error("ODIN grid is empty")]
+    EmptyOdinGrid,
+    #[error("ODIN temperatures must be positive, got {0}")]
+    OdinTemperature(f64),
+    #[error("ODIN epsilons must be >= 0, got {0}")]
+    OdinEpsilon(f64),
+    #[error("{stds} normalization stds for {channels}-channel input")]
+    StdChannels { stds: usize, channels: i64 },
+    #[error(
+        "selection needs in-distribution validation scores and at least one validation OOD set"
+    )]
+    NoValidation,
+    #[error("validation")]
+    Selection(#[source] ood_core::selection::SelectionError),
     #[error(transparent)]
     Npy(#[from] NpyError),
     #[error(transparent)]
@@ -63,6 +91,8 @@ pub enum InferError {
     Head(#[from] HeadError),
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::mahalanobis::MahalanobisError),
+    #[error(transparent)]
+    Ensemble(#[from] ood_core::scores::EnsembleError),
 }
 
 pub type Result<T, E = InferError> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod extract;
 pub mod losses;
+pub mod mahalanobis_ensemble;
 pub mod mahalanobis_input;
 pub mod margin_search;
 pub mod model;

@@ -37,26 +37,75 @@ pub fn collect_features(
     batch_size: usize,
     progress: bool,
 ) -> Result<Array2<f64>> {
-    let mut values = Vec::new();
-    let mut d = 0;
-    let pb = progress_bar(input.len(), progress, "features");
-    tch::no_grad(|| -> Result<()> {
-        for batch in input.batches(batch_size, normalize, 1)? {
-            let x = batch?.x.to_device(model.device());
-            let f = model
-                .features(&x)?
-                .to_kind(Kind::Double)
-                .to_device(Device::Cpu)
-                .contiguous();
-            d = f.size()[1] as usize;
-            pb.inc(f.size()[0] as u64);
-            values.extend(Vec::<f64>::try_from(f.view(-1)).map_err(torch_err("features to host"))?);
-        }
-        Ok(())
+    let mut layers = collect_with(model, input, normalize, batch_size, progress, |x| {
+        Ok(vec![model.features(x)?])
     })?;
+    Ok(layers.pop().expect("one layer"))
+}
+
+/// Features of a whole input in `f64`, one `N x D_l` matrix per tensor `tap` returns for a batch
+/// (`N x D_l` each): the one feature pass of the single-layer detector (the penultimate layer)
+/// and of the layer ensemble ([`crate::mahalanobis_ensemble`], every layer).
+pub(crate) fn collect_with(
+    model: &Classifier,
+    input: &InputSet,
+    normalize: Option<&Normalize>,
+    batch_size: usize,
+    progress: bool,
+    tap: impl Fn(&Tensor) -> crate::Result<Vec<Tensor>>,
+) -> Result<Vec<Array2<f64>>> {
+    let mut values: Vec<Vec<f64>> = Vec::new();
+    let mut dims: Vec<usize> = Vec::new();
+    tch::no_grad(|| {
+        let batches = (model, input, normalize, batch_size);
+        for_batches(batches, progress, "features", |x| {
+            let layers = tap(x)?;
+            if values.is_empty() {
+                values = vec![Vec::new(); layers.len()];
+                dims = vec![0; layers.len()];
+            }
+            for ((f, v), d) in layers.iter().zip(&mut values).zip(&mut dims) {
+                let f = f.to_kind(Kind::Double).to_device(Device::Cpu).contiguous();
+                *d = f.size()[1] as usize;
+                v.extend(Vec::<f64>::try_from(f.view(-1)).map_err(torch_err("features to host"))?);
+            }
+            Ok(())
+        })
+    })?;
+    if values.is_empty() {
+        values.push(Vec::new());
+        dims.push(0);
+    }
+    values
+        .into_iter()
+        .zip(dims)
+        .map(|(v, d)| {
+            let n = v.len() / d.max(1);
+            Array2::from_shape_vec((n, d), v)
+                .map_err(InferError::FeatureShape)
+        })
+        .collect()
+}
+
+/// What to run over: the model, the input, its normalization and the batch size.
+pub(crate) type Batches<'a> = (&'a Classifier, &'a InputSet, Option<&'a Normalize>, usize);
+
+/// `f` on every normalized batch of the input, on the model's device, with a progress bar: the
+/// one batch loop of the single-layer detector and the layer ensemble.
+pub(crate) fn for_batches(
+    (model, input, normalize, batch_size): Batches,
+    progress: bool,
+    what: &str,
+    mut f: impl FnMut(&Tensor) -> Result<()>,
+) -> Result<()> {
+    let pb = progress_bar(input.len(), progress, what);
+    for batch in input.batches(batch_size, normalize, 1)? {
+        let x = batch?.x.to_device(model.device());
+        f(&x)?;
+        pb.inc(x.size()[0] as u64);
+    }
     pb.finish_and_clear();
-    let n = values.len() / d.max(1);
-    Array2::from_shape_vec((n, d), values).map_err(|e| InferError::Config(format!("features: {e}")))
+    Ok(())
 }
 
 /// Fits class means and the tied covariance on the features of `input` with `labels`.
@@ -70,11 +119,10 @@ pub fn fit(
     progress: bool,
 ) -> Result<Mahalanobis> {
     if labels.len() != input.len() {
-        return Err(InferError::Config(format!(
-            "{} labels for {} images",
-            labels.len(),
-            input.len()
-        )));
+        return Err(InferError::LabelCount {
+            labels: labels.len(),
+            images: input.len(),
+        });
     }
     let features = collect_features(model, input, normalize, batch_size, progress)?;
     Ok(params.fit(features.view(), labels)?)
@@ -125,13 +173,24 @@ impl MahalanobisInput {
         std: &[f64],
         epsilons: &[f64],
     ) -> Result<Vec<Vec<f64>>> {
-        if epsilons.iter().any(|&e| !(e.is_finite() && e >= 0.0)) {
-            return Err(InferError::Config(
-                "Mahalanobis epsilons must be >= 0".into(),
-            ));
+        self.scores_batch_with(|x| Ok(model.features(x)?), x, std, epsilons)
+    }
+
+    /// [`MahalanobisInput::scores_batch`] on the features `features(x)` gives (`N x D`,
+    /// differentiable with respect to `x`): the penultimate layer, or one layer of the
+    /// ensemble ([`crate::mahalanobis_ensemble`]).
+    pub fn scores_batch_with(
+        &self,
+        features: impl Fn(&Tensor) -> Result<Tensor>,
+        x: &Tensor,
+        std: &[f64],
+        epsilons: &[f64],
+    ) -> Result<Vec<Vec<f64>>> {
+        if let Some(&e) = epsilons.iter().find(|&&e| !(e.is_finite() && e >= 0.0)) {
+            return Err(InferError::MahalanobisEpsilon(e));
         }
         let x = x.detach().set_requires_grad(true);
-        let d = self.distances(&model.features(&x)?);
+        let d = self.distances(&features(&x)?);
         let closest = d.argmin(1, true).detach();
         let loss = (d.gather(1, &closest, false) * 0.5).mean(Kind::Double);
         let need_grad = epsilons.iter().any(|&e| e > 0.0);
@@ -150,7 +209,7 @@ impl MahalanobisInput {
             .map(|&eps| match (&step, eps == 0.0) {
                 (Some(step), false) => {
                     let xp = x.detach() - step * eps;
-                    let f = tch::no_grad(|| model.features(&xp))?;
+                    let f = tch::no_grad(|| features(&xp))?;
                     score(&self.distances(&f))
                 }
                 _ => Ok(clean.clone()),
@@ -171,19 +230,16 @@ impl MahalanobisInput {
         progress: bool,
     ) -> Result<Vec<Vec<f64>>> {
         let mut out = vec![Vec::with_capacity(input.len()); epsilons.len()];
-        let pb = progress_bar(input.len(), progress, "Mahalanobis");
-        for batch in input.batches(batch_size, normalize, 1)? {
-            let x = batch?.x.to_device(model.device());
-            let n = x.size()[0] as u64;
+        let batches = (model, input, normalize, batch_size);
+        for_batches(batches, progress, "Mahalanobis", |x| {
             for (dst, s) in out
                 .iter_mut()
-                .zip(self.scores_batch(model, &x, std, epsilons)?)
+                .zip(self.scores_batch(model, x, std, epsilons)?)
             {
                 dst.extend(s);
             }
-            pb.inc(n);
-        }
-        pb.finish_and_clear();
+            Ok(())
+        })?;
         Ok(out)
     }
 }

@@ -1,9 +1,15 @@
 //! The energy margins (m_in, m_out) of energy-bounded fine-tuning chosen on validation data: the
 //! paper's recipe (Section 4.1), shared by `eood finetune --m-in-grid/--m-out-grid` and
 //! `eood bench`. Every pair of the grid is fine-tuned and judged by its mean FPR95 of the
-//! negative energy over the validation OOD sets ([`ood_core::selection`]: lowest wins, first in
-//! grid order on ties); the caller says how a pair is trained and validated.
-use ood_core::selection::{select_min, SelectionError};
+//! negative energy over the validation OOD sets ([`ood_core::selection`]'s tie rule: lowest
+//! wins, first in grid order on ties); the caller says how a pair is trained and validated.
+//!
+//! **Accuracy floor** (our addition; the code of record fixes its margins): the paper selects on
+//! validation data and claims accuracy is kept, but FPR alone rewards margins that trade ID
+//! accuracy for separation (on Fashion-MNIST m_in 4 below the ID mean energy costs ~2 points).
+//! With an [`AccuracyFloor`], only pairs whose ID validation accuracy is within `tolerance` of
+//! the pre-trained model's compete on FPR; if none is, the most accurate pair is chosen.
+use ood_core::selection::{argmin, SelectionError};
 use serde::{Deserialize, Serialize};
 
 /// Smallest `m_out - m_in` of a grid built by [`MarginGrid::around_means`].
@@ -68,12 +74,53 @@ impl MarginGrid {
     }
 }
 
-/// One fine-tuned pair: its mean validation FPR95 (fraction) and what the caller kept of it.
+/// Default [`AccuracyFloor::tolerance`]: 0.5 points of ID validation accuracy.
+pub const ACCURACY_TOLERANCE: f64 = 0.005;
+
+/// The ID validation accuracy a fine-tuned pair must keep to compete on FPR (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyFloor {
+    /// ID validation accuracy of the pre-trained model (fraction).
+    pub pretrained: f64,
+    /// Largest accuracy loss allowed (fraction; [`ACCURACY_TOLERANCE`]).
+    pub tolerance: f64,
+}
+
+impl AccuracyFloor {
+    /// Whether `accuracy` is within the tolerance of the pre-trained accuracy (1e-12 of slack
+    /// for the rounding of `pretrained - tolerance`; a NaN is not admitted).
+    pub fn admits(&self, accuracy: f64) -> bool {
+        accuracy >= self.pretrained - self.tolerance - 1e-12
+    }
+}
+
+/// How a fine-tuned pair did on validation data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrialScore {
+    /// Mean FPR95 of -E over the validation OOD sets (fraction): the paper's criterion.
+    pub mean_val_fpr: f64,
+    /// Accuracy on the labelled ID validation images (fraction), when labels were given.
+    pub val_accuracy: Option<f64>,
+}
+
+impl TrialScore {
+    /// The paper's criterion alone (no labels).
+    pub fn fpr(mean_val_fpr: f64) -> Self {
+        Self {
+            mean_val_fpr,
+            val_accuracy: None,
+        }
+    }
+}
+
+/// One fine-tuned pair: its mean validation FPR95 (fraction), validation accuracy and what the
+/// caller kept of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial<T> {
     pub m_in: f64,
     pub m_out: f64,
     pub mean_val_fpr: f64,
+    pub val_accuracy: Option<f64>,
     pub outcome: T,
 }
 
@@ -82,7 +129,9 @@ pub struct Trial<T> {
 pub struct MarginSearch<T> {
     pub grid: MarginGrid,
     pub trials: Vec<Trial<T>>,
-    /// Index into `trials` of the lowest mean validation FPR95 (first of equals).
+    /// The accuracy condition the choice was made under (`None`: FPR alone, the paper's).
+    pub floor: Option<AccuracyFloor>,
+    /// Index into `trials` of the chosen pair ([`choose`]).
     pub best: usize,
 }
 
@@ -101,34 +150,88 @@ impl<T> MarginSearch<T> {
         t
     }
 
+    /// Validation accuracy of `m_in[i]`, `m_out[j]` as a table (beside Figure 4b).
+    pub fn accuracy_table(&self) -> Vec<Vec<Option<f64>>> {
+        let cols = self.grid.m_out.len();
+        let mut t = vec![vec![None; cols]; self.grid.m_in.len()];
+        for (k, trial) in self.trials.iter().enumerate() {
+            t[k / cols][k % cols] = trial.val_accuracy;
+        }
+        t
+    }
+
     /// The chosen trial, consuming the search.
     pub fn into_best(mut self) -> Trial<T> {
         self.trials.swap_remove(self.best)
     }
 }
 
+/// Index of the chosen score: without a floor the lowest mean validation FPR; with one, the
+/// lowest FPR among the scores whose accuracy it admits (a missing accuracy is not admitted),
+/// else the highest accuracy. Ties: first in grid order ([`ood_core::selection::argmin`]).
+pub fn choose(
+    scores: &[TrialScore],
+    floor: Option<&AccuracyFloor>,
+) -> Result<usize, SelectionError> {
+    let fprs: Vec<f64> = scores.iter().map(|s| s.mean_val_fpr).collect();
+    let Some(floor) = floor else {
+        return argmin(&fprs).ok_or(SelectionError::EmptyGrid);
+    };
+    let admitted = |s: &TrialScore| s.val_accuracy.is_some_and(|a| floor.admits(a));
+    let best = if scores.iter().any(admitted) {
+        // an excluded pair ranks after every admitted one (NaN ranks last in argmin)
+        let masked: Vec<f64> = scores
+            .iter()
+            .map(|s| {
+                if admitted(s) {
+                    s.mean_val_fpr
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        argmin(&masked)
+    } else {
+        let neg_acc: Vec<f64> = scores
+            .iter()
+            .map(|s| s.val_accuracy.map_or(f64::NAN, |a| -a))
+            .collect();
+        argmin(&neg_acc)
+    };
+    best.ok_or(SelectionError::EmptyGrid)
+}
+
 /// Runs `trial(index, m_in, m_out)` for every pair of `grid` in order (it fine-tunes and returns
-/// the mean validation FPR95 with whatever it keeps, e.g. the checkpoint) and chooses the pair
-/// of lowest FPR by [`ood_core::selection`]'s tie rule. The first error stops the search.
+/// the pair's [`TrialScore`] with whatever it keeps, e.g. the checkpoint) and chooses by
+/// [`choose`] under `floor`. The first error stops the search.
 pub fn search<T, E: From<SelectionError>>(
     grid: &MarginGrid,
-    mut trial: impl FnMut(usize, f64, f64) -> Result<(f64, T), E>,
+    floor: Option<AccuracyFloor>,
+    mut trial: impl FnMut(usize, f64, f64) -> Result<(TrialScore, T), E>,
 ) -> Result<MarginSearch<T>, E> {
-    let mut trials = Vec::with_capacity(grid.len());
-    let sel = select_min(&grid.pairs(), |i, &(m_in, m_out)| -> Result<f64, E> {
-        let (mean_val_fpr, outcome) = trial(i, m_in, m_out)?;
+    let pairs = grid.pairs();
+    if pairs.is_empty() {
+        return Err(SelectionError::EmptyGrid.into());
+    }
+    let mut trials = Vec::with_capacity(pairs.len());
+    let mut scores = Vec::with_capacity(pairs.len());
+    for (i, &(m_in, m_out)) in pairs.iter().enumerate() {
+        let (score, outcome) = trial(i, m_in, m_out)?;
         trials.push(Trial {
             m_in,
             m_out,
-            mean_val_fpr,
+            mean_val_fpr: score.mean_val_fpr,
+            val_accuracy: score.val_accuracy,
             outcome,
         });
-        Ok(mean_val_fpr)
-    })?;
+        scores.push(score);
+    }
+    let best = choose(&scores, floor.as_ref())?;
     Ok(MarginSearch {
         grid: grid.clone(),
         trials,
-        best: sel.best,
+        floor,
+        best,
     })
 }
 
@@ -157,8 +260,8 @@ mod tests {
             vec![(-5.0, 1.0), (-5.0, 5.0), (-1.0, 1.0), (-1.0, 5.0)]
         );
         let fpr = [0.3, 0.1, 0.2, 0.1];
-        let s = search(&grid, |i, a, b| {
-            Ok::<_, SelectionError>((fpr[i], (i, a, b)))
+        let s = search(&grid, None, |i, a, b| {
+            Ok::<_, SelectionError>((TrialScore::fpr(fpr[i]), (i, a, b)))
         })
         .unwrap();
         assert_eq!(s.best().outcome, (1, -5.0, 5.0));
@@ -175,8 +278,70 @@ mod tests {
             m_out: vec![1.0],
         };
         assert!(matches!(
-            search(&none, |_, _, _| Ok::<_, SelectionError>((0.0, ()))),
+            search(&none, None, |_, _, _| Ok::<_, SelectionError>((
+                TrialScore::fpr(0.0),
+                ()
+            ))),
             Err(SelectionError::EmptyGrid)
         ));
+    }
+
+    fn scored(fpr: f64, acc: f64) -> TrialScore {
+        TrialScore {
+            mean_val_fpr: fpr,
+            val_accuracy: Some(acc),
+        }
+    }
+
+    /// The committed Fashion-MNIST grid's shape: the lowest FPR (m_in 4 below the ID mean) lost
+    /// 2 points of accuracy; with the floor the best FPR among the accurate pairs wins.
+    #[test]
+    fn the_floor_excludes_pairs_that_lose_accuracy() {
+        let floor = AccuracyFloor {
+            pretrained: 0.92,
+            tolerance: ACCURACY_TOLERANCE,
+        };
+        let scores = [
+            scored(0.359, 0.90),
+            scored(0.357, 0.899),
+            scored(0.400, 0.918),
+            scored(0.368, 0.915),
+        ];
+        assert_eq!(choose(&scores, None).unwrap(), 1);
+        assert_eq!(choose(&scores, Some(&floor)).unwrap(), 3);
+        // exactly at the floor is admitted, just below is not
+        assert!(floor.admits(0.915) && !floor.admits(0.9149) && !floor.admits(f64::NAN));
+        // nobody admitted: the most accurate pair, first of equals
+        let low = [scored(0.1, 0.80), scored(0.2, 0.85), scored(0.3, 0.85)];
+        assert_eq!(choose(&low, Some(&floor)).unwrap(), 1);
+        // a pair without an accuracy never passes the floor
+        let unlabelled = [TrialScore::fpr(0.1), scored(0.5, 0.92)];
+        assert_eq!(choose(&unlabelled, Some(&floor)).unwrap(), 1);
+        assert!(matches!(
+            choose(&[], Some(&floor)),
+            Err(SelectionError::EmptyGrid)
+        ));
+    }
+
+    #[test]
+    fn search_records_accuracy_and_the_floor() {
+        let grid = MarginGrid {
+            m_in: vec![-13.0, -9.0],
+            m_out: vec![-7.0],
+        };
+        let floor = AccuracyFloor {
+            pretrained: 0.9,
+            tolerance: 0.005,
+        };
+        let s = search(&grid, Some(floor), |i, _, _| {
+            Ok::<_, SelectionError>(([scored(0.2, 0.85), scored(0.3, 0.899)][i], i))
+        })
+        .unwrap();
+        assert_eq!((s.best, s.best().outcome), (1, 1));
+        assert_eq!(
+            s.accuracy_table(),
+            vec![vec![Some(0.85)], vec![Some(0.899)]]
+        );
+        assert_eq!(s.floor, Some(floor));
     }
 }

@@ -186,14 +186,12 @@ impl Classifier {
                 match self.ts_forward(module, path, x)? {
                     TsOut::Both(l, f) => Ok((l, f)),
                     TsOut::Logits(l) => {
-                        let f = module
-                            .method_ts("features", &[x])
-                            .map_err(|e| Error::Config(format!(
-                                "{}: the TorchScript module gives no penultimate features: its forward must return \
-                                 (logits, features) or it must define a `features(x)` method ({})",
-                                path.display(),
-                                first_line(&e)
-                            )))?;
+                        let f = module.method_ts("features", &[x]).map_err(|e| {
+                            Error::TorchScriptNoFeatures {
+                                path: path.clone(),
+                                torch: first_line(&e),
+                            }
+                        })?;
                         Ok((l, flatten_features(f)))
                     }
                 }
@@ -206,6 +204,60 @@ impl Classifier {
         Ok(self.logits_and_features(x)?.1)
     }
 
+    /// The first `count` layer features of the Mahalanobis layer ensemble, `N x C_l` each
+    /// (differentiable with respect to `x`): [`WideResNet::layer_features`] (conv1, block1,
+    /// block2, final map; the last is [`Classifier::features`]), or what a TorchScript
+    /// module's `feature_list(x)` method returns (the name of Lee et al.'s code), each
+    /// globally average-pooled.
+    pub fn layer_features(&self, x: &Tensor, count: usize) -> Result<Vec<Tensor>> {
+        match self {
+            Classifier::Wrn { net, .. } => Ok(net.layer_features(x, false, count)),
+            Classifier::TorchScript { module, path, .. } => {
+                let no_layers = || Error::NoLayerFeatures { path: path.clone() };
+                let out = module
+                    .method_is("feature_list", &[IValue::Tensor(x.shallow_clone())])
+                    .map_err(|_| no_layers())?;
+                let items = match out {
+                    IValue::Tuple(items) | IValue::GenericList(items) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            IValue::Tensor(t) => Ok(t),
+                            _ => Err(no_layers()),
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    IValue::TensorList(items) => items,
+                    _ => return Err(no_layers()),
+                };
+                if items.is_empty() {
+                    return Err(no_layers());
+                }
+                Ok(items
+                    .into_iter()
+                    .take(count)
+                    .map(|t| match t.dim() {
+                        4 => t.mean_dim([2i64, 3].as_slice(), false, None::<tch::Kind>),
+                        _ => flatten_features(t),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// How many layer features [`Classifier::layer_features`] gives (probes a TorchScript
+    /// module with one zero image of `shape` = `C x H x W`).
+    pub fn layer_count(&self, shape: [i64; 3]) -> Result<usize> {
+        match self {
+            Classifier::Wrn { .. } => Ok(crate::wrn::LAYERS),
+            Classifier::TorchScript { .. } => {
+                let x = Tensor::zeros(
+                    [1, shape[0], shape[1], shape[2]],
+                    (tch::Kind::Float, self.device()),
+                );
+                Ok(tch::no_grad(|| self.layer_features(&x, usize::MAX))?.len())
+            }
+        }
+    }
+
     fn ts_forward(&self, module: &CModule, path: &Path, x: &Tensor) -> Result<TsOut> {
         let out = module
             .forward_is(&[IValue::Tensor(x.shallow_clone())])
@@ -215,11 +267,9 @@ impl Classifier {
                     e,
                 )
             })?;
-        let bad = |what: &str| {
-            Error::Config(format!(
-                "{}: forward returned {what}; expected logits (N x K) or (logits, features)",
-                path.display()
-            ))
+        let bad = |returned| Error::TorchScriptOutput {
+            path: path.to_path_buf(),
+            returned,
         };
         match out {
             IValue::Tensor(l) => Ok(TsOut::Logits(check_logits(l, path)?)),
@@ -276,11 +326,10 @@ enum TsOut {
 
 fn check_logits(l: Tensor, path: &Path) -> Result<Tensor> {
     if l.dim() != 2 {
-        return Err(Error::Config(format!(
-            "{}: forward returned shape {:?}; expected logits N x K",
-            path.display(),
-            l.size()
-        )));
+        return Err(Error::LogitsShape {
+            path: path.to_path_buf(),
+            shape: l.size(),
+        });
     }
     Ok(l)
 }

@@ -81,19 +81,21 @@ impl OdinGrid {
 
     fn check(&self) -> Result<()> {
         if self.temperatures.is_empty() || self.epsilons.is_empty() {
-            return Err(InferError::Config("ODIN grid is empty".into()));
+            return Err(InferError::EmptyOdinGrid);
         }
-        if self
+        if let Some(&t) = self
             .temperatures
             .iter()
-            .any(|&t| !(t.is_finite() && t > 0.0))
+            .find(|&&t| !(t.is_finite() && t > 0.0))
         {
-            return Err(InferError::Config(
-                "ODIN temperatures must be positive".into(),
-            ));
+            return Err(InferError::OdinTemperature(t));
         }
-        if self.epsilons.iter().any(|&e| !(e.is_finite() && e >= 0.0)) {
-            return Err(InferError::Config("ODIN epsilons must be >= 0".into()));
+        if let Some(&e) = self
+            .epsilons
+            .iter()
+            .find(|&&e| !(e.is_finite() && e >= 0.0))
+        {
+            return Err(InferError::OdinEpsilon(e));
         }
         Ok(())
     }
@@ -104,10 +106,10 @@ impl OdinGrid {
 pub(crate) fn signed_step(grad: &Tensor, std: &[f64]) -> Result<Tensor> {
     let c = grad.size()[1];
     if std.len() as i64 != c {
-        return Err(InferError::Config(format!(
-            "{} normalization stds for {c}-channel input",
-            std.len()
-        )));
+        return Err(InferError::StdChannels {
+            stds: std.len(),
+            channels: c,
+        });
     }
     let sign = grad.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0;
     let std: Vec<f32> = std.iter().map(|&s| s as f32).collect();
@@ -206,15 +208,12 @@ pub fn select_on_validation(
     cfg: &MetricsConfig,
 ) -> Result<GridSelection> {
     if id.is_empty() || ood.is_empty() {
-        return Err(InferError::Config(
-            "selection needs in-distribution validation scores and at least one validation OOD set"
-                .into(),
-        ));
+        return Err(InferError::NoValidation);
     }
     let settings: Vec<usize> = (0..id.len()).collect();
     let (sel, val) = selection::select_on_scores(&settings, id, ood, cfg).map_err(|e| match e {
         selection::SelectionError::Metrics { source, .. } => InferError::from(source),
-        other => InferError::Config(other.to_string()),
+        other => InferError::Selection(other),
     })?;
     let best = sel.best;
     let mean_fpr = sel.scores;

@@ -124,20 +124,17 @@ impl Sgd {
                     tch::no_grad(|| buf.copy_(&t.to_device(buf.device()).to_kind(buf.kind())));
                 }
                 Some((_, t)) => {
-                    return Err(Error::Config(format!(
-                        "optimizer state {key} has shape {:?}, the variable {:?}",
-                        t.size(),
-                        p.size()
-                    )))
+                    return Err(Error::OptimizerShape {
+                        key,
+                        found: t.size(),
+                        expected: p.size(),
+                    })
                 }
                 None => missing.push(key),
             }
         }
         if !missing.is_empty() {
-            return Err(Error::Config(format!(
-                "optimizer state lacks {}",
-                missing.join(", ")
-            )));
+            return Err(Error::OptimizerMissing { keys: missing });
         }
         Ok(())
     }

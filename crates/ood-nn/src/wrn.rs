@@ -278,6 +278,9 @@ impl NetworkBlock {
     }
 }
 
+/// Layers of [`WideResNet::layer_features`] (the Mahalanobis ensemble's).
+pub const LAYERS: usize = 4;
+
 /// Everything a forward pass produces.
 #[derive(Debug)]
 pub struct WrnOutput {
@@ -370,6 +373,31 @@ impl WideResNet {
             features,
             blocks,
         }
+    }
+
+    /// The first `count` (at most [`LAYERS`]) layer features of Lee et al.'s Mahalanobis
+    /// ensemble, each globally average-pooled to `N x C_l`: the outputs of `conv1`, `block1`,
+    /// `block2`, and the final `relu(bn1(block3))`, whose pooled form is the penultimate
+    /// features of [`WideResNet::forward_features`]. The layout follows the authors'
+    /// `feature_list` of their DenseNet (first convolution, each stage, the last after the
+    /// final BatchNorm + ReLU). Stops after the layers asked for, so a shallow layer costs
+    /// a shallow forward pass.
+    pub fn layer_features(&self, x: &Tensor, train: bool, count: usize) -> Vec<Tensor> {
+        let pool = |t: &Tensor| t.mean_dim([2i64, 3].as_slice(), false, None::<Kind>);
+        let count = count.min(LAYERS);
+        let mut layers = Vec::with_capacity(count);
+        let mut out = self.conv1.forward(x);
+        for stage in &self.stages {
+            if layers.len() == count {
+                return layers;
+            }
+            layers.push(pool(&out));
+            out = stage.forward(&out, train);
+        }
+        if layers.len() < count {
+            layers.push(pool(&self.bn1.forward(&out, train).relu()));
+        }
+        layers
     }
 
     /// The final linear layer `fc`: weight `K x D` and bias `K` (copies, no gradient), for the

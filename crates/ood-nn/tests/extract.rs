@@ -1,43 +1,15 @@
 //! Streaming extraction: WRN (PyTorch state_dict) and TorchScript models over float and uint8
 //! inputs, against PyTorch's recorded outputs (tests/golden/make_golden.py,
 //! tests/golden/make_odin_golden.py); the incremental .npy writer.
-use std::path::{Path, PathBuf};
+mod common;
 
 use ndarray::{Array2, ArrayD};
 use ood_data::transforms::Normalize;
 use ood_nn::extract::{self, ExtractConfig, InputSet, NpyRowWriter};
 use ood_nn::model::Classifier;
 use ood_nn::tch::{Device, Kind, Tensor};
-use ood_nn::WrnConfig;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-fn npy(path: &Path) -> ArrayD<f32> {
-    ndarray_npy::read_npy(path).unwrap()
-}
-
-fn wrn10() -> Classifier {
-    let config = WrnConfig {
-        depth: 10,
-        widen_factor: 1,
-        dropout: 0.3,
-        num_classes: 10,
-        in_channels: 3,
-    };
-    Classifier::from_state_dict(&golden("wrn10_zip.pt"), &config, Device::Cpu).unwrap()
-}
-
-fn max_rel_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
-        .fold(0.0, f32::max)
-}
+use common::{golden, max_rel_err, npy, wrn10};
 
 fn config(batch_size: usize) -> ExtractConfig {
     ExtractConfig {

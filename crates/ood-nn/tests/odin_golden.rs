@@ -1,34 +1,22 @@
 //! ODIN and Mahalanobis input preprocessing must reproduce PyTorch's numbers (the code of record's
-//! procedures written out in tests/golden/make_odin_golden.py) on the small random WRN-10-1.
-use std::path::PathBuf;
+//! procedures written out in tests/golden/make_odin_golden.py) on the small random WRN-10-1;
+//! the Mahalanobis layer ensemble reproduces a naive per-layer computation on it.
+mod common;
 
+use ndarray::Array2;
 use ood_core::metrics::MetricsConfig;
-use ood_core::scores::MahalanobisParams;
+use ood_core::scores::mahalanobis_ensemble::fit_layers;
+use ood_core::scores::{EnsembleParams, Mahalanobis, MahalanobisParams};
 use ood_data::transforms::Normalize;
 use ood_nn::extract::InputSet;
+use ood_nn::mahalanobis_ensemble::{collect_layer_features, LayerInputs};
 use ood_nn::mahalanobis_input::{self, MahalanobisInput};
 use ood_nn::model::Classifier;
 use ood_nn::odin::{self, OdinGrid, OdinParams};
 use ood_nn::tch::{Device, Kind, Tensor};
-use ood_nn::WrnConfig;
 use serde_json::Value;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-fn model() -> Classifier {
-    let config = WrnConfig {
-        depth: 10,
-        widen_factor: 1,
-        dropout: 0.3,
-        num_classes: 10,
-        in_channels: 3,
-    };
-    Classifier::from_state_dict(&golden("wrn10_zip.pt"), &config, Device::Cpu).unwrap()
-}
+use common::{golden, wrn10 as model};
 
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(golden("odin_golden.json")).unwrap()).unwrap()
@@ -252,4 +240,116 @@ fn default_grids_are_the_code_of_record() {
         mahalanobis_input::EPSILONS,
         [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01]
     );
+}
+
+// The Mahalanobis layer ensemble (Lee et al. 2018) on the same WRN-10-1: the batched per-layer
+// scores with input preprocessing equal a naive computation, one image and one class at a
+// time, with the precision from a plain matrix inverse and the scores from ood_core's
+// single-layer Mahalanobis; the ensemble score is the regression's logit of those scores.
+
+fn to_tensor(a: &Array2<f64>) -> Tensor {
+    let (r, c) = a.dim();
+    Tensor::from_slice(a.as_standard_layout().as_slice().unwrap()).view([r as i64, c as i64])
+}
+
+fn host(t: &Tensor) -> Array2<f64> {
+    let t = t.to_kind(Kind::Double).contiguous();
+    let (r, c) = (t.size()[0] as usize, t.size()[1] as usize);
+    Array2::from_shape_vec((r, c), Vec::<f64>::try_from(t.view(-1)).unwrap()).unwrap()
+}
+
+/// Layer `l`'s score of one image `x` (1 x C x H x W) after a step of `eps`, the slow way.
+fn naive_score(net: &Classifier, fit: &Mahalanobis, l: usize, x: &Tensor, eps: f64) -> f64 {
+    let means = to_tensor(fit.means());
+    let precision = to_tensor(fit.covariance()).inverse();
+    let x = x.detach().set_requires_grad(true);
+    let f = net.layer_features(&x, 4).unwrap()[l].to_kind(Kind::Double);
+    let mut best: Option<(f64, Tensor)> = None;
+    for c in 0..means.size()[0] {
+        let diff = &f - means.get(c).unsqueeze(0);
+        let d = diff
+            .matmul(&precision)
+            .matmul(&diff.transpose(0, 1))
+            .sum(Kind::Double);
+        let v = d.double_value(&[]);
+        if best.as_ref().is_none_or(|(b, _)| v < *b) {
+            best = Some((v, d));
+        }
+    }
+    let (_, loss) = best.unwrap();
+    let grad = Tensor::run_backward(&[loss], &[&x], false, false).remove(0);
+    let sign = grad.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0;
+    let std = Tensor::from_slice(&std_f64().iter().map(|&s| s as f32).collect::<Vec<_>>())
+        .view([1, 3, 1, 1]);
+    let xp = x.detach() - sign / std * eps;
+    let fp = ood_nn::tch::no_grad(|| net.layer_features(&xp, 4).unwrap()[l].shallow_clone());
+    fit.score(host(&fp).view()).unwrap()[0]
+}
+
+#[test]
+fn layer_scores_match_a_naive_per_image_per_layer_computation() {
+    let net = model();
+    let norm = normalize();
+    let train = InputSet::open(&golden("odin_train_x.npy")).unwrap();
+    let labels = ood_core::io::npy::read_labels(&golden("odin_train_y.npy")).unwrap();
+    let features = collect_layer_features(&net, &train, Some(&norm), 50, false).unwrap();
+    let dims: Vec<usize> = features.iter().map(|f| f.ncols()).collect();
+    assert_eq!(dims, [16, 16, 32, 64]);
+    // the last layer is the single-layer variant's penultimate features
+    let penultimate =
+        mahalanobis_input::collect_features(&net, &train, Some(&norm), 50, false).unwrap();
+    assert!((&features[3] - &penultimate).iter().all(|d| d.abs() < 1e-9));
+
+    let views: Vec<_> = features.iter().map(|f| f.view()).collect();
+    let fits = fit_layers(&MahalanobisParams { shrinkage: 0.01 }, &views, &labels).unwrap();
+    let inputs = LayerInputs::new(&fits, Device::Cpu).unwrap();
+    let test = InputSet::open(&golden("odin_test_x.npy")).unwrap();
+    let x = test_batch();
+    let eps = [0.0, 0.002];
+    let got = inputs.scores_batch(&net, &x, &std_f64(), &eps).unwrap();
+    // the whole-input pass gives the same matrices as the batch pass
+    let whole = inputs
+        .scores(&net, &test, Some(&norm), &std_f64(), &eps, 3, false)
+        .unwrap();
+    for (a, b) in got.iter().zip(&whole) {
+        assert!((a - b)
+            .iter()
+            .all(|d| d.abs() <= 1e-6 * a.iter().fold(1.0_f64, |m, v| m.max(v.abs()))));
+    }
+    assert_eq!(got[0].dim(), (8, 4));
+    for (e, &eps) in eps.iter().enumerate() {
+        for l in 0..4 {
+            for i in 0..8 {
+                let want = naive_score(&net, &fits[l], l, &x.narrow(0, i as i64, 1), eps);
+                let g = got[e][[i, l]];
+                assert!(
+                    (g - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "eps {eps}, layer {l}, image {i}: {g} vs naive {want}"
+                );
+            }
+        }
+    }
+    // the step matters: every layer's scores move by far more than the tolerance
+    for l in 0..4 {
+        let moved = (0..8)
+            .filter(|&i| (got[1][[i, l]] - got[0][[i, l]]).abs() > 1e-2 * got[0][[i, l]].abs())
+            .count();
+        assert!(moved >= 6, "layer {l}: only {moved} of 8 scores moved");
+    }
+    // the ensemble score is the regression's logit of the standardised layer scores
+    let (a, b) = (
+        got[1].slice(ndarray::s![..4, ..]),
+        got[1].slice(ndarray::s![4.., ..]),
+    );
+    let ens = EnsembleParams::default().fit(a, b).unwrap();
+    let s = ens.score(got[1].view()).unwrap();
+    for (i, row) in got[1].rows().into_iter().enumerate() {
+        let by_hand: f64 = row
+            .iter()
+            .enumerate()
+            .map(|(l, v)| ens.logistic.weights[l] * (v - ens.mean[l]) / ens.scale[l])
+            .sum::<f64>()
+            + ens.logistic.intercept;
+        assert!((by_hand - s[i]).abs() < 1e-9);
+    }
 }

@@ -1,17 +1,13 @@
 //! Our WideResNet loaded from PyTorch checkpoints must reproduce PyTorch's logits.
 //! Golden files and their generating script: tests/golden/make_golden.py.
-use std::path::PathBuf;
+mod common;
 
 use ndarray::{ArrayD, IxDyn};
 use ood_nn::pytorch::{load_state_dict, load_state_dict_with_format, Format};
 use ood_nn::tch::{nn::VarStore, Device, Kind, Tensor};
 use ood_nn::{state_dict, Error, WideResNet, WrnConfig};
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
+use common::{golden, max_rel_err, small_config};
 
 fn npy(name: &str) -> ArrayD<f32> {
     ndarray_npy::read_npy(golden(name)).unwrap()
@@ -26,25 +22,6 @@ fn to_array(t: &Tensor) -> ArrayD<f32> {
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
     let v: Vec<f32> = Vec::try_from(t.to_kind(Kind::Float).contiguous().view(-1)).unwrap();
     ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap()
-}
-
-fn small_config() -> WrnConfig {
-    WrnConfig {
-        depth: 10,
-        widen_factor: 1,
-        dropout: 0.3,
-        num_classes: 10,
-        in_channels: 3,
-    }
-}
-
-/// max |a - b| / max(|b|, 1e-3) over all elements.
-fn max_rel_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
-        .fold(0.0, f32::max)
 }
 
 fn check_logits(file: &str, expect_format: Format) {

@@ -1,8 +1,12 @@
-//! Dynamic batching: requests' inputs wait in a bounded queue; one blocking worker thread
-//! (the model is CPU-bound and must never run on the async executor) takes the first waiting
-//! request, gathers more until `max_batch` images are collected or `max_wait` has passed, and
-//! runs them through [`Bundle::decide`] as one model call (in chunks of `max_batch` when a
-//! single request brings more). Decisions go back to each request through a oneshot channel.
+//! Dynamic batching: requests' inputs wait in a bounded queue; `workers` blocking model threads
+//! (the model is CPU-bound and must never run on the async executor) pull from it. A free worker
+//! takes the first waiting request and everything already queued behind it, up to `max_batch`
+//! images, and runs them through [`Bundle::decide`] as one model call (in chunks of `max_batch`
+//! when a single request brings more). Batches form by themselves under load: while the workers
+//! are busy the queue fills. With `max_wait` > 0 a worker also waits that long for companions
+//! when the queue runs dry (fewer model calls, more latency); the default 0 never waits, since
+//! a lone request waiting for companions that never come only adds latency. Decisions go back
+//! to each request through a oneshot channel.
 //!
 //! If a gathered batch fails (one request's image has an unsupported channel count, say), each
 //! of its requests is run alone, so the error reaches only the request that caused it.
@@ -13,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use ndarray::{Array2, Array3, ArrayView3};
 use ood_bundle::{Bundle, BundleError, Decision};
 use tokio::sync::oneshot;
@@ -72,35 +76,51 @@ pub struct Shared {
     pub drift: Arc<Mutex<DriftMonitor>>,
 }
 
-/// The handle the HTTP side holds: submit work, see the queue depth, stop the worker.
+/// How the model threads batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Requests waiting before new ones are refused.
+    pub queue: usize,
+    /// Model threads pulling from the one queue.
+    pub workers: usize,
+}
+
+/// The handle the HTTP side holds: submit work, see the queue depth, stop the workers.
 pub struct Batcher {
     tx: Sender<Job>,
     capacity: usize,
     stop: Arc<AtomicBool>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Batcher {
-    /// Start the worker thread.
-    pub fn start(shared: Shared, max_batch: usize, max_wait: Duration, queue: usize) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(queue);
+    /// Start the worker threads.
+    pub fn start(shared: Shared, opts: BatchOptions) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(opts.queue);
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            rx,
-            shared,
-            max_batch,
-            max_wait,
-            stop: stop.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name("eood-model".into())
-            .spawn(move || worker.run())
-            .expect("spawning the model worker thread");
+        let shared = Arc::new(shared);
+        let handles = (0..opts.workers.max(1))
+            .map(|i| {
+                let worker = Worker {
+                    rx: rx.clone(),
+                    shared: shared.clone(),
+                    max_batch: opts.max_batch,
+                    max_wait: opts.max_wait,
+                    stop: stop.clone(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("eood-model-{i}"))
+                    .spawn(move || worker.run())
+                    .expect("spawning a model worker thread")
+            })
+            .collect();
         Self {
             tx,
-            capacity: queue,
+            capacity: opts.queue,
             stop,
-            worker: Mutex::new(Some(handle)),
+            workers: Mutex::new(handles),
         }
     }
 
@@ -128,11 +148,11 @@ impl Batcher {
         self.tx.len()
     }
 
-    /// Let the worker finish what is queued, then join it.
+    /// Let the workers finish what is queued, then join them.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
             let _ = h.join();
         }
     }
@@ -140,7 +160,7 @@ impl Batcher {
 
 struct Worker {
     rx: Receiver<Job>,
-    shared: Shared,
+    shared: Arc<Shared>,
     max_batch: usize,
     max_wait: Duration,
     stop: Arc<AtomicBool>,
@@ -165,13 +185,21 @@ impl Worker {
             let mut n = jobs[0].work.images();
             let until = Instant::now() + self.max_wait;
             while n < self.max_batch {
-                match self.rx.recv_deadline(until) {
-                    Ok(j) if j.work.images() == 0 => self.run_alone(j),
-                    Ok(j) => {
-                        n += j.work.images();
-                        jobs.push(j);
+                let next = match self.rx.try_recv() {
+                    Ok(j) => j,
+                    Err(TryRecvError::Empty) if !self.max_wait.is_zero() => {
+                        match self.rx.recv_deadline(until) {
+                            Ok(j) => j,
+                            Err(_) => break,
+                        }
                     }
                     Err(_) => break,
+                };
+                if next.work.images() == 0 {
+                    self.run_alone(next);
+                } else {
+                    n += next.work.images();
+                    jobs.push(next);
                 }
             }
             self.run_images(jobs);

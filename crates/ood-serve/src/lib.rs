@@ -32,7 +32,7 @@ pub use options::ServeOptions;
 use ood_bundle::Bundle;
 use serde_json::json;
 
-use batcher::{Batcher, Shared};
+use batcher::{BatchOptions, Batcher, Shared};
 use http::App;
 
 fn app(bundle: Bundle, opts: ServeOptions) -> Arc<App> {
@@ -46,9 +46,12 @@ fn app(bundle: Bundle, opts: ServeOptions) -> Arc<App> {
             metrics: metrics.clone(),
             drift: drift.clone(),
         },
-        opts.max_batch,
-        opts.max_wait,
-        opts.queue,
+        BatchOptions {
+            max_batch: opts.max_batch,
+            max_wait: opts.max_wait,
+            queue: opts.queue,
+            workers: opts.workers,
+        },
     );
     Arc::new(App {
         bundle,
@@ -112,6 +115,7 @@ pub fn run(bundle: Bundle, opts: ServeOptions) -> Result<(), ServeError> {
                 "tau": m.scoring.tau,
                 "max_batch": opts.max_batch,
                 "max_wait_ms": opts.max_wait.as_millis() as u64,
+                "workers": opts.workers,
                 "queue": opts.queue,
             }),
         );

@@ -10,8 +10,19 @@ use crate::drift::DriftOptions;
 
 /// Default `--max-batch`.
 pub const DEFAULT_MAX_BATCH: usize = 64;
-/// Default `--max-wait-ms`.
-pub const DEFAULT_MAX_WAIT_MS: u64 = 5;
+/// Default `--max-wait-ms`: never wait for companions (batches form from the queue under load).
+pub const DEFAULT_MAX_WAIT_MS: u64 = 0;
+/// Most `--workers` the default picks (one per core up to this).
+pub const MAX_DEFAULT_WORKERS: usize = 8;
+
+/// Default `--workers`: one model thread per available core, at most [`MAX_DEFAULT_WORKERS`]
+/// (tract runs a model call on one thread, so this is what uses the machine).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_DEFAULT_WORKERS)
+}
 /// Default `--queue`.
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Default `--max-body-bytes` (16 MiB: a 64 x 224 x 224 x 3 uint8 batch fits).
@@ -28,8 +39,11 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     /// Most inputs in one model call (default 64).
     pub max_batch: usize,
-    /// How long the batcher waits for more requests after the first one (default 5 ms).
+    /// How long a model thread waits for more requests once the queue is empty (default 0:
+    /// it runs what is queued at once).
     pub max_wait: Duration,
+    /// Model threads pulling from the queue (default: one per core, at most 8).
+    pub workers: usize,
     /// Requests waiting for the model before new ones get 503 (default 1024).
     pub queue: usize,
     /// Largest request body; larger ones get 413 (default 16 MiB).
@@ -45,6 +59,7 @@ impl Default for ServeOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_batch: DEFAULT_MAX_BATCH,
             max_wait: Duration::from_millis(DEFAULT_MAX_WAIT_MS),
+            workers: default_workers(),
             queue: DEFAULT_QUEUE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
@@ -58,6 +73,7 @@ impl ServeOptions {
     pub fn validate(&self) -> Result<(), LimitError> {
         check_range("--max-batch", self.max_batch, 1, 4096)?;
         check_range("--max-wait-ms", self.max_wait.as_millis(), 0, 10_000)?;
+        check_range("--workers", self.workers, 1, 256)?;
         check_range("--queue", self.queue, 1, 1 << 20)?;
         check_range("--max-body-bytes", self.max_body_bytes, 1024, 1 << 30)?;
         check_range("--timeout-ms", self.timeout.as_millis(), 1, 3_600_000)?;
@@ -80,6 +96,13 @@ mod tests {
                 ..d.clone()
             }),
             "--max-batch must be between 1 and 4096, got 0"
+        );
+        assert_eq!(
+            e(ServeOptions {
+                workers: 0,
+                ..d.clone()
+            }),
+            "--workers must be between 1 and 256, got 0"
         );
         assert!(e(ServeOptions {
             queue: 0,

@@ -418,6 +418,7 @@ fn concurrent_requests_share_model_calls() {
         ServeOptions {
             max_wait: Duration::from_millis(400),
             max_batch: 64,
+            workers: 1,
             ..opts()
         },
     )
@@ -451,6 +452,34 @@ fn concurrent_requests_share_model_calls() {
     s.stop().unwrap();
 }
 
+/// With two model threads a long request occupies one; a small one is answered by the other
+/// while the long one still runs (one thread would answer it only after all 64 model calls).
+#[test]
+fn a_second_worker_answers_while_the_first_is_busy() {
+    let s = ood_serve::spawn(
+        bundle(),
+        ServeOptions {
+            workers: 2,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let addr = s.addr;
+    let imgs: Vec<Array3<u8>> = (0..4096).map(|i| digits()[i % 8].clone()).collect();
+    let big = npy(&imgs);
+    let busy = std::thread::spawn(move || post(addr, "application/x-npy", &big));
+    while sample(&get(addr, "/metrics").body, "eood_model_calls_total") == Some(0.0) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let small = post(addr, "image/png", &png(&digits()[1]));
+    assert_eq!(small.status, 200, "{small:?}");
+    // the small answer came while the long request's 64 calls were not all done
+    let calls = sample(&get(addr, "/metrics").body, "eood_model_calls_total").unwrap();
+    assert!(calls < 65.0, "{calls} model calls before the small answer");
+    assert_eq!(busy.join().unwrap().status, 200);
+    s.stop().unwrap();
+}
+
 #[test]
 fn a_full_queue_is_503_and_a_late_answer_504() {
     let s = ood_serve::spawn(
@@ -458,6 +487,7 @@ fn a_full_queue_is_503_and_a_late_answer_504() {
         ServeOptions {
             queue: 1,
             timeout: Duration::from_millis(1500),
+            workers: 1,
             ..opts()
         },
     )

@@ -2,10 +2,15 @@
 //! CSV and JSON; figures as PNG and SVG; config, seeds, versions, machine, timings).
 //!
 //! ```text
-//! eood bench fmnist-ood [--quick] [--shipped | --from-checkpoint CKPT] [--out DIR] [--seed S] [--threads N]
+//! eood bench fmnist-ood [--quick] [--shipped | --checkpoint CKPT] [--out-dir DIR] [--seed S] [--threads N]
 //! eood bench cifar10|cifar100|svhn --data DIR [--prepare-from RELEASE_DIR] [--device cuda]
-//!            [--state-dict PRETRAINED.pt] [--oe-state-dict OE.pt] [--energy-ft-state-dict FT.pt]
+//!            [--checkpoint CKPT | --state-dict PRETRAINED.pt [--mean M --std S]]
+//!            [--oe-checkpoint CKPT | --oe-state-dict OE.pt]
+//!            [--energy-ft-checkpoint CKPT | --energy-ft-state-dict FT.pt]
 //! ```
+//! The model flags follow `args::ModelArgs`' grammar (docs/cli.md); the architecture and the
+//! recipe default to the benchmark's preset (`Plan::for_paper`: WRN-40-2 for CIFAR, OE's
+//! WRN-16-4 SVHN baseline for SVHN).
 //! Steps: (1) pretrain, or load the given model; (2) score the ID and OOD test sets with MSP,
 //! energy (T = 1), ODIN and Mahalanobis, their hyper-parameters chosen on the validation OOD
 //! sets; (3) fine-tune with Outlier Exposure and the energy-bounded loss (margins chosen on
@@ -13,7 +18,9 @@
 //! Figures 3, 4a, 4b, a calibrated detector. See docs/experiments.md.
 use std::path::{Path, PathBuf};
 
-use crate::args::{DeviceArgs, RuntimeArgs};
+use crate::args::{
+    BenchModelArgs, DeviceArgs, ModelRef, NormalizeArgs, PresetArchArgs, RuntimeArgs,
+};
 use anyhow::{bail, Context};
 use ood_data::cache::Cache;
 use ood_experiments::bench::cifar::{self, PaperBench};
@@ -68,36 +75,16 @@ pub struct Args {
     /// Smoke version: small subsets everywhere (a few minutes on 2 cores).
     #[arg(long)]
     pub quick: bool,
-    /// Start from the shipped pre-trained Fashion-MNIST model (models/fmnist-wrn-10-1.json).
-    #[arg(long, conflicts_with_all = ["from_checkpoint", "state_dict"])]
-    pub shipped: bool,
-    /// Start from this pre-trained checkpoint (our format, `<name>.json`).
-    #[arg(long, value_name = "CKPT")]
-    pub from_checkpoint: Option<PathBuf>,
-    /// Start from a PyTorch state_dict of the code of record's WideResNet (--depth/--widen-factor).
-    #[arg(long, value_name = "PT", conflicts_with = "from_checkpoint")]
-    pub state_dict: Option<PathBuf>,
-    /// Evaluate this OE-fine-tuned PyTorch state_dict instead of fine-tuning.
-    #[arg(long, value_name = "PT")]
-    pub oe_state_dict: Option<PathBuf>,
-    /// Evaluate this energy-fine-tuned PyTorch state_dict instead of fine-tuning.
-    #[arg(long, value_name = "PT")]
-    pub energy_ft_state_dict: Option<PathBuf>,
-    /// Evaluate this OE-fine-tuned checkpoint (our format) instead of fine-tuning.
-    #[arg(long, value_name = "CKPT", conflicts_with = "oe_state_dict")]
-    pub oe_checkpoint: Option<PathBuf>,
-    /// Evaluate this energy-fine-tuned checkpoint (our format) instead of fine-tuning.
-    #[arg(long, value_name = "CKPT", conflicts_with = "energy_ft_state_dict")]
-    pub energy_ft_checkpoint: Option<PathBuf>,
-    /// WideResNet depth of --state-dict files and of pretraining (default: 10 for fmnist-ood, 40 otherwise).
-    #[arg(long)]
-    pub depth: Option<i64>,
-    /// WideResNet width (default: 1 for fmnist-ood, 2 otherwise).
-    #[arg(long)]
-    pub widen_factor: Option<i64>,
-    /// Dropout (default: 0 for fmnist-ood, 0.3 otherwise).
-    #[arg(long)]
-    pub dropout: Option<f64>,
+    /// The models: `--shipped | --checkpoint | --state-dict`, `--oe-checkpoint |
+    /// --oe-state-dict`, `--energy-ft-checkpoint | --energy-ft-state-dict`.
+    #[command(flatten)]
+    pub models: BenchModelArgs,
+    /// `--depth/--widen-factor/--dropout`, defaulting to the benchmark's preset.
+    #[command(flatten)]
+    pub arch: PresetArchArgs,
+    /// `--mean/--std` of the inputs of a --state-dict (and of the model the run pretrains).
+    #[command(flatten)]
+    pub normalize: NormalizeArgs,
     /// Benchmark folder (fmnist-ood layout). Default for fmnist-ood: <cache>/fmnist-ood.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -166,7 +153,7 @@ pub fn shipped_model() -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("the shipped model {SHIPPED_MODEL} is not here: run inside the checkout, set EOOD_MODELS to its models/ folder, or give --from-checkpoint")
+    bail!("the shipped model {SHIPPED_MODEL} is not here: run inside the checkout, set EOOD_MODELS to its models/ folder, or give --checkpoint")
 }
 
 fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {
@@ -188,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     args.runtime.check()?;
     let fmnist = args.benchmark == Benchmark::FmnistOod;
     let paper = args.benchmark.paper();
-    if args.shipped && !fmnist {
+    if args.models.shipped && !fmnist {
         bail!(
             "--shipped is the Fashion-MNIST model; it does not apply to {}",
             args.benchmark.name()
@@ -196,7 +183,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let data = bench_data(&args, paper)?;
     let plan = plan(&args, paper)?;
-    let models = models(&args, &data, &plan.arch)?;
+    let channels = ood_data::formats::npy_images::NpyImages::open(&data.train_x)?
+        .image_shape()
+        .2;
+    let normalize = args.normalize.normalize(channels)?;
+    let models = models(&args, &data, channels, &plan.arch)?;
     let out = args.out_dir.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!(
             "{}{}",
@@ -220,6 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: args.runtime.progress(),
         command,
         workers: args.runtime.workers,
+        normalize,
     };
     let outcome = bench::run(&opts)?;
     println!("{}", BenchDir::new(&outcome.dir).read_table2()?);
@@ -287,21 +279,9 @@ fn plan(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<Plan> {
     let mut plan = match (paper, args.quick) {
         (None, false) => Plan::fmnist(),
         (None, true) => Plan::fmnist_quick(),
-        (Some(p), false) => Plan::paper(p.num_classes()),
-        (Some(p), true) => Plan {
-            arch: Plan::paper(p.num_classes()).arch,
-            margins: Plan::paper(p.num_classes()).margins,
-            ..Plan::fmnist_quick()
-        },
+        (Some(p), quick) => Plan::for_paper(p, quick),
     };
-    let arch = WrnConfig {
-        depth: args.depth.unwrap_or(plan.arch.depth),
-        widen_factor: args.widen_factor.unwrap_or(plan.arch.widen_factor),
-        dropout: args.dropout.unwrap_or(plan.arch.dropout),
-        ..plan.arch.clone()
-    };
-    arch.blocks_per_stage()?;
-    plan.arch = arch;
+    plan.arch = args.arch.apply(&plan.arch)?;
     if let Some(e) = args.pretrain_epochs {
         plan.pretrain_epochs = e;
     }
@@ -329,16 +309,12 @@ fn plan(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<Plan> {
 
 /// The models given on the command line; a state_dict's input channels and classes come from
 /// the data.
-fn models(args: &Args, data: &BenchData, arch: &WrnConfig) -> anyhow::Result<Models> {
-    let ckpt = |path: &PathBuf| -> anyhow::Result<Weights> {
-        if !path.is_file() {
-            bail!("{}: no such file", path.display());
-        }
-        Ok(Weights::Checkpoint(path.clone()))
-    };
-    let channels = ood_data::formats::npy_images::NpyImages::open(&data.train_x)?
-        .image_shape()
-        .2;
+fn models(
+    args: &Args,
+    data: &BenchData,
+    channels: usize,
+    arch: &WrnConfig,
+) -> anyhow::Result<Models> {
     let classes = ood_core::io::npy::read_labels(&data.train_y)?
         .into_iter()
         .max()
@@ -349,37 +325,36 @@ fn models(args: &Args, data: &BenchData, arch: &WrnConfig) -> anyhow::Result<Mod
         num_classes: classes,
         ..arch.clone()
     };
-    let with_arch = |path: &PathBuf| -> anyhow::Result<Weights> {
-        if !path.is_file() {
-            bail!("{}: no such file", path.display());
+    let exists = |p: &Path| -> anyhow::Result<PathBuf> {
+        if !p.is_file() {
+            bail!("{}: no such file", p.display());
         }
-        Ok(Weights::StateDict {
-            path: path.clone(),
-            arch: arch_for_data.clone(),
+        Ok(p.to_path_buf())
+    };
+    let weights = |m: Option<ModelRef>| -> anyhow::Result<Option<Weights>> {
+        Ok(match m {
+            None => None,
+            Some(ModelRef::Checkpoint(p)) => Some(Weights::Checkpoint(exists(p)?)),
+            Some(ModelRef::StateDict(p)) => Some(Weights::StateDict {
+                path: exists(p)?,
+                arch: arch_for_data.clone(),
+            }),
+            // BenchModelArgs has no such flags: ODIN, Mahalanobis and fine-tuning need a WRN
+            Some(ModelRef::TorchScript(p) | ModelRef::Onnx(p)) => bail!(
+                "{}: bench takes WideResNet checkpoints and state_dicts only",
+                p.display()
+            ),
         })
     };
-    let pretrained = if args.shipped {
+    let m = &args.models;
+    let pretrained = if m.shipped {
         Some(Weights::Checkpoint(shipped_model()?))
-    } else if let Some(p) = &args.from_checkpoint {
-        Some(ckpt(p)?)
-    } else if let Some(p) = &args.state_dict {
-        Some(with_arch(p)?)
     } else {
-        None
-    };
-    let oe = match (&args.oe_state_dict, &args.oe_checkpoint) {
-        (Some(p), _) => Some(with_arch(p)?),
-        (_, Some(p)) => Some(ckpt(p)?),
-        _ => None,
-    };
-    let energy_ft = match (&args.energy_ft_state_dict, &args.energy_ft_checkpoint) {
-        (Some(p), _) => Some(with_arch(p)?),
-        (_, Some(p)) => Some(ckpt(p)?),
-        _ => None,
+        weights(m.pretrained())?
     };
     Ok(Models {
         pretrained,
-        oe,
-        energy_ft,
+        oe: weights(m.oe())?,
+        energy_ft: weights(m.energy_ft())?,
     })
 }

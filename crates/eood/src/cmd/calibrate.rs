@@ -12,13 +12,13 @@ use ood_core::Detector;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// In-distribution validation scores, 1-D .npy (higher = more in-distribution).
-    #[arg(long)]
+    #[arg(long, value_name = "NPY")]
     pub id_scores: PathBuf,
     /// Fraction of in-distribution scores to accept, in (0, 1).
     #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub tpr: f64,
     /// Detector artifact to write (JSON); written atomically.
-    #[arg(long)]
+    #[arg(long, value_name = "JSON")]
     pub out: PathBuf,
     /// Score the scores came from (recorded in the artifact; `detect` checks it): any
     /// `eood score --method` key (energy, msp, maxlogit, react, ash_p, ..., gradnorm), odin or

@@ -15,14 +15,14 @@ use crate::cmd::detect_bundle::{self, Format};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Detector artifact from `eood calibrate`.
-    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    #[arg(long, value_name = "JSON", required_unless_present = "bundle")]
     pub detector: Option<PathBuf>,
     /// Scores to classify, 1-D .npy (same method and temperature as the detector's).
     /// Non-finite scores are refused: dropping them would misalign the flags.
-    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    #[arg(long, value_name = "NPY", required_unless_present = "bundle")]
     pub scores: Option<PathBuf>,
     /// Output flags, 1-D .npy of uint8 (1 = accept, 0 = reject); written atomically.
-    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    #[arg(long, value_name = "NPY", required_unless_present = "bundle")]
     pub out: Option<PathBuf>,
     /// Score method of --scores: refused unless it is the detector's. Without it, scores that
     /// look like another method's (all in [0, 1] for a detector calibrated outside it) are
@@ -31,7 +31,8 @@ pub struct Args {
     pub method: Option<ScoreMethod>,
 
     /// A bundle folder (`eood bundle create`): decide images with its model and detector.
-    #[arg(long, value_name = "DIR", conflicts_with = "method")]
+    // clap's conflicts go both ways: the score path's flags need not repeat this one
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["method", "detector", "scores", "out"])]
     pub bundle: Option<PathBuf>,
     /// Image files (PNG, JPEG, BMP, TGA, GIF), with --bundle.
     #[arg(value_name = "IMAGES", requires = "bundle")]

@@ -8,8 +8,14 @@
 //!
 //! `--m-in-grid`/`--m-out-grid` follow the paper's validation recipe instead: one fine-tuning run
 //! per margin pair from the same pretrained weights (`<name>.grid-<i>.json`), each scored by the
-//! mean FPR at 95% TPR of -E on the validation OOD sets (never the test sets); the best is saved
+//! mean FPR at 95% TPR of -E on the validation OOD sets (never the test sets), among the pairs
+//! that keep the ID validation accuracy when labels are given (`grid` module); the best is saved
 //! as `--out` and the whole table as `<name>.grid.json`.
+//!
+//! `--outlier-bn` says how BatchNorm sees the outliers: `joint` is the code of record's single
+//! pass over the concatenation; `id-statistics` forwards the outliers separately with BatchNorm
+//! in evaluation mode, so its statistics come from ID images only (see
+//! `ood_nn::train::OutlierBatchNorm` and docs/experiments.md for the measurements).
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,6 +48,24 @@ pub enum LossKind {
 pub enum OutlierOrder {
     Offset,
     Shuffle,
+}
+
+/// How BatchNorm sees the outliers (`ood_nn::train::OutlierBatchNorm`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum OutlierBn {
+    /// One training-mode pass over ID images and outliers together (the code of record).
+    Joint,
+    /// ID batch in training mode, outliers normalised by the running ID statistics.
+    IdStatistics,
+}
+
+impl From<OutlierBn> for train::OutlierBatchNorm {
+    fn from(b: OutlierBn) -> Self {
+        match b {
+            OutlierBn::Joint => train::OutlierBatchNorm::Joint,
+            OutlierBn::IdStatistics => train::OutlierBatchNorm::IdStatistics,
+        }
+    }
 }
 
 /// A margin: a number, or `auto` (mean energy of the pretrained model on the data).
@@ -113,6 +137,14 @@ pub struct Args {
     /// In-distribution validation images for the grid (default with --fmnist-ood: val_x.npy).
     #[arg(long, value_name = "NPY")]
     pub val_images: Option<PathBuf>,
+    /// Labels of --val-images (default with --fmnist-ood: val_y.npy, when --val-images is not
+    /// given); with them the grid keeps only points within --accuracy-tolerance of the
+    /// pretrained model's validation accuracy.
+    #[arg(long, value_name = "NPY")]
+    pub val_labels: Option<PathBuf>,
+    /// Largest loss of ID validation accuracy a chosen grid point may have (fraction, 0 to 1).
+    #[arg(long, default_value_t = ood_nn::margin_search::ACCURACY_TOLERANCE)]
+    pub accuracy_tolerance: f64,
     /// Validation OOD sets for the grid (default with --fmnist-ood: every ood_val/*.npy).
     #[arg(long, value_name = "NPY", num_args = 1..)]
     pub val_ood: Vec<PathBuf>,
@@ -122,6 +154,10 @@ pub struct Args {
     /// Outliers per step, 1 to 65536 (concatenated after the in-distribution batch).
     #[arg(long, default_value_t = 256)]
     pub outlier_batch_size: usize,
+    /// How BatchNorm sees the outliers: `joint` (the code of record) by default;
+    /// `id-statistics` lost accuracy on Fashion-MNIST (docs/experiments.md).
+    #[arg(long, value_enum, default_value_t = OutlierBn::Joint)]
+    pub outlier_bn: OutlierBn,
     #[command(flatten)]
     pub optimizer: OptimizerArgs,
     #[command(flatten)]
@@ -167,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             lambda: 0.5,
         }))?;
     check_range("--outlier-batch-size", args.outlier_batch_size, 1, 65_536)?;
+    check_range("--accuracy-tolerance", args.accuracy_tolerance, 0.0, 1.0)?;
     if let Some(l) = args.lambda {
         check_range("--lambda", l, 0.0, 1000.0)?;
     }
@@ -211,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = RunConfig {
         objective: train::Objective::Finetune(loss),
         outlier_batch_size: args.outlier_batch_size,
+        outlier_batchnorm: args.outlier_bn.into(),
         ..base
     };
     let data = RunData {

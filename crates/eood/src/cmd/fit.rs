@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ood_core::detectors::{FitData, Method};
-use ood_core::io::npy::{read_f64_matrix, read_labels};
+use ood_core::io::npy::read_labels;
 
-use super::fit_args::{names, parse_method, HeadArgs, ParamArgs};
+use super::fit_args::{names, parse_method, ArrayArgs, HeadArgs, ParamArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,12 +20,8 @@ pub struct Args {
     /// entropy, klm, knn, vim, mahalanobis_features, rmds, she, gradnorm.
     #[arg(long, value_parser = parse_method)]
     pub method: Method,
-    /// Training penultimate features, N x D .npy (float32/float64).
-    #[arg(long, value_name = "NPY")]
-    pub features: Option<PathBuf>,
-    /// Training logits, N x K .npy (or computed from --features and the head).
-    #[arg(long, value_name = "NPY")]
-    pub logits: Option<PathBuf>,
+    #[command(flatten)]
+    pub arrays: ArrayArgs,
     /// Training class labels, N .npy (int32, int64 or uint8).
     #[arg(long, value_name = "NPY")]
     pub labels: Option<PathBuf>,
@@ -34,22 +30,21 @@ pub struct Args {
     #[command(flatten)]
     pub params: ParamArgs,
     /// Fitted detector to write (JSON; safetensors for knn).
-    #[arg(long)]
+    #[arg(long, value_name = "FITTED")]
     pub out: PathBuf,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let inputs: Vec<&Path> = [&a.features, &a.logits, &a.labels]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
+    let inputs: Vec<&Path> = a
+        .arrays
+        .paths()
+        .chain(a.labels.as_deref())
         .chain(a.head.paths())
         .collect();
     ood_core::io::check_output(&a.out, &inputs)?;
     let key = a.method.key();
     let params = a.params.params(a.method)?;
-    let features = a.features.as_deref().map(read_f64_matrix).transpose()?;
-    let logits = a.logits.as_deref().map(read_f64_matrix).transpose()?;
+    let (features, logits) = a.arrays.read()?;
     let labels = a.labels.as_deref().map(read_labels).transpose()?;
     let head = a.head.read()?;
     let data = FitData {

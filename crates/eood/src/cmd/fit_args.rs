@@ -1,4 +1,5 @@
-//! What `eood fit` and `eood score` share: the method key, the hyper-parameter flags (each
+//! What `eood fit` and `eood score` share: the method key, the input arrays
+//! (`--features/--logits`), the hyper-parameter flags (each
 //! method's paper default when not given, the core's `Params::default_for`), the last layer
 //! (`--weight/--bias`) and the typed refusals of the grammar. One flag means one thing for every
 //! method; a flag the chosen method does not take is refused instead of ignored.
@@ -6,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ndarray::Array1;
+use ndarray::{Array1, Array2};
 use ood_core::detectors::{Head, Method, Params};
 use ood_core::io::npy::{read_f64_matrix, read_f64_vector};
 
@@ -201,6 +202,35 @@ fn set_temperature(field: &mut f64, value: Option<f64>) -> anyhow::Result<()> {
         *field = crate::args::check_temperature(t)?;
     }
     Ok(())
+}
+
+/// `--features` and `--logits`: the arrays `fit` learns from and `score` scores.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ArrayArgs {
+    /// Penultimate features, N x D .npy (float32/float64): training features for `fit`, the
+    /// rows to score for `score`.
+    #[arg(long, value_name = "NPY")]
+    pub features: Option<PathBuf>,
+    /// Logits, N x K .npy (float32/float64, C order); where a method needs them and they are
+    /// not given, they are computed from --features and the head.
+    #[arg(long, value_name = "NPY")]
+    pub logits: Option<PathBuf>,
+}
+
+impl ArrayArgs {
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.features
+            .iter()
+            .chain(&self.logits)
+            .map(|p| p.as_path())
+    }
+
+    /// The features and the logits given, read as f64.
+    pub fn read(&self) -> anyhow::Result<(Option<Array2<f64>>, Option<Array2<f64>>)> {
+        let features = self.features.as_deref().map(read_f64_matrix).transpose()?;
+        let logits = self.logits.as_deref().map(read_f64_matrix).transpose()?;
+        Ok((features, logits))
+    }
 }
 
 /// `--weight/--bias`: the classifier's last layer as `eood extract --features` writes it.

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::{bail, Context};
 use ood_core::finite::{read_scores, NonFinitePolicy, ScoresFileError};
 use ood_core::protocol::{evaluate_table, ProtocolConfig};
 use ood_core::{metrics, Convention, Metrics, MetricsConfig};
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => sets
             .iter()
             .map(|(name, ood)| {
-                let m = metrics::evaluate(&id, ood, &cfg).map_err(|e| anyhow!("{name}: {e}"))?;
+                let m = metrics::evaluate(&id, ood, &cfg).with_context(|| name.clone())?;
                 Ok(Row {
                     name: name.clone(),
                     mean: m.percent(),
@@ -143,11 +143,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_ood: rows.iter().map(|r| r.n_ood).sum(),
         samples: None,
     });
-    let fpr_key = fpr_key(args.tpr);
+    let report = Report {
+        names: KEYS.map(|k| match k {
+            "fpr" => fpr_key(args.tpr),
+            _ => k.to_string(),
+        }),
+        rows,
+        mean: mean_row,
+        args: &args,
+        n_id: id.len(),
+    };
     let out = match args.format {
-        Format::Json => render_json(&rows, mean_row.as_ref(), &fpr_key, &args, id.len()),
-        Format::Csv => render_csv(&rows, mean_row.as_ref(), &fpr_key),
-        Format::Table => render_table(&rows, mean_row.as_ref(), &fpr_key, &args, id.len()),
+        Format::Json => report.json(),
+        Format::Csv => report.csv(),
+        Format::Table => report.table(),
     };
     print!("{out}");
     Ok(())
@@ -167,12 +176,15 @@ pub(crate) fn read_finite(path: &Path, drop: bool) -> anyhow::Result<Vec<f64>> {
             }
             Ok(values)
         }
-        Err(e @ ScoresFileError::NonFinite { .. }) => {
-            Err(anyhow!("{e}; pass --drop-nonfinite to drop them"))
-        }
+        Err(e @ ScoresFileError::NonFinite { .. }) => Err(DropHint(e).into()),
         Err(e) => Err(e.into()),
     }
 }
+
+/// A non-finite score, with the flag that drops them.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; pass --drop-nonfinite to drop them")]
+struct DropHint(#[source] ScoresFileError);
 
 /// File stem, or the whole path when two OOD files share a stem.
 fn set_name(path: &Path, all: &[PathBuf]) -> String {
@@ -200,71 +212,149 @@ fn mean_of(ms: impl Iterator<Item = Metrics>) -> Metrics {
     ood_core::protocol::mean_std(&v).0
 }
 
-fn metric_object(m: &Metrics, std: Option<&Metrics>, fpr_key: &str) -> Map<String, Value> {
-    let mut o = Map::new();
-    let name = |k: &str| {
-        if k == "fpr" {
-            fpr_key.to_string()
-        } else {
-            k.to_string()
-        }
-    };
-    for (k, v) in KEYS.iter().zip(m.to_array()) {
-        o.insert(name(k), json!(v));
-    }
-    if let Some(s) = std {
-        for (k, v) in KEYS.iter().zip(s.to_array()) {
-            o.insert(format!("{}_std", name(k)), json!(v));
-        }
-    }
-    o
+/// The rows to print, the metric names (the FPR's with its TPR) and what the footers say.
+struct Report<'a> {
+    names: [String; 5],
+    rows: Vec<Row>,
+    mean: Option<Row>,
+    args: &'a Args,
+    n_id: usize,
 }
 
-fn render_json(
-    rows: &[Row],
-    mean: Option<&Row>,
-    fpr_key: &str,
-    args: &Args,
-    n_id: usize,
-) -> String {
-    // one object: the metrics of the single set, or the mean over sets plus a "sets" list
-    let mut o = match (rows, mean) {
-        ([only], None) => {
-            let mut o = metric_object(&only.mean, only.std.as_ref(), fpr_key);
-            o.insert("n_ood".into(), json!(only.n_ood));
-            if let Some(s) = only.samples {
-                o.insert("samples".into(), json!(s));
-            }
-            o
+impl Report<'_> {
+    fn all_rows(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().chain(&self.mean)
+    }
+
+    fn with_std(&self) -> bool {
+        self.rows.iter().any(|r| r.std.is_some())
+    }
+
+    /// A row's metrics (and their std) by name, its OOD count and draw size.
+    fn row_object(&self, r: &Row) -> Map<String, Value> {
+        let mut o = Map::new();
+        for (k, v) in self.names.iter().zip(r.mean.to_array()) {
+            o.insert(k.clone(), json!(v));
         }
-        (_, Some(m)) => {
-            let mut o = metric_object(&m.mean, None, fpr_key);
-            let sets: Vec<Value> = rows
-                .iter()
-                .map(|r| {
+        if let Some(s) = &r.std {
+            for (k, v) in self.names.iter().zip(s.to_array()) {
+                o.insert(format!("{k}_std"), json!(v));
+            }
+        }
+        o.insert("n_ood".into(), json!(r.n_ood));
+        if let Some(n) = r.samples {
+            o.insert("samples".into(), json!(n));
+        }
+        o
+    }
+
+    /// One object: the metrics of the single set, or the mean over sets plus a "sets" list.
+    fn json(&self) -> String {
+        let mut o = match (&self.rows[..], &self.mean) {
+            ([only], None) => self.row_object(only),
+            (_, Some(m)) => {
+                let mut o = Map::new();
+                for (k, v) in self.names.iter().zip(m.mean.to_array()) {
+                    o.insert(k.clone(), json!(v));
+                }
+                let sets = self.rows.iter().map(|r| {
                     let mut s = Map::new();
                     s.insert("name".into(), json!(r.name));
-                    s.extend(metric_object(&r.mean, r.std.as_ref(), fpr_key));
-                    s.insert("n_ood".into(), json!(r.n_ood));
-                    if let Some(n) = r.samples {
-                        s.insert("samples".into(), json!(n));
-                    }
+                    s.extend(self.row_object(r));
                     Value::Object(s)
-                })
-                .collect();
-            o.insert("sets".into(), Value::Array(sets));
-            o
+                });
+                o.insert("sets".into(), Value::Array(sets.collect()));
+                o
+            }
+            _ => unreachable!("one row, or several rows and a mean row"),
+        };
+        let args = self.args;
+        o.insert("convention".into(), json!(convention_name(args.convention)));
+        o.insert("tpr".into(), json!(args.tpr));
+        o.insert("n_id".into(), json!(self.n_id));
+        if let Some(d) = args.draws {
+            o.insert("draws".into(), json!(d));
+            o.insert("seed".into(), json!(args.seed));
         }
-        _ => unreachable!("one row, or several rows and a mean row"),
-    };
-    o.insert("convention".into(), json!(convention_name(args.convention)));
-    o.insert("tpr".into(), json!(args.tpr));
-    o.insert("n_id".into(), json!(n_id));
-    if let Some(d) = args.draws {
-        o.insert("draws".into(), json!(d));
-        o.insert("seed".into(), json!(args.seed));
+        format!("{}\n", Value::Object(o))
     }
-    format!("{}\n", Value::Object(o))
+
+    fn csv(&self) -> String {
+        let with_std = self.with_std();
+        let mut out = format!("ood,{}", self.names.join(","));
+        if with_std {
+            for n in &self.names {
+                let _ = write!(out, ",{n}_std");
+            }
+        }
+        out.push('\n');
+        for r in self.all_rows() {
+            let _ = write!(out, "{}", csv_field(&r.name));
+            for v in r.mean.to_array() {
+                let _ = write!(out, ",{v}");
+            }
+            if with_std {
+                match &r.std {
+                    Some(s) => s.to_array().iter().for_each(|v| {
+                        let _ = write!(out, ",{v}");
+                    }),
+                    None => out.push_str(",,,,,"),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn table(&self) -> String {
+        let fpr_head = self.names[0].replacen("fpr", "FPR", 1);
+        let heads = [fpr_head.as_str(), "AUROC", "AUPR-In", "AUPR-Out", "DetErr"];
+        let width = self
+            .all_rows()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let cell = if self.with_std() { 15 } else { 9 };
+        let mut out = String::new();
+        let _ = write!(out, "{:<width$}", "OOD set");
+        for h in heads {
+            let _ = write!(out, " {h:>cell$}");
+        }
+        out.push('\n');
+        for r in self.all_rows() {
+            let _ = write!(out, "{:<width$}", r.name);
+            for (i, v) in r.mean.to_array().iter().enumerate() {
+                let text = match &r.std {
+                    Some(s) => format!("{v:.2} ± {:.2}", s.to_array()[i]),
+                    None => format!("{v:.2}"),
+                };
+                let _ = write!(out, " {text:>cell$}");
+            }
+            out.push('\n');
+        }
+        let args = self.args;
+        let protocol = match args.draws {
+            Some(d) => {
+                let mut sizes: Vec<usize> = self.rows.iter().filter_map(|r| r.samples).collect();
+                sizes.dedup();
+                let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+                format!(
+                    "{d} draws of {} OOD scores (seed {}), mean ± std",
+                    sizes.join("/"),
+                    args.seed
+                )
+            }
+            None => "all OOD scores".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "({} ID scores; {protocol}; convention {}; percentages)",
+            self.n_id,
+            convention_name(args.convention)
+        );
+        out
+    }
 }
 
 fn convention_name(c: ConventionArg) -> &'static str {
@@ -274,104 +364,10 @@ fn convention_name(c: ConventionArg) -> &'static str {
     }
 }
 
-fn render_csv(rows: &[Row], mean: Option<&Row>, fpr_key: &str) -> String {
-    let with_std = rows.iter().any(|r| r.std.is_some());
-    let names: Vec<String> = KEYS
-        .iter()
-        .map(|k| {
-            if *k == "fpr" {
-                fpr_key.to_string()
-            } else {
-                k.to_string()
-            }
-        })
-        .collect();
-    let mut out = format!("ood,{}", names.join(","));
-    if with_std {
-        for n in &names {
-            let _ = write!(out, ",{n}_std");
-        }
-    }
-    out.push('\n');
-    for r in rows.iter().chain(mean) {
-        let _ = write!(out, "{}", csv_field(&r.name));
-        for v in r.mean.to_array() {
-            let _ = write!(out, ",{v}");
-        }
-        if with_std {
-            match &r.std {
-                Some(s) => s.to_array().iter().for_each(|v| {
-                    let _ = write!(out, ",{v}");
-                }),
-                None => out.push_str(",,,,,"),
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
-}
-
-fn render_table(
-    rows: &[Row],
-    mean: Option<&Row>,
-    fpr_key: &str,
-    args: &Args,
-    n_id: usize,
-) -> String {
-    let fpr_head = fpr_key.replacen("fpr", "FPR", 1);
-    let heads = [fpr_head.as_str(), "AUROC", "AUPR-In", "AUPR-Out", "DetErr"];
-    let width = rows
-        .iter()
-        .chain(mean)
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(7);
-    let with_std = rows.iter().any(|r| r.std.is_some());
-    let cell = if with_std { 15 } else { 9 };
-    let mut out = String::new();
-    let _ = write!(out, "{:<width$}", "OOD set");
-    for h in heads {
-        let _ = write!(out, " {h:>cell$}");
-    }
-    out.push('\n');
-    for r in rows.iter().chain(mean) {
-        let _ = write!(out, "{:<width$}", r.name);
-        for (i, v) in r.mean.to_array().iter().enumerate() {
-            let text = match &r.std {
-                Some(s) => format!("{v:.2} ± {:.2}", s.to_array()[i]),
-                None => format!("{v:.2}"),
-            };
-            let _ = write!(out, " {text:>cell$}");
-        }
-        out.push('\n');
-    }
-    let protocol = match args.draws {
-        Some(d) => {
-            let mut sizes: Vec<usize> = rows.iter().filter_map(|r| r.samples).collect();
-            sizes.dedup();
-            let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-            format!(
-                "{d} draws of {} OOD scores (seed {}), mean ± std",
-                sizes.join("/"),
-                args.seed
-            )
-        }
-        None => "all OOD scores".to_string(),
-    };
-    let _ = writeln!(
-        out,
-        "({} ID scores; {protocol}; convention {}; percentages)",
-        n_id,
-        convention_name(args.convention)
-    );
-    out
 }

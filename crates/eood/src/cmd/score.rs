@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ood_core::detectors::{FitData, Fitted, Inputs, Method};
-use ood_core::io::npy::{read_f64_array4, read_f64_matrix, write_f64_vector};
+use ood_core::io::npy::{read_f64_array4, write_f64_vector};
 
 use super::fit_args::{
-    learns_from_training, names, parse_method, GrammarError, HeadArgs, ParamArgs,
+    learns_from_training, names, parse_method, ArrayArgs, GrammarError, HeadArgs, ParamArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -26,25 +26,21 @@ pub struct Args {
     /// rmds, she, gradnorm.
     #[arg(long, value_parser = parse_method)]
     pub method: Option<Method>,
-    /// Logits, N x K .npy (float32 or float64, C order).
-    #[arg(long, value_name = "NPY")]
-    pub logits: Option<PathBuf>,
-    /// Penultimate features, N x D .npy.
-    #[arg(long, value_name = "NPY")]
-    pub features: Option<PathBuf>,
+    #[command(flatten)]
+    pub arrays: ArrayArgs,
     /// Last feature map before pooling, N x C x H x W .npy (`eood extract --feature-map`): the
     /// papers' variants of ash_p, ash_b, ash_s and scale.
     #[arg(long, value_name = "NPY", conflicts_with_all = ["features", "logits"])]
     pub feature_map: Option<PathBuf>,
     /// Fitted detector of `eood fit`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FITTED")]
     pub fitted: Option<PathBuf>,
     #[command(flatten)]
     pub head: HeadArgs,
     #[command(flatten)]
     pub params: ParamArgs,
     /// Output scores, N .npy (float64); written atomically.
-    #[arg(long)]
+    #[arg(long, value_name = "NPY")]
     pub out: PathBuf,
 }
 
@@ -92,17 +88,12 @@ fn detector(a: &Args) -> anyhow::Result<Fitted> {
 
 impl Args {
     fn inputs(&self) -> Vec<&Path> {
-        [
-            &self.logits,
-            &self.features,
-            &self.feature_map,
-            &self.fitted,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .chain(self.head.paths())
-        .collect()
+        self.arrays
+            .paths()
+            .chain(self.feature_map.as_deref())
+            .chain(self.fitted.as_deref())
+            .chain(self.head.paths())
+            .collect()
     }
 }
 
@@ -120,8 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             _ => return Err(GrammarError::FeatureMapMethod { method: key }.into()),
         }
     } else {
-        let logits = a.logits.as_deref().map(read_f64_matrix).transpose()?;
-        let features = a.features.as_deref().map(read_f64_matrix).transpose()?;
+        let (features, logits) = a.arrays.read()?;
         det.score(&Inputs {
             logits: logits.as_ref().map(|x| x.view()),
             features: features.as_ref().map(|x| x.view()),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ood_serve::options::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WAIT_MS, DEFAULT_QUEUE,
+    default_workers, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WAIT_MS, DEFAULT_QUEUE,
     DEFAULT_TIMEOUT_MS,
 };
 use ood_serve::{DriftOptions, ServeOptions};
@@ -23,9 +23,13 @@ pub struct Args {
     /// Most inputs in one model call.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
-    /// How long to wait for more requests to fill a batch after the first arrives.
+    /// How long a model thread waits for more requests once the queue is empty (0: run what is
+    /// queued at once; batches still form under load).
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_MAX_WAIT_MS)]
     pub max_wait_ms: u64,
+    /// Model threads pulling from the queue [default: one per core, at most 8].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Requests waiting for the model before new ones are answered 503.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_QUEUE)]
     pub queue: usize,
@@ -52,6 +56,7 @@ impl Args {
             addr: self.addr,
             max_batch: self.max_batch,
             max_wait: Duration::from_millis(self.max_wait_ms),
+            workers: self.workers.unwrap_or_else(default_workers),
             queue: self.queue,
             max_body_bytes: self.max_body_bytes,
             timeout: Duration::from_millis(self.timeout_ms),

@@ -60,10 +60,10 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Run, expect exit code 2 and exactly one stderr line containing every `needles`.
-pub fn fails_with(cmd: &mut Command, needles: &[&str]) {
+/// Run, expect exit code 2 and exactly one stderr line containing every `needles`; returns it.
+pub fn fails_with(cmd: &mut Command, needles: &[&str]) -> String {
     let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     assert_eq!(
         err.trim_end().lines().count(),
@@ -75,6 +75,7 @@ pub fn fails_with(cmd: &mut Command, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
+    err
 }
 
 pub fn stdout_json(cmd: &mut Command) -> Value {

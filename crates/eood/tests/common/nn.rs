@@ -1,10 +1,15 @@
-//! Helpers of the `nn` CLI tests (train, finetune): synthetic labelled image sets, the
-//! one-line-error check, and a snapshot of a folder's files.
+//! Helpers of the `nn` CLI tests (train, finetune, extract): synthetic labelled image sets, the
+//! one-line-error check, a snapshot of a folder's files, and the golden models' outputs.
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use ndarray::{Array1, Array4};
 use ndarray_npy::write_npy;
+
+#[path = "../../../ood-nn/tests/common/golden.rs"]
+mod golden;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use golden::{golden, max_rel_err, npy};
 
 /// `eood` with one OpenMP thread (the tests run in parallel on few cores).
 pub fn eood() -> Command {
@@ -50,11 +55,7 @@ pub fn write_set(
 
 /// Exit 2 and one stderr line that contains `needle`.
 pub fn fails(cmd: &mut Command, needle: &str) {
-    let out = cmd.assert().code(2);
-    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    super::fails_with(cmd, &[needle]);
 }
 
 /// Every file of `dir` with its bytes (to show that a refused run changed nothing).

@@ -25,14 +25,13 @@ impl Head {
                 what: "head weight",
             });
         }
-        if bias.len() != weight.nrows() {
-            return Err(DetectorError::Rows {
-                what: "head weight",
-                found: weight.nrows(),
-                against: "the bias",
-                expected: bias.len(),
-            });
-        }
+        agree(
+            Count::Rows,
+            "head weight",
+            weight.nrows(),
+            "the bias",
+            bias.len(),
+        )?;
         check_finite("head weight", weight.view())?;
         check_finite(
             "head bias",
@@ -176,38 +175,66 @@ fn check_pair(
     if let Some(f) = features {
         check_nonempty_finite("features", "feature", f)?;
         if let Some(h) = head {
-            if f.ncols() != h.dims() {
-                return Err(DetectorError::Dimension {
-                    what: "features",
-                    found: f.ncols(),
-                    against: "the head weight W",
-                    expected: h.dims(),
-                });
-            }
+            let w = "the head weight W";
+            agree(Count::Columns, "features", f.ncols(), w, h.dims())?;
         }
     }
     if let Some(l) = logits {
         check_nonempty_finite("logits", "logit", l)?;
-        if let Some(h) = head {
-            if l.ncols() != h.classes() {
-                return Err(DetectorError::Classes {
-                    head: h.classes(),
-                    logits: l.ncols(),
-                });
-            }
+        if let Some(h) = head.filter(|h| h.classes() != l.ncols()) {
+            return Err(DetectorError::Classes {
+                head: h.classes(),
+                logits: l.ncols(),
+            });
         }
         if let Some(f) = features {
-            if f.nrows() != l.nrows() {
-                return Err(DetectorError::Rows {
-                    what: "logits",
-                    found: l.nrows(),
-                    against: "the features",
-                    expected: f.nrows(),
-                });
-            }
+            agree(Count::Rows, "logits", l.nrows(), "the features", f.nrows())?;
         }
     }
     Ok(())
+}
+
+/// A part the method needs: given, or the error naming it.
+fn needed<T>(
+    part: Option<T>,
+    method: &'static str,
+    what: &'static str,
+) -> Result<T, DetectorError> {
+    part.ok_or(DetectorError::Missing { method, what })
+}
+
+/// Which count of two arrays must agree.
+#[derive(Clone, Copy)]
+enum Count {
+    Rows,
+    Columns,
+}
+
+/// `found` (of `what`) must equal `expected` (of `against`); the error names both.
+fn agree(
+    count: Count,
+    what: &'static str,
+    found: usize,
+    against: &'static str,
+    expected: usize,
+) -> Result<(), DetectorError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(match count {
+        Count::Rows => DetectorError::Rows {
+            what,
+            found,
+            against,
+            expected,
+        },
+        Count::Columns => DetectorError::Dimension {
+            what,
+            found,
+            against,
+            expected,
+        },
+    })
 }
 
 impl<'a> FitData<'a> {
@@ -215,14 +242,7 @@ impl<'a> FitData<'a> {
     pub fn check(&self) -> Result<(), DetectorError> {
         check_pair(self.features, self.logits, self.head)?;
         if let (Some(y), Some(n)) = (self.labels, self.rows()) {
-            if y.len() != n {
-                return Err(DetectorError::Rows {
-                    what: "labels",
-                    found: y.len(),
-                    against: "the training data",
-                    expected: n,
-                });
-            }
+            agree(Count::Rows, "labels", y.len(), "the training data", n)?;
         }
         Ok(())
     }
@@ -233,22 +253,13 @@ impl<'a> FitData<'a> {
         &self,
         method: &'static str,
     ) -> Result<ArrayView2<'a, f64>, DetectorError> {
-        self.features.ok_or(DetectorError::Missing {
-            method,
-            what: "training features",
-        })
+        needed(self.features, method, "training features")
     }
     pub(crate) fn labels(&self, method: &'static str) -> Result<&'a [i64], DetectorError> {
-        self.labels.ok_or(DetectorError::Missing {
-            method,
-            what: "training labels",
-        })
+        needed(self.labels, method, "training labels")
     }
     pub(crate) fn head(&self, method: &'static str) -> Result<&'a Head, DetectorError> {
-        self.head.ok_or(DetectorError::Missing {
-            method,
-            what: "the last layer (W, b)",
-        })
+        needed(self.head, method, "the last layer (W, b)")
     }
     /// Training logits: given, or computed from features and head.
     pub(crate) fn logits(&self, method: &'static str) -> Result<Array2<f64>, DetectorError> {
@@ -265,10 +276,7 @@ impl<'a> Inputs<'a> {
         &self,
         method: &'static str,
     ) -> Result<ArrayView2<'a, f64>, DetectorError> {
-        self.features.ok_or(DetectorError::Missing {
-            method,
-            what: "features",
-        })
+        needed(self.features, method, "features")
     }
     pub(crate) fn logits(
         &self,

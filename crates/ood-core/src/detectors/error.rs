@@ -98,4 +98,7 @@ pub enum DetectorError {
     },
     #[error("{path}: detector file is inconsistent ({what})")]
     Corrupt { path: PathBuf, what: &'static str },
+    /// A calibrated detector file (or one of an unreadable version) given as a fitted one.
+    #[error(transparent)]
+    Kind(#[from] crate::detector::KindError),
 }

@@ -1,5 +1,7 @@
 //! The fitted-detector file. Small models are JSON:
-//! `{"format": "eood-detector", "version": 1, "detector": {"method": key, ...}}`. A model that
+//! `{"format": "eood-detector", "version": 2, "kind": "fitted", "detector": {"method": key, ...}}`
+//! (version 1 files, without `kind`, are read too; a calibrated detector file given here is
+//! named as such: [`crate::detector::kind`]). A model that
 //! holds a training bank (KNN: N x D) is a safetensors file instead: that same JSON (bank left
 //! empty) in the header metadata under `eood-detector`, and the bank as the f64 tensor
 //! `knn.bank`. Written atomically and never over a device node; read only from a regular file
@@ -15,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{check_finite, Matrix};
 use super::{DetectorError, Fitted, Knn};
+use crate::detector::{check_kind, DetectorKind, FORMAT, FORMAT_VERSION};
 use crate::io::{check_output, open_regular, write_atomic, IoError};
 use crate::limits::check_alloc;
 
-const FORMAT: &str = "eood-detector";
 const META_KEY: &str = "eood-detector";
 const BANK: &str = "knn.bank";
 
@@ -26,13 +28,17 @@ const BANK: &str = "knn.bank";
 struct FileForm<D> {
     format: String,
     version: u32,
+    /// Always fitted; absent from version 1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<DetectorKind>,
     detector: D,
 }
 
 fn to_json(model: &Fitted) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&FileForm {
         format: FORMAT.to_string(),
-        version: 1,
+        version: FORMAT_VERSION,
+        kind: Some(DetectorKind::Fitted),
         detector: model,
     })
 }
@@ -110,15 +116,16 @@ impl Fitted {
 fn parse(path: &Path, json: &[u8]) -> Result<Fitted, DetectorError> {
     // the parsed form holds every number as an f64 of at least 2 characters of text
     check_alloc("detector file", json.len() as u128, 4)?;
+    check_kind(json, path, DetectorKind::Fitted)?;
     let form: FileForm<Fitted> =
         serde_json::from_slice(json).map_err(|source| DetectorError::Parse {
             path: path.to_path_buf(),
             source,
         })?;
-    if form.format != FORMAT || form.version != 1 {
+    if form.format != FORMAT || !(form.version == 1 || form.version == FORMAT_VERSION) {
         return Err(DetectorError::Corrupt {
             path: path.to_path_buf(),
-            what: "not an eood-detector version 1 file",
+            what: "not an eood-detector version 1 or 2 file",
         });
     }
     consistent(path, &form.detector)?;
@@ -156,6 +163,17 @@ fn consistent(path: &Path, model: &Fitted) -> Result<(), DetectorError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `bytes` are a safetensors file holding a fitted detector (KNN's), so that the
+/// calibrated reader can name it.
+pub(crate) fn is_fitted_safetensors(bytes: &[u8]) -> bool {
+    bytes.first() != Some(&b'{')
+        && SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| {
+            m.metadata()
+                .as_ref()
+                .is_some_and(|m| m.contains_key(META_KEY))
+        })
 }
 
 fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Fitted, DetectorError> {

@@ -259,7 +259,14 @@ fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Option<Vec<u
                 *w = b.bar;
             }
             let tile = &tiles[t * d * TILE..(t + 1) * d * TILE];
-            let masks = tile_distances(kernel, tile, d, panel, norms, &worst, &mut dist);
+            let input = TileInput {
+                tile,
+                d,
+                panel,
+                norms,
+                worst: &worst,
+            };
+            let masks = tile_distances(kernel, input, &mut dist);
             // bit j of masks[i]: bank row j of the panel is below query i's bar
             for (i, b) in mine.iter_mut().enumerate() {
                 let mut m = masks[i];
@@ -274,41 +281,44 @@ fn block(q: &[f32], bank: &Bank32, k: usize, kernel: Kernel) -> Vec<Option<Vec<u
     best.into_iter().map(|b| b.into_indices(k)).collect()
 }
 
+/// What a distance kernel reads: a packed tile of TILE queries (`d` values each, interleaved),
+/// one bank panel with its squared norms, and each query's bar.
+#[derive(Clone, Copy)]
+struct TileInput<'a> {
+    pub tile: &'a [f32],
+    pub d: usize,
+    pub panel: &'a [f32],
+    pub norms: &'a [f32],
+    pub worst: &'a [f32; TILE],
+}
+
 /// `dist[i][j] = |b_j|^2 - 2 q_i . b_j` for the TILE queries of a packed tile and one panel;
 /// returns per query the bit mask of the bank rows whose distance is below `worst[i]` (the
 /// query's bar; `dist` is written only where a mask is not zero).
-fn tile_distances(
-    kernel: Kernel,
-    tile: &[f32],
-    d: usize,
-    panel: &[f32],
-    norms: &[f32],
-    worst: &[f32; TILE],
-    dist: &mut [[f32; PANEL]; TILE],
-) -> [u32; TILE] {
-    assert!(tile.len() >= TILE * d && panel.len() >= d * PANEL && norms.len() >= PANEL);
+fn tile_distances(kernel: Kernel, x: TileInput, dist: &mut [[f32; PANEL]; TILE]) -> [u32; TILE] {
+    assert!(x.tile.len() >= TILE * x.d && x.panel.len() >= x.d * PANEL && x.norms.len() >= PANEL);
     match kernel {
-        Kernel::Portable => portable(tile, d, panel, norms, worst, dist),
+        Kernel::Portable => portable(x, dist),
         // SAFETY: the CPU reports avx512f (checked here, not only when the kernel was chosen:
         // a `Kernel` value can be made anywhere in the crate; the check is a cached load); the
         // slice lengths are asserted above.
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => unsafe {
-            avx512(tile, d, panel, norms, worst, dist)
+            avx512(x, dist)
         },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => portable(tile, d, panel, norms, worst, dist),
+        Kernel::Avx512 => portable(x, dist),
     }
 }
 
-fn portable(
-    tile: &[f32],
-    d: usize,
-    panel: &[f32],
-    norms: &[f32],
-    worst: &[f32; TILE],
-    dist: &mut [[f32; PANEL]; TILE],
-) -> [u32; TILE] {
+fn portable(x: TileInput, dist: &mut [[f32; PANEL]; TILE]) -> [u32; TILE] {
+    let TileInput {
+        tile,
+        d,
+        panel,
+        norms,
+        worst,
+    } = x;
     let mut masks = [0u32; TILE];
     for (i, out) in dist.iter_mut().enumerate() {
         let mut acc = [0f32; PANEL];
@@ -329,19 +339,12 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512(
-    tile: &[f32],
-    d: usize,
-    panel: &[f32],
-    norms: &[f32],
-    worst: &[f32; TILE],
-    dist: &mut [[f32; PANEL]; TILE],
-) -> [u32; TILE] {
+unsafe fn avx512(x: TileInput, dist: &mut [[f32; PANEL]; TILE]) -> [u32; TILE] {
     use std::arch::x86_64::*;
-    let (mut q, mut b) = (tile.as_ptr(), panel.as_ptr());
+    let (mut q, mut b) = (x.tile.as_ptr(), x.panel.as_ptr());
     let mut lo = [_mm512_setzero_ps(); TILE];
     let mut hi = [_mm512_setzero_ps(); TILE];
-    for _ in 0..d {
+    for _ in 0..x.d {
         // SAFETY: d steps of TILE (queries) and PANEL (bank) values stay inside the slices,
         // whose lengths the caller asserted
         unsafe {
@@ -360,15 +363,15 @@ unsafe fn avx512(
     // SAFETY: norms holds PANEL values; each dist row is PANEL values
     unsafe {
         let (n0, n1) = (
-            _mm512_loadu_ps(norms.as_ptr()),
-            _mm512_loadu_ps(norms.as_ptr().add(16)),
+            _mm512_loadu_ps(x.norms.as_ptr()),
+            _mm512_loadu_ps(x.norms.as_ptr().add(16)),
         );
         for i in 0..TILE {
             let (d0, d1) = (
                 _mm512_fmadd_ps(m2, lo[i], n0),
                 _mm512_fmadd_ps(m2, hi[i], n1),
             );
-            let w = _mm512_set1_ps(worst[i]);
+            let w = _mm512_set1_ps(x.worst[i]);
             let m = u32::from(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(d0, w))
                 | (u32::from(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(d1, w)) << 16);
             if m != 0 {

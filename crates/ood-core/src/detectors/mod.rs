@@ -35,6 +35,7 @@ pub use data::{FitData, Head, Inputs};
 pub use dice::{Dice, DiceParams};
 pub use entropy::{Entropy, EntropyParams};
 pub use error::DetectorError;
+pub(crate) use file::is_fitted_safetensors;
 pub use gen::{Gen, GenParams};
 pub use gradnorm::{Gradnorm, GradnormParams};
 pub use klm::{Klm, KlmParams};

@@ -327,7 +327,7 @@ fn check_finite(x: ArrayView2<f64>) -> Result<(), MahalanobisError> {
 
 /// Lower Cholesky factor `L` with `A = L L^T`. A pivot below `1e-12 * max diag(A)` counts as
 /// singular: inverting it would amplify rounding noise into the distances.
-fn cholesky(a: &Array2<f64>) -> Result<Array2<f64>, MahalanobisError> {
+pub(crate) fn cholesky(a: &Array2<f64>) -> Result<Array2<f64>, MahalanobisError> {
     let d = a.nrows();
     let scale = a.diag().iter().copied().fold(0.0, f64::max);
     let tol = 1e-12 * scale.max(f64::MIN_POSITIVE);

@@ -6,12 +6,14 @@
 
 pub mod energy;
 pub mod mahalanobis;
+pub mod mahalanobis_ensemble;
 pub mod max_logit;
 pub mod msp;
 pub mod par;
 
 pub use energy::Energy;
 pub use mahalanobis::{Mahalanobis, MahalanobisError, MahalanobisParams};
+pub use mahalanobis_ensemble::{EnsembleError, EnsembleParams, MahalanobisEnsemble};
 pub use max_logit::MaxLogit;
 pub use msp::Msp;
 

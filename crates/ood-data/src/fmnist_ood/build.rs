@@ -9,11 +9,13 @@ use ndarray::{concatenate, s, Array1, Array3, Array4, Axis};
 use rand::seq::SliceRandom;
 
 use super::crops::{sample_crops, CropSpec, CropStats, Scales};
+use super::dedupe::{dedupe, PerceptualHash, HASH_SIDE, MAX_DUPLICATE_DISTANCE};
 use super::sources::{self, NamedImage, Sources};
 use super::validation::{self, VALIDATION_SETS};
 use super::{
-    stream, BuildConfig, Manifest, Steps, Writer, AUX_SCALES, DIR_NAME, FORMAT, OOD_TEST_SETS,
-    PARTS, PHOTO_CROP_SCALES, PHOTO_RESIZE_SCALES, SIDE, TEXTURE_SCALES,
+    check_disjoint, part_sources, set_kind, stream, BuildConfig, Manifest, Steps, Writer,
+    AUX_SCALES, DIR_NAME, FORMAT, OOD_TEST_SETS, PARTS, PHOTO_CROP_SCALES, PHOTO_RESIZE_SCALES,
+    PHOTO_SOURCES, SIDE, TEXTURE_SCALES,
 };
 use crate::cache::Locations;
 use crate::transforms::{resize, Filter};
@@ -32,7 +34,7 @@ pub fn build(
     let mut src = Sources::new(loc);
     let mut missing_parts = Vec::new();
     let mut missing_lines = Vec::new();
-    for (part, names) in PARTS {
+    for (part, _, names) in PARTS {
         let lines = src.missing(names);
         if !lines.is_empty() {
             if *part == "in-distribution" || !allow_missing {
@@ -78,6 +80,10 @@ struct Build<'a, 's> {
     w: Writer,
     sets: BTreeMap<String, serde_json::Value>,
     test_images: HashSet<Vec<u8>>,
+    /// The distinct test photos (read once for both Photo-* sets) and what the reading found.
+    photos: Option<(Vec<NamedImage>, serde_json::Value)>,
+    /// Perceptual hashes of the test photos: no auxiliary source may be the same photo.
+    photo_hashes: Vec<(String, PerceptualHash)>,
 }
 
 fn build_into(
@@ -97,6 +103,8 @@ fn build_into(
         },
         sets: BTreeMap::new(),
         test_images: HashSet::new(),
+        photos: None,
+        photo_hashes: Vec::new(),
     };
     let steps = Steps::new(progress, 5 + OOD_TEST_SETS.len() as u64);
     steps.step("Fashion-MNIST");
@@ -200,6 +208,7 @@ impl Build<'_, '_> {
             self.test_images.insert(img.iter().copied().collect());
         }
         info["count"] = images.shape()[0].into();
+        info["kind"] = set_kind(set).map(|k| k.label()).into();
         self.w.put(&format!("{part}.npy"), &images, "u8")?;
         self.sets.insert(part, info);
         Ok(())
@@ -243,7 +252,12 @@ impl Build<'_, '_> {
     /// Photo crops at the native scale (`photo_crop`) or resized from larger crops (`photo_resize`).
     fn photo_set(&mut self, set: &str, part: &str) -> Result<(Array4<u8>, serde_json::Value)> {
         let cfg = self.cfg;
-        let photos = photos(self.src)?;
+        if self.photos.is_none() {
+            let (photos, info, hashes) = photos(self.src, cfg.min_distinct_photos)?;
+            self.photo_hashes = hashes;
+            self.photos = Some((photos, info));
+        }
+        let (photos, photo_info) = self.photos.as_ref().expect("read above");
         let (scales, count) = if set == "photo_crop" {
             (Scales::Fixed(PHOTO_CROP_SCALES), cfg.photo_crop)
         } else {
@@ -254,8 +268,9 @@ impl Build<'_, '_> {
             tileable: false,
             min_std: cfg.min_crop_std,
         };
-        let (x, st) = sample_crops(&photos, count, &spec, &mut stream(cfg.seed, part));
-        let info = serde_json::json!({"sources": ["skimage-data", "sklearn-images"], "crops": crop_info(&spec, &st)});
+        let (x, st) = sample_crops(photos, count, &spec, &mut stream(cfg.seed, part));
+        let mut info = photo_info.clone();
+        info["crops"] = crop_info(&spec, &st);
         Ok((x, info))
     }
 
@@ -285,6 +300,8 @@ impl Build<'_, '_> {
         let cfg = self.cfg;
         let oa = self.src.openarena()?;
         let mate = self.src.image_dir("mate-backgrounds")?;
+        self.refuse_test_photos_among(&oa)?;
+        self.refuse_test_photos_among(&mate)?;
         let mut rng = stream(cfg.seed, "aux_outliers");
         let spec = CropSpec {
             scales: AUX_SCALES,
@@ -316,7 +333,39 @@ impl Build<'_, '_> {
         Ok(())
     }
 
+    /// An auxiliary source that is the same photo as a test photo (perceptual hash, see
+    /// [`super::dedupe`]) is an error: the fine-tuned model would have seen the test photo.
+    /// Sources smaller than the hash grid are not compared (they never yield a crop of a photo).
+    fn refuse_test_photos_among(&self, aux: &[NamedImage]) -> Result<()> {
+        if self.photo_hashes.is_empty() {
+            return Ok(());
+        }
+        use rayon::prelude::*;
+        let hashes = &self.photo_hashes;
+        let clash = aux.par_iter().find_map_first(|a| {
+            let (h, w, _) = a.pixels.dim();
+            if h.min(w) < HASH_SIDE.max(SIDE) {
+                return None;
+            }
+            let ah = PerceptualHash::of(a.pixels.view());
+            hashes
+                .iter()
+                .find(|(_, t)| t.same_photo(&ah))
+                .map(|(t, th)| (a.name.clone(), t.clone(), th.distance(&ah)))
+        });
+        match clash {
+            None => Ok(()),
+            Some((a, t, d)) => Err(Error::Invalid {
+                what: "fmnist-ood sources",
+                reason: format!(
+                    "auxiliary source {a} is the same photo as test photo {t} (perceptual distance {d} <= {MAX_DUPLICATE_DISTANCE}); test and auxiliary sources must be disjoint"
+                ),
+            }),
+        }
+    }
+
     fn write_manifest(self, dir: &Path, missing: &[String]) -> Result<Manifest> {
+        let parts = part_sources();
         let manifest = Manifest {
             format: FORMAT.to_string(),
             seed: self.cfg.seed,
@@ -324,6 +373,7 @@ impl Build<'_, '_> {
             arrays: self.w.arrays,
             sets: self.sets,
             missing: missing.to_vec(),
+            parts,
             sources: self
                 .src
                 .used
@@ -331,6 +381,10 @@ impl Build<'_, '_> {
                 .map(|s| serde_json::to_value(s).expect("plain data"))
                 .collect(),
         };
+        check_disjoint(&manifest.parts, &manifest.sources).map_err(|e| Error::Invalid {
+            what: "fmnist-ood sources",
+            reason: e.to_string(),
+        })?;
         let path = dir.join("manifest.json");
         ood_core::io::write_atomic(&path, |f| {
             serde_json::to_writer_pretty(&mut *f, &manifest).map_err(|e| Error::Encode {
@@ -360,10 +414,52 @@ fn check_side(x: &Array4<u8>, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn photos(src: &mut Sources) -> Result<Vec<NamedImage>> {
-    let mut p = src.images("skimage-data", sources::SKIMAGE_PHOTOS)?;
-    p.extend(src.images("sklearn-images", sources::SKLEARN_PHOTOS)?);
-    Ok(p)
+/// The test photos of every collection of [`PHOTO_SOURCES`], in that order, with copies of one
+/// photo dropped ([`dedupe`]); fewer than `min_distinct` distinct photos is an error.
+fn photos(
+    src: &mut Sources,
+    min_distinct: usize,
+) -> Result<(
+    Vec<NamedImage>,
+    serde_json::Value,
+    Vec<(String, PerceptualHash)>,
+)> {
+    let mut all = Vec::new();
+    let mut read = serde_json::Map::new();
+    for &name in PHOTO_SOURCES {
+        let imgs = match name {
+            "skimage-data" => src.images(name, sources::SKIMAGE_PHOTOS)?,
+            "sklearn-images" => src.images(name, sources::SKLEARN_PHOTOS)?,
+            "gcompris-photos" => src.rcc_photos(name, sources::GCOMPRIS_PHOTOS)?,
+            "lomiri-photos" => src.images(name, sources::LOMIRI_PHOTOS)?,
+            "plasma-photos" => src.images(name, sources::PLASMA_PHOTOS)?,
+            _ => unreachable!("every photo source is handled"),
+        };
+        read.insert(name.to_string(), imgs.len().into());
+        all.extend(imgs.into_iter().map(|i| NamedImage {
+            name: format!("{name}/{}", i.name),
+            pixels: i.pixels,
+        }));
+    }
+    let (kept, dropped) = dedupe(all);
+    if kept.len() < min_distinct {
+        return Err(Error::Invalid {
+            what: "photo test sources",
+            reason: format!(
+                "{} distinct photos, at least {min_distinct} needed (see docs/datasets.md)",
+                kept.len()
+            ),
+        });
+    }
+    let info = serde_json::json!({
+        "sources": PHOTO_SOURCES,
+        "photos_read": read,
+        "distinct_photos": kept.len(),
+        "duplicates_dropped": dropped,
+        "dedupe": format!("gray area-resized to {HASH_SIDE}x{HASH_SIDE}, bit = pixel above the mean; same photo when at most {MAX_DUPLICATE_DISTANCE} of 256 bits differ; the first in source order is kept"),
+    });
+    let hashes = kept.iter().map(|(i, h)| (i.name.clone(), *h)).collect();
+    Ok((kept.into_iter().map(|(i, _)| i).collect(), info, hashes))
 }
 
 /// Omniglot strokes are black on white; MNIST's are white on black. An image whose border is

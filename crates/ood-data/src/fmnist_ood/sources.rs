@@ -7,7 +7,7 @@ use ndarray::{Array3, Array4};
 use rayon::prelude::*;
 
 use crate::cache::Locations;
-use crate::formats::{gimp_pat, idx, image_file, zip_images, ColorMode};
+use crate::formats::{gimp_pat, idx, image_file, qt_rcc, zip_images, ColorMode};
 use crate::registry::{self, Dataset, Place};
 use crate::{Error, Result};
 
@@ -28,6 +28,120 @@ pub const SKIMAGE_PHOTOS: &[&str] = &[
 ];
 /// scikit-learn sample photos (Photo-Crop / Photo-Resize).
 pub const SKLEARN_PHOTOS: &[&str] = &["china.jpg", "flower.jpg"];
+
+/// Which images of a GCompris resource archive are photographs (checked by eye: drawings,
+/// renders, paintings, cut-out fish and the alphabet/number blocks are left out).
+#[derive(Debug, Clone, Copy)]
+pub struct RccPhotos {
+    /// Archive file in the registry entry's directory.
+    pub archive: &'static str,
+    /// Entry paths starting with this are taken (`.webp`, `.jpg`, `.png` only)...
+    pub prefix: &'static str,
+    /// ...unless they contain one of these.
+    pub exclude: &'static [&'static str],
+    /// When not empty, only these file names (after `prefix`) are taken.
+    pub only: &'static [&'static str],
+}
+
+/// GCompris' photographs (registry entry `gcompris-photos`): 274 files, 271 distinct photos.
+pub const GCOMPRIS_PHOTOS: &[RccPhotos] = &[
+    RccPhotos {
+        archive: "categorization.rcc",
+        prefix: "gcompris/src/activities/categorization/resource/images/",
+        exclude: &["/alphabets/", "/numbers/"],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "clickgame.rcc",
+        prefix: "gcompris/src/activities/clickgame/resource/sea",
+        exclude: &[],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "details.rcc",
+        prefix: "gcompris/src/activities/details/resource/image/",
+        exclude: &[],
+        only: &[
+            "Chenonceau_background.webp",
+            "EgeskovSlotSpejling_background.webp",
+            "EilanDonanCastle_background.webp",
+            "FanoeWindmill_background.webp",
+            "GizahPyramids_background.webp",
+            "Louvre_2007_02_24_c_background.webp",
+            "NDP_background.webp",
+            "Nagoya_background.webp",
+            "Neuschwanstein_background.webp",
+            "OperaSidney_background.webp",
+            "TajMahal_background.webp",
+            "TourEiffel_background.webp",
+            "TowerBridgeLondon_background.webp",
+        ],
+    },
+    RccPhotos {
+        archive: "erase.rcc",
+        prefix: "gcompris/src/activities/erase/resource/",
+        exclude: &[],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "explore_farm_animals.rcc",
+        prefix: "gcompris/src/activities/explore_farm_animals/resource/animals/",
+        exclude: &[],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "explore_monuments.rcc",
+        prefix: "gcompris/src/activities/explore_monuments/resource/",
+        exclude: &[],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "explore_world_animals.rcc",
+        prefix: "gcompris/src/activities/explore_world_animals/resource/animals/",
+        exclude: &[],
+        only: &[],
+    },
+    RccPhotos {
+        archive: "explore_world_music.rcc",
+        prefix: "gcompris/src/activities/explore_world_music/resource/music/",
+        exclude: &[],
+        only: &[],
+    },
+];
+
+/// Lomiri (Ubuntu Touch 16.04) wallpapers that are photographs (`umang`, a render, is left out).
+pub const LOMIRI_PHOTOS: &[&str] = &[
+    "Bridge_by_Sander_Klootwijk.jpg",
+    "Dragonfly_by_Bolly.jpg",
+    "Picture_0B_by_freespace.jpg",
+    "Picture_1A_by_freespace.jpg",
+    "Wine_by_Jakkub_Mede.jpg",
+    "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "analogpattern_by_Peter_Nerlich.jpg",
+    "free_by_Peter_Nerlich.jpg",
+    "friends_by_Aitzol_Berasategi.jpg",
+    "greentock_by_Peter_Nerlich.jpg",
+    "life_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg",
+    "sunset_by_Aitzol_Berasategi.jpg",
+];
+
+/// Plasma wallpapers that are photographs, one resolution each (every `images/*.jpg` of a
+/// wallpaper is the same 2560x1600 picture; `Autumn`, a painting, and the renders are left out).
+pub const PLASMA_PHOTOS: &[&str] = &[
+    "BytheWater/contents/images/2560x1600.jpg",
+    "ColdRipple/contents/images/2560x1600.jpg",
+    "ColorfulCups/contents/images/2560x1600.jpg",
+    "DarkestHour/contents/images/2560x1600.jpg",
+    "EveningGlow/contents/images/2560x1600.jpg",
+    "FallenLeaf/contents/images/2560x1600.jpg",
+    "Grey/contents/images/2560x1600.jpg",
+    "Kite/contents/images/2560x1600.jpg",
+    "OneStandsOut/contents/images/2560x1600.jpg",
+    "Path/contents/images/2560x1600.jpg",
+    "summer_1am/contents/images/2560x1600.jpg",
+];
 /// The OpenArena texture archive (auxiliary outliers).
 pub const OPENARENA_PK3: &str = "pak4-textures.pk3";
 
@@ -159,10 +273,11 @@ impl<'a> Sources<'a> {
         Ok(out)
     }
 
-    /// The listed image files of a registry entry's directory, gray.
+    /// The listed image files of a registry entry's directory, gray (decoded in parallel,
+    /// returned in the order listed).
     pub fn images(&mut self, name: &str, files: &[&str]) -> Result<Vec<NamedImage>> {
         let (ds, dir, place) = self.dir(name)?;
-        let mut out = Vec::new();
+        let mut paths = Vec::new();
         for f in files {
             let p = dir.join(f);
             if !p.is_file() {
@@ -173,10 +288,41 @@ impl<'a> Sources<'a> {
                 });
             }
             self.record(ds, &p, place)?;
-            out.push(NamedImage {
-                name: f.to_string(),
-                pixels: image_file::read_image(&p, ColorMode::Gray)?,
-            });
+            paths.push((f, p));
+        }
+        paths
+            .into_par_iter()
+            .map(|(f, p)| {
+                Ok(NamedImage {
+                    name: f.to_string(),
+                    pixels: image_file::read_image(&p, ColorMode::Gray)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The photographs `sel` picks from resource archives of a registry entry, gray, in
+    /// selection order then entry path; each image is named `archive:entry`.
+    pub fn rcc_photos(&mut self, name: &str, sel: &[RccPhotos]) -> Result<Vec<NamedImage>> {
+        let (ds, dir, place) = self.dir(name)?;
+        let mut out = Vec::new();
+        for s in sel {
+            let p = dir.join(s.archive);
+            self.record(ds, &p, place)?;
+            let entries = qt_rcc::read_rcc_where(&p, |n| s.selects(n))?;
+            let decoded: Result<Vec<NamedImage>> = entries
+                .into_par_iter()
+                .map(|e| {
+                    let label = format!("{}:{}", s.archive, e.name);
+                    let pixels =
+                        image_file::decode_image(&e.bytes, Path::new(&label), ColorMode::Gray)?;
+                    Ok(NamedImage {
+                        name: label,
+                        pixels,
+                    })
+                })
+                .collect();
+            out.extend(decoded?);
         }
         Ok(out)
     }
@@ -208,6 +354,21 @@ impl<'a> Sources<'a> {
                 pixels: z.image,
             })
             .collect())
+    }
+}
+
+impl RccPhotos {
+    /// Whether the archive entry `name` is one of the photographs this selection takes.
+    pub fn selects(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix(self.prefix) else {
+            return false;
+        };
+        let lower = rest.to_ascii_lowercase();
+        [".webp", ".jpg", ".jpeg", ".png"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+            && !self.exclude.iter().any(|x| name.contains(x))
+            && (self.only.is_empty() || self.only.contains(&rest))
     }
 }
 

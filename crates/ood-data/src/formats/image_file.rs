@@ -1,4 +1,4 @@
-//! Decoding of single image files (PNG, JPEG, BMP, TGA; GIF first frame) from bytes or a path,
+//! Decoding of single image files (PNG, JPEG, BMP, TGA, WebP; GIF first frame) from bytes or a path,
 //! into `H x W x C` `u8` arrays.
 //!
 //! Gray conversion of colour images uses the ITU-R 601-2 luma weights with PIL's fixed-point
@@ -30,7 +30,7 @@ pub enum ColorMode {
 }
 
 /// File extensions (lower case) that [`decode_image`] reads.
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tga", "gif"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tga", "gif", "webp"];
 
 /// Whether a file name has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
 pub fn is_image_name(name: &str) -> bool {

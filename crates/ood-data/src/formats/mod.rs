@@ -32,6 +32,9 @@
 //!   ustar/GNU/pax members, hostile ones refused; [`tar_subset`]: `build_image_subset(tar, out,
 //!   n, seed)` (Places365's seeded test subset with its manifest).
 //!
+//! - [`qt_rcc`]: `read_rcc_where(path, |name| keep) -> Vec<RccEntry { name, bytes }>` sorted by
+//!   path, `rcc_names(path)`: Qt resource archives (GCompris' images), zlib entries inflated with caps.
+//!
 //! Transforms used with them live in [`crate::transforms`]: `resize(img, h, w, Filter::{Area,
 //! Bilinear})`, `resize_shorter_side`, `center_crop`, `to_grayscale`, `gray_to_rgb`, `hflip`, and the
 //! seeded augmentation `Pipeline` (`Step::RandomCrop`, `Step::HorizontalFlip`, ..., `Normalize`).
@@ -48,6 +51,7 @@ pub mod npy_images;
 mod numpy_pickle;
 pub mod outliers;
 pub mod pickle;
+pub mod qt_rcc;
 pub mod svhn_mat;
 pub mod tar;
 pub mod tar_subset;

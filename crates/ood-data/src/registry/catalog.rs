@@ -1,7 +1,67 @@
 //! The catalog: every registered dataset and source with its files, digests, licenses and
 //! normalization. Data, not logic: the lookup and verification code is in the parent module.
 
-use super::{Dataset, DebianSource, FileSpec, Normalization, Role, FMNIST_MEAN, FMNIST_STD};
+use super::{
+    Dataset, DebianPin, DebianSource, FileSpec, Normalization, Role, FMNIST_MEAN, FMNIST_STD,
+};
+
+/// The Debian (bookworm) package versions the sources are pinned to, with the SHA-256 of each
+/// `.deb`; `scripts/fetch-sources.sh` lists the same lines.
+pub(super) static DEBIAN_PINS: &[DebianPin] = &[
+    pin(
+        "dataset-fashion-mnist",
+        "0.0~git20200523.55506a9-1",
+        "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+    ),
+    pin(
+        "gimp-data",
+        "2.10.34-1+deb12u10",
+        "89007a69d4ef2b0440e5419e75d4112cfd1c49e97db38220d210b9f86322be7c",
+    ),
+    pin(
+        "python3-skimage",
+        "0.19.3-8",
+        "728d88c3e3440f1f3712de0805dc834d29248ff07e1eec8c0f3da07606f752f9",
+    ),
+    pin(
+        "python3-sklearn",
+        "1.2.1+dfsg-1",
+        "ca0c6be401d14871c7e93cfdd8d1f561595dc65e6e2ad2501d568aee7f7efc58",
+    ),
+    pin(
+        "openarena-081-textures",
+        "0.8.5split-14",
+        "72bf05abd5286a1523b56ca04e25bceb775813d747f92ecd20749d512361a81f",
+    ),
+    pin(
+        "mate-backgrounds",
+        "1.26.0-1",
+        "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+    ),
+    pin(
+        "gcompris-qt-data",
+        "3.1-2",
+        "e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
+    ),
+    pin(
+        "lomiri-wallpapers-16.04",
+        "20.04.0-2",
+        "a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab",
+    ),
+    pin(
+        "plasma-workspace-wallpapers",
+        "4:5.27.5-2",
+        "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
+    ),
+];
+
+const fn pin(package: &'static str, version: &'static str, deb_sha256: &'static str) -> DebianPin {
+    DebianPin {
+        package,
+        version,
+        deb_sha256,
+    }
+}
 
 const CIFAR_MEAN: &[f32] = &[125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0];
 const CIFAR_STD: &[f32] = &[63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0];
@@ -415,5 +475,74 @@ pub(super) static REGISTRY: &[Dataset] = &[
         normalization: None,
         size: Some(46_638_500),
         note: "large nature photos: auxiliary outliers",
+    },
+    Dataset {
+        name: "gcompris-photos",
+        title: "GCompris activity photographs (Debian gcompris-qt-data)",
+        role: Role::Source,
+        license: "per photo: public domain, CC BY or CC BY-SA (debian/copyright of gcompris-qt-data)",
+        homepage: "https://packages.debian.org/bookworm/gcompris-qt-data",
+        files: &[],
+        debian: Some(DebianSource {
+            package: "gcompris-qt-data",
+            dir: "usr/share/gcompris-qt/rcc",
+            required: &[
+                "categorization.rcc",
+                "clickgame.rcc",
+                "details.rcc",
+                "erase.rcc",
+                "explore_farm_animals.rcc",
+                "explore_monuments.rcc",
+                "explore_world_animals.rcc",
+                "explore_world_music.rcc",
+            ],
+        }),
+        shared_dir: None,
+        images: Some(274),
+        shape: [0, 0, 3],
+        classes: &[],
+        normalization: None,
+        size: Some(44_196_292),
+        note: "WebP photos inside Qt .rcc archives (animals, monuments, tools, landscapes): Photo-* OOD test sets",
+    },
+    Dataset {
+        name: "lomiri-photos",
+        title: "Lomiri (Ubuntu Touch 16.04) photo wallpapers (Debian lomiri-wallpapers-16.04)",
+        role: Role::Source,
+        license: "CC BY 4.0, CC BY-SA 4.0, CC0 (per file, debian/copyright)",
+        homepage: "https://packages.debian.org/bookworm/lomiri-wallpapers-16.04",
+        files: &[],
+        debian: Some(DebianSource {
+            package: "lomiri-wallpapers-16.04",
+            dir: "usr/share/backgrounds",
+            required: &["Dragonfly_by_Bolly.jpg", "seeding_by_Clements_Engelhardt.jpg"],
+        }),
+        shared_dir: None,
+        images: Some(14),
+        shape: [0, 0, 3],
+        classes: &[],
+        normalization: None,
+        size: Some(15_783_184),
+        note: "large photos: Photo-* OOD test sets",
+    },
+    Dataset {
+        name: "plasma-photos",
+        title: "KDE Plasma photo wallpapers (Debian plasma-workspace-wallpapers)",
+        role: Role::Source,
+        license: "GPL-2+ (debian/copyright)",
+        homepage: "https://packages.debian.org/bookworm/plasma-workspace-wallpapers",
+        files: &[],
+        debian: Some(DebianSource {
+            package: "plasma-workspace-wallpapers",
+            dir: "usr/share/wallpapers",
+            required: &["Path/contents/images/2560x1600.jpg", "Kite/contents/images/2560x1600.jpg"],
+        }),
+        shared_dir: None,
+        images: Some(11),
+        shape: [1600, 2560, 3],
+        classes: &[],
+        normalization: None,
+        size: Some(94_047_772),
+        note: "2560x1600 photos: Photo-* OOD test sets",
     },
 ];

@@ -83,6 +83,25 @@ pub struct DebianSource {
     pub required: &'static [&'static str],
 }
 
+/// The Debian package version a source is pinned to, with the SHA-256 of its `.deb` (what
+/// `scripts/fetch-sources.sh` downloads and checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebianPin {
+    pub package: &'static str,
+    pub version: &'static str,
+    pub deb_sha256: &'static str,
+}
+
+/// Every pinned Debian package.
+pub fn debian_pins() -> &'static [DebianPin] {
+    catalog::DEBIAN_PINS
+}
+
+/// The pin of a Debian package, if it is one of the registry's.
+pub fn debian_pin(package: &str) -> Option<&'static DebianPin> {
+    catalog::DEBIAN_PINS.iter().find(|p| p.package == package)
+}
+
 /// Fashion-MNIST training-set channel mean and standard deviation (pixels scaled to [0, 1]): the
 /// one definition (ood-nn's input spec uses these).
 pub const FMNIST_MEAN: f32 = 0.2860;
@@ -285,6 +304,27 @@ mod tests {
                 d.name
             );
         }
+    }
+
+    #[test]
+    fn every_debian_source_is_pinned_and_fetched_by_the_script() {
+        let script = include_str!("../../../../scripts/fetch-sources.sh");
+        for d in all() {
+            let Some(deb) = d.debian else { continue };
+            let pin = debian_pin(deb.package).unwrap_or_else(|| panic!("{} unpinned", deb.package));
+            assert_eq!(pin.deb_sha256.len(), 64);
+            let line = format!("{} {} {}", pin.package, pin.version, pin.deb_sha256);
+            assert!(script.contains(&line), "fetch-sources.sh lacks `{line}`");
+        }
+        // ...and the script pins nothing else.
+        let script_pins = script
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|t| {
+                t.len() == 3 && t[2].len() == 64 && t[2].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            .count();
+        assert_eq!(script_pins, debian_pins().len());
     }
 
     #[test]

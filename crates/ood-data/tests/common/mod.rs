@@ -26,8 +26,13 @@ pub fn config(seed: u64) -> BuildConfig {
         aux_openarena: 30,
         aux_mate: 20,
         min_crop_std: 10.0,
+        min_distinct_photos: PHOTOS,
     }
 }
+
+/// Distinct photos of the fixture: 9 scikit-image + 2 scikit-learn + 6 GCompris + 14 Lomiri +
+/// 10 Plasma (the 11th Plasma file is a smaller copy of the first GCompris photo).
+pub const PHOTOS: usize = 41;
 
 // ---- writers of the real formats ----------------------------------------------------------
 
@@ -62,6 +67,25 @@ pub fn picture(h: u32, w: u32, seed: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| {
         let v = ((x * 13 + y * 7 + seed * 17) ^ (x * y + seed)) % 256;
         image::Rgb([v as u8, ((v + x) % 256) as u8, ((v * 3 + y) % 256) as u8])
+    })
+}
+
+/// A photo-like image: a seed-dependent 4x4 layout of dark and bright regions (what a
+/// perceptual hash sees: two seeds share all 16 regions with odds 2^-16) plus fine texture (so
+/// 28x28 crops are never near-constant). The layout is relative, so any size shows the same photo.
+pub fn photo(h: u32, w: u32, seed: u32) -> image::RgbImage {
+    let bright = |cell: u32| {
+        let mut z = (seed as u64) << 8 | cell as u64;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        (z ^ (z >> 31)) & 1 == 1
+    };
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let cell = (y * 4 / h) * 4 + x * 4 / w;
+        let base = if bright(cell) { 180.0 } else { 70.0 };
+        let fine = (((x * 13 + y * 7 + seed * 17) ^ (x * y + seed)) % 48) as f64 - 24.0;
+        let v = (base + fine).clamp(0.0, 255.0) as u8;
+        image::Rgb([v, v.saturating_add(10), v.saturating_sub(10)])
     })
 }
 
@@ -248,7 +272,7 @@ pub fn write_photos(cache: &Path) {
         };
         write(
             &sk.join(name),
-            &encode(&picture(100, 140, 20 + k as u32), fmt),
+            &encode(&photo(100, 140, 20 + k as u32), fmt),
         );
     }
     let skl = deb(
@@ -258,12 +282,94 @@ pub fn write_photos(cache: &Path) {
     );
     write(
         &skl.join("china.jpg"),
-        &encode(&picture(90, 120, 40), image::ImageFormat::Jpeg),
+        &encode(&photo(90, 120, 40), image::ImageFormat::Jpeg),
     );
     write(
         &skl.join("flower.jpg"),
-        &encode(&picture(90, 120, 41), image::ImageFormat::Jpeg),
+        &encode(&photo(90, 120, 41), image::ImageFormat::Jpeg),
     );
+    write_photo_collections(cache);
+}
+
+/// GCompris' resource archives (WebP photos next to entries the selection leaves out), the
+/// Lomiri and Plasma wallpapers, where the real packages put them.
+pub fn write_photo_collections(cache: &Path) {
+    use ood_data::formats::qt_rcc::write_rcc;
+    let gc = deb(cache, "gcompris-qt-data", "usr/share/gcompris-qt/rcc");
+    let webp = |seed| encode(&photo(64, 80, seed), image::ImageFormat::WebP);
+    let cat = "gcompris/src/activities/categorization/resource/images";
+    let (p1, p2, p3) = (webp(100), webp(101), webp(102));
+    let drawing = webp(103);
+    let erase = "gcompris/src/activities/erase/resource";
+    let (e1, e2) = (webp(104), webp(105));
+    let details = "gcompris/src/activities/details/resource/image";
+    let (d1, d2) = (webp(106), webp(107));
+    let files: Vec<(&str, Vec<(String, &[u8], bool)>)> = vec![
+        (
+            "categorization.rcc",
+            vec![
+                (format!("{cat}/fishes/fish1.webp"), &p1[..], false),
+                (format!("{cat}/tools/hammer1.webp"), &p2[..], true),
+                (format!("{cat}/others/cup.webp"), &p3[..], false),
+                (
+                    format!("{cat}/alphabets/alphabets.webp"),
+                    &drawing[..],
+                    false,
+                ),
+                (format!("{cat}/Categorization.qml"), &b"qml"[..], true),
+            ],
+        ),
+        (
+            "erase.rcc",
+            vec![
+                (format!("{erase}/alpaca.webp"), &e1[..], false),
+                (format!("{erase}/bee.webp"), &e2[..], true),
+            ],
+        ),
+        (
+            "details.rcc",
+            vec![
+                (
+                    format!("{details}/TajMahal_background.webp"),
+                    &d1[..],
+                    false,
+                ),
+                (format!("{details}/Gogh4_background.webp"), &d2[..], false),
+                (format!("{details}/TajMahal_0.webp"), &d1[..], false),
+            ],
+        ),
+    ];
+    for (archive, entries) in &files {
+        let e: Vec<(&str, &[u8], bool)> = entries
+            .iter()
+            .map(|(n, b, z)| (n.as_str(), *b, *z))
+            .collect();
+        write(&gc.join(archive), &write_rcc(&e));
+    }
+    // The other archives: present, with nothing the selection takes.
+    for s in fmnist_ood::sources::GCOMPRIS_PHOTOS {
+        if !gc.join(s.archive).exists() {
+            write(
+                &gc.join(s.archive),
+                &write_rcc(&[("gcompris/x.qml", &b"qml"[..], false)]),
+            );
+        }
+    }
+    let lomiri = deb(cache, "lomiri-wallpapers-16.04", "usr/share/backgrounds");
+    for (k, name) in fmnist_ood::sources::LOMIRI_PHOTOS.iter().enumerate() {
+        let img = photo(70, 90, 120 + k as u32);
+        write(&lomiri.join(name), &encode(&img, image::ImageFormat::Jpeg));
+    }
+    let plasma = deb(cache, "plasma-workspace-wallpapers", "usr/share/wallpapers");
+    for (k, name) in fmnist_ood::sources::PLASMA_PHOTOS.iter().enumerate() {
+        // The first is a smaller copy of GCompris' first photo: the same photo, counted once.
+        let img = if k == 0 {
+            photo(32, 40, 100)
+        } else {
+            photo(80, 128, 140 + k as u32)
+        };
+        write(&plasma.join(name), &encode(&img, image::ImageFormat::Jpeg));
+    }
 }
 
 /// OpenArena's texture pack (a zip with a non-image entry) and MATE backgrounds.

@@ -162,10 +162,16 @@ fn release_files(bench: PaperBench, src: &Path) -> Result<(Vec<PathBuf>, Vec<Pat
                 .take(1)
                 .collect(),
         ),
-        PaperBench::Svhn => (
-            pick(&["train_32x32.mat".into()]),
-            pick(&["test_32x32.mat".into()]),
-        ),
+        // Outlier Exposure's SVHN baseline trains on train + extra (604,388 images); both
+        // are required so that a run cannot silently train on the smaller split.
+        PaperBench::Svhn => {
+            let train = pick(&SVHN_TRAIN.map(String::from));
+            let complete = train.len() == SVHN_TRAIN.len();
+            (
+                if complete { train } else { vec![] },
+                pick(&["test_32x32.mat".into()]),
+            )
+        }
     };
     if train.is_empty() || test.is_empty() {
         return Err(BenchError::NoRelease {
@@ -235,12 +241,58 @@ fn write_cifar_validation(
     Ok(())
 }
 
+/// The SVHN release files that make the training set, in this order.
+pub const SVHN_TRAIN: [&str; 2] = ["train_32x32.mat", "extra_32x32.mat"];
+
 fn read_release(bench: PaperBench, files: &[PathBuf]) -> Result<ood_data::ImageSet> {
     match bench {
-        PaperBench::Svhn => Ok(ood_data::formats::svhn_mat::read_svhn(&files[0])?),
+        PaperBench::Svhn => {
+            let mut sets = Vec::with_capacity(files.len());
+            for f in files {
+                sets.push((f, ood_data::formats::svhn_mat::read_svhn(f)?));
+            }
+            concat_sets(sets)
+        }
         PaperBench::Cifar10 => Ok(read_batches(files, CifarLabels::Cifar10)?),
         PaperBench::Cifar100 => Ok(read_batches(files, CifarLabels::Cifar100Fine)?),
     }
+}
+
+/// The images and labels of `sets` one after the other; all must have one image shape.
+fn concat_sets(sets: Vec<(&PathBuf, ood_data::ImageSet)>) -> Result<ood_data::ImageSet> {
+    let Some((first, head)) = sets.first() else {
+        return Err(BenchError::ReleaseShapes { files: vec![] });
+    };
+    let shape = head.image_shape();
+    if sets
+        .iter()
+        .any(|(_, s)| s.image_shape() != shape || s.labels.is_none())
+    {
+        let files = sets
+            .iter()
+            .map(|(p, s)| (p.to_path_buf(), s.image_shape()))
+            .collect();
+        return Err(BenchError::ReleaseShapes { files });
+    }
+    if sets.len() == 1 {
+        return Ok(sets.into_iter().next().expect("one set").1);
+    }
+    let (h, w, c) = shape;
+    let n: usize = sets.iter().map(|(_, s)| s.len()).sum();
+    ood_core::limits::check_alloc("release images", n as u128, (h * w * c) as u128)?;
+    let views: Vec<_> = sets.iter().map(|(_, s)| s.images.view()).collect();
+    let images =
+        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|_| BenchError::ReleaseShapes {
+            files: vec![(first.to_path_buf(), shape)],
+        })?;
+    let labels: Vec<i64> = sets
+        .iter()
+        .flat_map(|(_, s)| s.labels.iter().flatten().copied())
+        .collect();
+    Ok(ood_data::ImageSet {
+        images,
+        labels: Some(ndarray::Array1::from(labels)),
+    })
 }
 
 /// One synthetic validation OOD image set of `n` images built from ID validation images.

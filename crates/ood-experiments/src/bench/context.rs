@@ -20,7 +20,7 @@ use super::method::Method;
 use super::plan::Plan;
 use super::progress::Stages;
 use super::zoo::{Outputs, TestOutputs};
-use super::{scoring, Options, RunRecord, Series4a};
+use super::{scoring, InputSource, Options, RunRecord, Series4a};
 use crate::report::Entry;
 use crate::results::ResultsDir;
 use crate::run_info::Timings;
@@ -85,17 +85,54 @@ impl<'a> RunContext<'a> {
         self.opts.progress
     }
 
-    /// The input spec of a model without one recorded: the default for the training images.
-    pub fn default_spec(&self) -> InputSpec {
+    /// The input spec of a model without one recorded: `--mean/--std`, else the plan's
+    /// normalisation, else the default for the training images' channels; with its source.
+    pub fn default_spec_and_source(&self) -> (InputSpec, InputSource) {
         let (h, w, c) = self.train.image_shape();
-        InputSpec::default_for(h, w, c)
+        let (norm, source) = match (&self.opts.normalize, self.plan.normalize_for(c)) {
+            (Some(n), _) => (n.clone(), InputSource::Flags),
+            (None, Some(n)) => (n.clone(), InputSource::Plan),
+            (None, None) => return (InputSpec::default_for(h, w, c), InputSource::Default),
+        };
+        let spec = InputSpec {
+            mean: norm.mean,
+            std: norm.std,
+            ..InputSpec::default_for(h, w, c)
+        };
+        (spec, source)
+    }
+
+    pub fn default_spec(&self) -> InputSpec {
+        self.default_spec_and_source().0
+    }
+
+    /// `wts` loaded for inference, with its input spec and where that came from. A checkpoint's
+    /// recorded normalisation wins over the plan's; one that disagrees with `--mean/--std` is
+    /// refused (the model would be fed other inputs than the user said).
+    pub fn load_with_source(&self, wts: &Weights) -> Result<(Classifier, InputSpec, InputSource)> {
+        let (vs, net, spec) = wts.load(self.device())?;
+        let (spec, source) = match spec {
+            Some(s) => {
+                if let Some(n) = &self.opts.normalize {
+                    if (&n.mean, &n.std) != (&s.mean, &s.std) {
+                        return Err(BenchError::InputMismatch {
+                            model: wts.describe(),
+                            recorded: (s.mean.clone(), s.std.clone()),
+                            given: (n.mean.clone(), n.std.clone()),
+                        });
+                    }
+                }
+                (s, InputSource::Checkpoint)
+            }
+            None => self.default_spec_and_source(),
+        };
+        Ok((Classifier::from_wrn(vs, net), spec, source))
     }
 
     /// `wts` loaded for inference, with its input spec.
     pub fn load(&self, wts: &Weights) -> Result<(Classifier, InputSpec)> {
-        let (vs, net, spec) = wts.load(self.device())?;
-        let spec = spec.unwrap_or_else(|| self.default_spec());
-        Ok((Classifier::from_wrn(vs, net), spec))
+        let (model, spec, _) = self.load_with_source(wts)?;
+        Ok((model, spec))
     }
 
     /// Logits of the ID test set and of every OOD test set.
@@ -250,6 +287,8 @@ pub(super) struct Sets {
     pub test_labels: Vec<i64>,
     pub test_ood: Vec<(String, PathBuf)>,
     pub val_id: PathBuf,
+    /// Labels of `val_id` when the benchmark has validation labels.
+    pub val_labels: Option<Vec<i64>>,
     pub val_ood: Vec<PathBuf>,
     pub select_id: PathBuf,
     pub select_ood: Vec<PathBuf>,
@@ -328,7 +367,11 @@ pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir
             .0,
         ));
     }
-    let val_id = sub(&d.val_x, Some(plan.val_id_images), 2, "val_id")?.0;
+    let (val_id, rows) = sub(&d.val_x, Some(plan.val_id_images), 2, "val_id")?;
+    let val_labels = match &d.val_y {
+        Some(y) => Some(labels_of(y, &rows)?),
+        None => None,
+    };
     let select_id = sub(&d.val_x, Some(plan.select_id_images), 3, "select_id")?.0;
     let mut val_ood = Vec::new();
     let mut select_ood = Vec::new();
@@ -371,6 +414,7 @@ pub(super) fn prepare_sets(d: &BenchData, plan: &Plan, seed: u64, dir: &BenchDir
         test_labels,
         test_ood,
         val_id,
+        val_labels,
         val_ood,
         select_id,
         select_ood,

@@ -25,6 +25,8 @@ pub struct BenchData {
     pub test_y: PathBuf,
     /// In-distribution validation images (hyper-parameter selection, calibration).
     pub val_x: PathBuf,
+    /// Labels of `val_x` when the folder has them (`val_y.npy`): the margin search's accuracy floor.
+    pub val_y: Option<PathBuf>,
     /// OOD test sets, in table order.
     pub ood_test: Vec<(String, PathBuf)>,
     /// Validation OOD sets (hyper-parameters are chosen on these only).
@@ -74,6 +76,7 @@ impl BenchData {
             test_x: need(dir.join("test_x.npy"))?,
             test_y: need(dir.join("test_y.npy"))?,
             val_x: need(dir.join("val_x.npy"))?,
+            val_y: Some(dir.join("val_y.npy")).filter(|p| p.is_file()),
             ood_test,
             ood_val,
             outliers: need(dir.join("aux_outliers.npy"))?,

@@ -23,7 +23,7 @@ pub enum BenchError {
     LabelCount { rows: usize, labels: usize },
     #[error("{labels} labels for {images} Mahalanobis fit images")]
     FitLabels { labels: usize, images: usize },
-    #[error("{}: no {benchmark} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + test_32x32.mat)", dir.display())]
+    #[error("{}: no {benchmark} release files found (CIFAR-10: data_batch_1..5[.bin] + test_batch[.bin]; CIFAR-100: train[.bin] + test[.bin]; SVHN: train_32x32.mat + extra_32x32.mat + test_32x32.mat)", dir.display())]
     NoRelease { dir: PathBuf, benchmark: String },
     /// The code of record's CIFAR validation OOD sets are made from the other CIFAR's test set.
     #[error("{benchmark}: the validation OOD sets are made from the other CIFAR's test set, not found in {} (put test[.bin] of CIFAR-100 or test_batch[.bin] of CIFAR-10 there)", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
@@ -31,8 +31,18 @@ pub enum BenchError {
         benchmark: String,
         tried: Vec<PathBuf>,
     },
+    #[error("release files of different image shapes or without labels: {}", files.iter().map(|(p, (h, w, c))| format!("{} ({h}x{w}x{c})", p.display())).collect::<Vec<_>>().join(", "))]
+    ReleaseShapes {
+        files: Vec<(PathBuf, (usize, usize, usize))>,
+    },
     #[error("--val-images {val_images} leaves no training images (of {images})")]
     ValImages { val_images: usize, images: usize },
+    #[error("{model} records input mean {:?} / std {:?}, but --mean/--std give {:?} / {:?}", recorded.0, recorded.1, given.0, given.1)]
+    InputMismatch {
+        model: String,
+        recorded: (Vec<f32>, Vec<f32>),
+        given: (Vec<f32>, Vec<f32>),
+    },
     #[error("{benchmark} release without labels")]
     NoLabels { benchmark: String },
     #[error("logits of {values} values in rows of {classes}")]
@@ -59,6 +69,8 @@ pub enum BenchError {
     #[error(transparent)]
     Io(#[from] ood_core::io::IoError),
     #[error(transparent)]
+    Limit(#[from] ood_core::limits::LimitError),
+    #[error(transparent)]
     Selection(#[from] ood_core::selection::SelectionError),
     #[error(transparent)]
     Nn(#[from] ood_nn::Error),
@@ -82,6 +94,8 @@ pub enum BenchError {
     Results(#[from] crate::results::ResultsError),
     #[error(transparent)]
     Mahalanobis(#[from] ood_core::scores::MahalanobisError),
+    #[error(transparent)]
+    MahalanobisEnsemble(#[from] ood_core::scores::EnsembleError),
     #[error(transparent)]
     Detector(#[from] ood_core::detector::DetectorError),
 }

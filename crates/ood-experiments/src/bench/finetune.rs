@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ood_data::batch::ImageSource;
 use ood_nn::checkpoint::{self, CheckpointMeta};
-use ood_nn::data::{loader, InputSpec, NpySet};
+use ood_nn::data::{loader, Augmentation, InputSpec, NpySet};
 use ood_nn::losses::FinetuneLoss;
 use ood_nn::tch::{nn::VarStore, Device};
 use ood_nn::train::{self, EpochLog, RunConfig, RunData, RunOutput};
@@ -58,6 +58,9 @@ impl Weights {
 pub struct TrainJob<'a> {
     pub config: RunConfig,
     pub spec: InputSpec,
+    /// Augmentation of the in-distribution and of the outlier images.
+    pub augmentation: Augmentation,
+    pub outlier_augmentation: Augmentation,
     pub train: Arc<NpySet>,
     /// In-distribution images per epoch (a seeded subset; `None` = all).
     pub images_per_epoch: Option<usize>,
@@ -84,7 +87,7 @@ pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<Ep
     };
     let train_loader = loader(
         train,
-        job.spec.train_pipeline(),
+        job.spec.pipeline(job.augmentation),
         job.config.batch_size,
         true,
         seed,
@@ -93,7 +96,7 @@ pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<Ep
     let out_loader = match &job.outliers {
         Some(o) => Some(loader(
             o.clone(),
-            job.spec.train_pipeline(),
+            job.spec.pipeline(job.outlier_augmentation),
             job.config.outlier_batch_size,
             true,
             seed.wrapping_add(1),

@@ -14,6 +14,8 @@ pub enum Method {
     Energy,
     Odin,
     Mahalanobis,
+    /// Lee et al. 2018's layer ensemble (the single-layer `Mahalanobis` is the code of record's).
+    MahalanobisEnsemble,
     /// A post-hoc detector of the zoo on the pre-trained model (one of [`ZOO`]).
     Zoo(Detector),
     OutlierExposure,
@@ -41,11 +43,12 @@ pub const ZOO: [Detector; 15] = [
 ];
 
 impl Method {
-    pub const ALL: [Method; 21] = [
+    pub const ALL: [Method; 22] = [
         Method::Msp,
         Method::Energy,
         Method::Odin,
         Method::Mahalanobis,
+        Method::MahalanobisEnsemble,
         Method::Zoo(ZOO[0]),
         Method::Zoo(ZOO[1]),
         Method::Zoo(ZOO[2]),
@@ -72,6 +75,7 @@ impl Method {
             Method::Energy => "energy",
             Method::Odin => "odin",
             Method::Mahalanobis => "mahalanobis",
+            Method::MahalanobisEnsemble => "mahalanobis_ensemble",
             Method::Zoo(d) => d.key(),
             Method::OutlierExposure => "oe",
             Method::EnergyFinetune => "energy_ft",
@@ -85,6 +89,7 @@ impl Method {
             Method::Energy => "Energy score",
             Method::Odin => "ODIN",
             Method::Mahalanobis => "Mahalanobis",
+            Method::MahalanobisEnsemble => "Mahalanobis layer ensemble (Lee et al. 2018)",
             Method::Zoo(d) => zoo_label(d),
             Method::OutlierExposure => "Outlier Exposure (softmax score)",
             Method::EnergyFinetune => "Energy fine-tuning (energy score)",
@@ -103,7 +108,7 @@ impl Method {
         Method::ALL
             .iter()
             .position(|&m| m == self)
-            .unwrap_or(4 + ZOO.len())
+            .unwrap_or(5 + ZOO.len())
     }
 }
 
@@ -159,6 +164,7 @@ mod tests {
                 "energy",
                 "odin",
                 "mahalanobis",
+                "mahalanobis_ensemble",
                 "react",
                 "ash_p",
                 "ash_b",

@@ -28,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod layout;
+mod mahalanobis_ensemble;
 pub mod method;
 mod output;
 pub mod plan;
@@ -36,10 +37,12 @@ pub mod progress;
 pub mod scoring;
 mod tuning;
 mod zoo;
+pub use mahalanobis_ensemble::EnsembleRecord;
 pub use zoo::ZooRecord;
 
 use std::path::PathBuf;
 
+use ood_data::transforms::Normalize;
 use ood_nn::odin::OdinParams;
 use ood_nn::tch::{self, Device};
 use serde::{Deserialize, Serialize};
@@ -79,15 +82,46 @@ pub struct Options {
     pub command: String,
     /// Threads preparing training batches.
     pub workers: usize,
+    /// `--mean/--std`: per-channel normalisation of [0, 1] pixels for models that record none
+    /// (overrides the plan's); `None`: the plan's or the default for the channels.
+    pub normalize: Option<Normalize>,
+}
+
+/// Where the normalisation a model is fed comes from (run.json `record.input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSource {
+    /// `--mean/--std`.
+    Flags,
+    /// Recorded in the model's checkpoint.
+    Checkpoint,
+    /// The benchmark's preset ([`Plan::input_normalize`], e.g. none for SVHN).
+    Plan,
+    /// The default for the channels (CIFAR's for 3, Fashion-MNIST's for 1).
+    Default,
+}
+
+/// What the pre-trained model was fed: per-channel mean and std of [0, 1] pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub source: InputSource,
 }
 
 /// What the run chose and measured besides the tables.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunRecord {
     pub pretrained: String,
+    /// The pre-trained model's input normalisation (the fine-tuned models are fed the same).
+    #[serde(default)]
+    pub input: Option<InputRecord>,
     pub test_error: std::collections::BTreeMap<String, f64>,
     pub odin: Option<scoring::Choice<OdinParams>>,
     pub mahalanobis: Option<scoring::Choice<f64>>,
+    /// Lee et al.'s layer ensemble: layer widths, eps grid and choice, the regression.
+    #[serde(default)]
+    pub mahalanobis_ensemble: Option<EnsembleRecord>,
     /// Mean energy E(x) = -logsumexp(f(x)) of the pre-trained model on ID validation and outliers.
     pub mean_energy_id: Option<f64>,
     pub mean_energy_outliers: Option<f64>,
@@ -115,6 +149,12 @@ pub struct MarginRecord {
     pub m_out: Vec<f64>,
     /// Mean validation FPR95 (fraction) of `m_in[i]`, `m_out[j]`.
     pub validation_fpr: Vec<Vec<Option<f64>>>,
+    /// ID validation accuracy (fraction) of `m_in[i]`, `m_out[j]`, when labels were given.
+    #[serde(default)]
+    pub validation_accuracy: Vec<Vec<Option<f64>>>,
+    /// The accuracy condition of the choice (`None`: validation FPR alone).
+    #[serde(default)]
+    pub accuracy_floor: Option<ood_nn::margin_search::AccuracyFloor>,
     pub chosen: (f64, f64),
 }
 

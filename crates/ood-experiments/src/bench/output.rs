@@ -27,7 +27,11 @@ pub(super) fn write_all(ctx: &mut RunContext, finetuned: Option<&FineTuned>) -> 
     ctx.stages.begin("tables, figures, detector");
     let t0 = std::time::Instant::now();
     let entries: Vec<_> = ctx.entries.values().cloned().collect();
-    let report = Report::evaluate(&entries, &ctx.plan.protocol)?;
+    let mut report = Report::evaluate(&entries, &ctx.plan.protocol)?;
+    if ctx.opts.data.name == ood_data::fmnist_ood::DIR_NAME {
+        // Near / far marks and means (the rule is in docs/datasets.md).
+        report = report.with_kinds(|s| ood_data::fmnist_ood::set_kind(s).map(|k| k.label()));
+    }
     let blocks = report.present_blocks(&Table1Block::paper());
     let tables = Tables {
         t1: report.table1_markdown(&blocks)?,
@@ -203,6 +207,12 @@ fn choices_markdown(ctx: &RunContext) -> String {
     }
     if let Some(m) = &record.mahalanobis {
         s.push_str(&format!("- Mahalanobis: eps = {}\n", m.chosen));
+    }
+    if let Some(m) = &record.mahalanobis_ensemble {
+        s.push_str(&format!(
+            "- Mahalanobis layer ensemble: eps = {}, layer weights {:.4?}\n",
+            m.choice.chosen, m.layer_weights
+        ));
     }
     s.push_str(&super::zoo::choices_markdown(
         &record.zoo,

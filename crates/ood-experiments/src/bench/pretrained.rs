@@ -16,6 +16,7 @@ use super::finetune::{run_job, TrainJob, Weights};
 use super::method::Method;
 use super::scoring;
 use super::zoo::{self, Outputs, TestOutputs, TrainSet};
+use super::InputRecord;
 
 /// The pre-trained model, loaded for scoring.
 pub(super) struct Pretrained {
@@ -27,6 +28,7 @@ pub(super) struct Pretrained {
 
 /// Stage 2: the given pre-trained model, or one pretrained by this run.
 pub(super) fn pretrain_or_load(ctx: &mut RunContext) -> Result<Pretrained> {
+    let trained_here = ctx.opts.models.pretrained.is_none();
     let weights = match &ctx.opts.models.pretrained {
         Some(wts) => {
             ctx.stages
@@ -36,7 +38,16 @@ pub(super) fn pretrain_or_load(ctx: &mut RunContext) -> Result<Pretrained> {
         None => pretrain(ctx)?,
     };
     ctx.record.pretrained = weights.describe();
-    let (model, spec) = ctx.load(&weights)?;
+    let (model, spec, mut source) = ctx.load_with_source(&weights)?;
+    if trained_here {
+        // its checkpoint records what pretraining fed it: say where that came from
+        source = ctx.default_spec_and_source().1;
+    }
+    ctx.record.input = Some(InputRecord {
+        mean: spec.mean.clone(),
+        std: spec.std.clone(),
+        source,
+    });
     let norm = spec.normalize();
     Ok(Pretrained {
         weights,
@@ -54,10 +65,11 @@ fn pretrain(ctx: &mut RunContext) -> Result<Weights> {
         ..plan.arch.clone()
     };
     ctx.stages.begin(&format!(
-        "pretraining {} for {} epoch(s) of {} images (code-of-record recipe)",
+        "pretraining {} for {} epoch(s) of {} images, lr {} (the preset's recipe)",
         arch.name(),
         plan.pretrain_epochs,
-        plan.pretrain_images.unwrap_or(train.len()).min(train.len())
+        plan.pretrain_images.unwrap_or(train.len()).min(train.len()),
+        plan.pretrain_lr
     ));
     let ckpt = ctx.dir.checkpoint("pretrained");
     let t0 = std::time::Instant::now();
@@ -67,10 +79,13 @@ fn pretrain(ctx: &mut RunContext) -> Result<Weights> {
     let job = TrainJob {
         config: RunConfig {
             epochs: plan.pretrain_epochs,
+            lr: plan.pretrain_lr,
             seed: ctx.opts.seed,
             ..RunConfig::pretrain()
         },
         spec: ctx.default_spec(),
+        augmentation: plan.id_augmentation,
+        outlier_augmentation: plan.outlier_augmentation,
         train,
         images_per_epoch: plan.pretrain_images,
         outliers: None,
@@ -124,6 +139,7 @@ pub(super) fn score_pretrained(
     odin(ctx, pre, err)?;
     let train = train_set(ctx, pre)?;
     mahalanobis(ctx, pre, err, &train.outputs.features)?;
+    super::mahalanobis_ensemble::score(ctx, pre, err)?;
     ctx.fpr_curve("energy score, pre-trained", &logits, scoring::energy)?;
     ctx.fpr_curve("softmax score, pre-trained", &logits, scoring::msp)?;
     mean_energies(ctx, pre, &val_logits)?;

@@ -178,7 +178,7 @@ impl<P: Clone> Choice<P> {
     }
 }
 
-fn stds(norm: &Normalize) -> Vec<f64> {
+pub(super) fn stds(norm: &Normalize) -> Vec<f64> {
     norm.std.iter().map(|&s| s as f64).collect()
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ood_data::transforms::Normalize;
 use ood_nn::data::NpySet;
 use ood_nn::losses::FinetuneLoss;
-use ood_nn::margin_search;
+use ood_nn::margin_search::{self, AccuracyFloor, TrialScore};
 use ood_nn::train::EpochLog;
 
 use super::context::{DetectorBasis, RunContext, TestLogits};
@@ -69,9 +69,12 @@ fn finetune(
     let (vs, net, _) = pre.weights.load(ctx.device())?;
     let mut config = finetune_config(loss, plan.finetune_epochs, ctx.opts.seed);
     config.lr = plan.finetune_lr;
+    config.outlier_batchnorm = plan.finetune_outlier_batchnorm;
     let job = TrainJob {
         config,
         spec: pre.spec.clone(),
+        augmentation: plan.id_augmentation,
+        outlier_augmentation: plan.outlier_augmentation,
         train: ctx.train.clone(),
         images_per_epoch: plan.finetune_images,
         outliers: Some(outliers.clone()),
@@ -84,14 +87,29 @@ fn finetune(
     Ok((Weights::Checkpoint(ckpt), logs))
 }
 
-/// Mean validation FPR95 of the energy score of `wts`, with its ID validation scores. Every
-/// model of a run sees its input normalized as the pre-trained model's (`norm`).
-fn validation_fpr(ctx: &RunContext, wts: &Weights, norm: &Normalize) -> Result<(f64, Vec<f64>)> {
+/// ID validation accuracy (fraction) of `logits`, when the run has validation labels.
+fn val_accuracy(ctx: &RunContext, logits: &ndarray::Array2<f64>) -> Result<Option<f64>> {
+    match &ctx.sets.val_labels {
+        Some(y) => Ok(Some(1.0 - scoring::error_rate(logits, y)?)),
+        None => Ok(None),
+    }
+}
+
+/// Mean validation FPR95 of the energy score of `wts` and its ID validation accuracy, with its
+/// ID validation scores. Every model of a run sees its input normalized as the pre-trained
+/// model's (`norm`).
+fn validation_fpr(
+    ctx: &RunContext,
+    wts: &Weights,
+    norm: &Normalize,
+) -> Result<(TrialScore, Vec<f64>)> {
     let (m, _) = ctx.load(wts)?;
     let energy = |p: &std::path::Path| -> Result<Vec<f64>> {
         scoring::energy(&scoring::logits(&m, p, norm, false)?, 1.0)
     };
-    let id = energy(&ctx.sets.val_id)?;
+    let id_logits = scoring::logits(&m, &ctx.sets.val_id, norm, false)?;
+    let val_accuracy = val_accuracy(ctx, &id_logits)?;
+    let id = scoring::energy(&id_logits, 1.0)?;
     let ood = ctx
         .sets
         .val_ood
@@ -99,7 +117,25 @@ fn validation_fpr(ctx: &RunContext, wts: &Weights, norm: &Normalize) -> Result<(
         .map(|p| energy(p))
         .collect::<Result<Vec<_>>>()?;
     let cfg = ood_core::MetricsConfig::default();
-    Ok((ood_core::selection::mean_fpr(&id, &ood, &cfg)?, id))
+    let mean_val_fpr = ood_core::selection::mean_fpr(&id, &ood, &cfg)?;
+    let score = TrialScore {
+        mean_val_fpr,
+        val_accuracy,
+    };
+    Ok((score, id))
+}
+
+/// The margin search's accuracy floor: the pre-trained model's ID validation accuracy, when the
+/// plan asks for one and the run has validation labels.
+fn accuracy_floor(ctx: &RunContext, pre: &Pretrained) -> Result<Option<AccuracyFloor>> {
+    let Some(tolerance) = ctx.plan.margin_accuracy_tolerance else {
+        return Ok(None);
+    };
+    let logits = scoring::logits(&pre.model, &ctx.sets.val_id, &pre.norm, false)?;
+    Ok(val_accuracy(ctx, &logits)?.map(|pretrained| AccuracyFloor {
+        pretrained,
+        tolerance,
+    }))
 }
 
 /// The margin search of the paper's recipe: every candidate pair fine-tuned and judged on the
@@ -120,7 +156,15 @@ fn energy_finetune(
         grid.m_in,
         grid.m_out
     ));
-    let search = margin_search::search(&grid, |_, a, b| -> Result<_> {
+    let floor = accuracy_floor(ctx, pre)?;
+    if let Some(f) = &floor {
+        ctx.stages.note(&format!(
+            "pre-trained ID validation accuracy {:.2}%: pairs below {:.2}% are not chosen",
+            100.0 * f.pretrained,
+            100.0 * (f.pretrained - f.tolerance)
+        ));
+    }
+    let search = margin_search::search(&grid, floor, |_, a, b| -> Result<_> {
         ctx.stages.note(&format!("m_in = {a}, m_out = {b}"));
         let loss = ctx.plan.energy_loss(a, b);
         let (wts, logs) = finetune(
@@ -133,12 +177,20 @@ fn energy_finetune(
         ctx.record
             .finetune_logs
             .insert(format!("energy m_in={a} m_out={b}"), logs);
-        let (fpr, id_scores) = validation_fpr(ctx, &wts, &pre.norm)?;
-        ctx.stages
-            .note(&format!("  validation FPR95 {:.2}%", 100.0 * fpr));
-        Ok((fpr, (wts, id_scores)))
+        let (score, id_scores) = validation_fpr(ctx, &wts, &pre.norm)?;
+        let acc = score
+            .val_accuracy
+            .map(|a| format!(", accuracy {:.2}%", 100.0 * a))
+            .unwrap_or_default();
+        ctx.stages.note(&format!(
+            "  validation FPR95 {:.2}%{acc}",
+            100.0 * score.mean_val_fpr
+        ));
+        Ok((score, (wts, id_scores)))
     })?;
     let table = search.fpr_table();
+    let accuracy = search.accuracy_table();
+    let floor = search.floor;
     let best = search.into_best();
     ctx.stages.note(&format!(
         "chose m_in = {}, m_out = {}",
@@ -148,6 +200,8 @@ fn energy_finetune(
         m_in: grid.m_in,
         m_out: grid.m_out,
         validation_fpr: table,
+        validation_accuracy: accuracy,
+        accuracy_floor: floor,
         chosen: (best.m_in, best.m_out),
     });
     let (wts, scores) = best.outcome;

@@ -13,6 +13,15 @@ fn entry(key: &str, group: Group, id: Vec<f64>, ood: Vec<(&str, Vec<f64>)>) -> E
     }
 }
 
+/// Table 1 with the pre-trained block only (MSP next to energy).
+fn pretrained_block() -> Vec<Table1Block> {
+    vec![Table1Block {
+        name: "pre-trained".into(),
+        softmax: "msp".into(),
+        energy: "energy".into(),
+    }]
+}
+
 fn cfg() -> ProtocolConfig {
     ProtocolConfig {
         draws: 3,
@@ -69,11 +78,7 @@ fn separable_and_inverted_sets_give_exact_metrics() {
 #[test]
 fn markdown_tables_have_the_paper_layout() {
     let r = Report::evaluate(&fixture(), &cfg()).unwrap();
-    let blocks = vec![Table1Block {
-        name: "pre-trained".into(),
-        softmax: "msp".into(),
-        energy: "energy".into(),
-    }];
+    let blocks = pretrained_block();
     let t1 = r.table1_markdown(&blocks).unwrap();
     let lines: Vec<&str> = t1.lines().collect();
     assert_eq!(lines.len(), 2 + 2 + 1, "{t1}");
@@ -196,4 +201,102 @@ fn per_set_markdown_lists_every_method_and_set() {
         );
         assert!(md.contains(&row), "{row} missing in {md}");
     }
+}
+
+/// Three sets: "far" (below every ID score) and "far2" marked far, "above" marked near.
+fn kinded() -> Report {
+    let id: Vec<f64> = (1..=20).map(f64::from).collect();
+    let far = vec![-5.0, -4.0, -3.0, -2.0, -1.0, 0.0];
+    // four below the 95%-TPR threshold, three above: the FPR of a draw of 4 moves across draws
+    let mid = vec![-3.0, -2.0, 0.5, 1.5, 9.5, 12.5, 30.0];
+    let above = vec![100.0, 101.0, 102.0, 103.0];
+    let sets = vec![("far", far), ("above", above), ("mid", mid)];
+    Report::evaluate(
+        &[
+            entry("msp", Group::PreTrained, id.clone(), sets.clone()),
+            entry("energy", Group::PreTrained, id, sets),
+        ],
+        &cfg(),
+    )
+    .unwrap()
+    .with_kinds(|s| match s {
+        "far" | "mid" => Some("far"),
+        "above" => Some("near"),
+        _ => None,
+    })
+}
+
+#[test]
+fn near_and_far_sets_are_marked_and_averaged_by_kind() {
+    let r = kinded();
+    let e = r.entry("msp").unwrap();
+    let (far, above, mid) = (&e.table.rows[0].1, &e.table.rows[1].1, &e.table.rows[2].1);
+    let (near_m, near_s) = r.kind_mean(&e.table, "near");
+    let (far_m, far_s) = r.kind_mean(&e.table, "far");
+    assert_eq!(near_m.fpr, 1.0);
+    assert!((far_m.fpr - (far.mean.fpr + mid.mean.fpr) / 2.0).abs() < 1e-12);
+    assert!((far_m.auroc - (far.mean.auroc + mid.mean.auroc) / 2.0).abs() < 1e-12);
+    assert_eq!(near_s.fpr, 0.0);
+    // the far std is over draws of the far mean: "far" never moves, so it is half of mid's std
+    assert!(
+        (far_s.fpr - mid.std.fpr / 2.0).abs() < 1e-12,
+        "{far_s:?} {:?}",
+        mid.std
+    );
+    assert!(
+        (far_s.auroc - mid.std.auroc / 2.0).abs() < 1e-12,
+        "{far_s:?} {:?}",
+        mid.std
+    );
+    assert_eq!(above.mean.fpr, 1.0);
+
+    let blocks = pretrained_block();
+    let t1 = r.table1_markdown(&blocks).unwrap();
+    let lines: Vec<&str> = t1.lines().collect();
+    // header, separator, 3 sets, average, near mean, far mean
+    assert_eq!(lines.len(), 2 + 3 + 1 + 2, "{t1}");
+    assert!(
+        lines[2].starts_with("| far (far) | pre-trained | 0.00 ± 0.00 |"),
+        "{t1}"
+    );
+    assert!(
+        lines[3].starts_with("| above (near) | pre-trained | 100.00 ± 0.00 |"),
+        "{t1}"
+    );
+    assert!(
+        lines[6].starts_with(
+            "| **near mean** | pre-trained | 100.00 ± 0.00 | 100.00 ± 0.00 | 0.00 ± 0.00 |"
+        ),
+        "{t1}"
+    );
+    let far_row = format!(
+        "| **far mean** | pre-trained | {} |",
+        pm(far_m.fpr, far_s.fpr)
+    );
+    assert!(lines[7].starts_with(&far_row), "{far_row} vs {t1}");
+
+    let md = r.per_set_markdown();
+    assert!(
+        md.starts_with("FPR95 ↓, percent:\n\n| method | model | far (far) | above (near) | mid (far) | average | near mean | far mean |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"),
+        "{md}"
+    );
+    let row = format!(
+        "| MSP | pre-trained | 0.00 | 100.00 | {:.2} | {:.2} | 100.00 | {:.2} |",
+        100.0 * mid.mean.fpr,
+        100.0 * e.table.mean.fpr,
+        100.0 * far_m.fpr
+    );
+    assert!(md.contains(&row), "{row} missing in {md}");
+
+    // Recorded in report.json; a report without kinds keeps its old layout and JSON.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["set_kinds"]["above"], "near");
+    let plain = Report::evaluate(&fixture(), &cfg()).unwrap();
+    assert!(serde_json::to_value(&plain)
+        .unwrap()
+        .get("set_kinds")
+        .is_none());
+    assert!(!plain.per_set_markdown().contains("mean |"));
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back, r);
 }

@@ -156,7 +156,7 @@ impl InputSet {
         workers: usize,
     ) -> Result<Box<dyn Iterator<Item = Result<InputBatch>> + '_>> {
         if batch_size == 0 {
-            return Err(InferError::Config("batch size must be positive".into()));
+            return Err(InferError::ZeroBatchSize);
         }
         match self {
             InputSet::Images { images, len } => {
@@ -168,9 +168,7 @@ impl InputSet {
                         len: *len,
                     })
                 };
-                let normalize = normalize.ok_or_else(|| {
-                    InferError::Config("uint8 images need a normalization (mean, std)".into())
-                })?;
+                let normalize = normalize.ok_or(InferError::NoNormalization)?;
                 let loader = BatchLoader::new(
                     source,
                     Pipeline {

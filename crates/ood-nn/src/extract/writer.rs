@@ -6,6 +6,22 @@ use tch::{Device, Kind, Tensor};
 
 use super::{torch_err, InferError, Result};
 
+/// Rows pushed to an [`NpyRowWriter`] that do not make the declared array.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("a batch has rows of shape {found:?}, earlier ones {earlier:?}")]
+    Shape {
+        found: Vec<usize>,
+        earlier: Vec<usize>,
+    },
+    #[error("{values} values do not make rows of {cols}")]
+    Ragged { values: usize, cols: usize },
+    #[error("more than the {rows} declared rows")]
+    TooMany { rows: usize },
+    #[error("{written} of {rows} rows written")]
+    Short { written: usize, rows: usize },
+}
+
 /// Writes a `float32` `rows x cols` (or `rows x C x H x W`, [`NpyRowWriter::push_shaped`])
 /// `.npy` file row block by row block, through [`ood_core::io::npy::NpyWriter`] (created with
 /// the first block, when the row shape is known, and declaring all `rows`). [`NpyRowWriter::finish`] checks the count and renames the temporary
@@ -40,23 +56,22 @@ impl NpyRowWriter {
 
     /// Appends rows of shape `row_shape` (every block the same).
     pub fn push_shaped(&mut self, values: &[f32], row_shape: &[usize]) -> Result<()> {
-        let config = |m: String| Err(InferError::Config(format!("{}: {m}", self.path.display())));
         let cols = row_shape.iter().product::<usize>();
         if self.cols.is_some() && self.row_shape != row_shape {
-            return config(format!(
-                "a batch has rows of shape {row_shape:?}, earlier ones {:?}",
-                self.row_shape
-            ));
+            return Err(self.rows_error(RowError::Shape {
+                found: row_shape.to_vec(),
+                earlier: self.row_shape.clone(),
+            }));
         }
         if cols == 0 || !values.len().is_multiple_of(cols) {
-            return config(format!(
-                "{} values do not make rows of {cols}",
-                values.len()
-            ));
+            return Err(self.rows_error(RowError::Ragged {
+                values: values.len(),
+                cols,
+            }));
         }
         let written = self.written_rows();
         if written + values.len() / cols > self.rows {
-            return config(format!("more than the {} declared rows", self.rows));
+            return Err(self.rows_error(RowError::TooMany { rows: self.rows }));
         }
         let out = match &mut self.out {
             Some(out) => out,
@@ -85,11 +100,17 @@ impl NpyRowWriter {
         let written = self.written_rows();
         match self.out.take() {
             Some(out) if written == self.rows => Ok(out.finish()?),
-            _ => Err(InferError::Config(format!(
-                "{}: {written} of {} rows written",
-                self.path.display(),
-                self.rows
-            ))),
+            _ => Err(self.rows_error(RowError::Short {
+                written,
+                rows: self.rows,
+            })),
+        }
+    }
+
+    fn rows_error(&self, source: RowError) -> InferError {
+        InferError::Rows {
+            path: self.path.clone(),
+            source,
         }
     }
 }

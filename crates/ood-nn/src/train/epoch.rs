@@ -5,7 +5,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Kind, Tensor};
 
-use super::{batch_tensors, evaluate, seed_for_epoch, train_step, EpochLog, Objective};
+use super::{batch_tensors, evaluate, seed_for_epoch, train_step_with, EpochLog, Objective};
 use super::{RunConfig, RunData};
 use crate::checkpoint::CheckpointMeta;
 use crate::error::{Error, Result};
@@ -57,8 +57,15 @@ impl EpochRun<'_> {
                 _ => x_in,
             };
             lr = self.schedule.lr_for_step(meta.step);
-            let (loss, logits) =
-                train_step(self.net, self.opt, &config.objective, &x, &y, n_in, lr);
+            let (loss, logits) = train_step_with(
+                self.net,
+                self.opt,
+                &config.objective,
+                (&x, n_in),
+                &y,
+                lr,
+                config.outlier_batchnorm,
+            );
             if !loss.is_finite() {
                 return Err(Error::NonFiniteLoss {
                     loss,

@@ -148,3 +148,29 @@ fn bad_depth_is_a_config_error() {
     .unwrap_err();
     assert!(err.to_string().contains("6n+4"), "{err}");
 }
+
+/// Layer features: conv1, block1, block2 and the final map, pooled; the last equals the
+/// penultimate features, and asking for fewer layers gives the same first ones.
+#[test]
+fn layer_features_are_the_pooled_block_outputs() {
+    let (_vs, net) = build(&WrnConfig {
+        depth: 10,
+        widen_factor: 2,
+        dropout: 0.0,
+        num_classes: 3,
+        in_channels: 1,
+    });
+    let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let all = net.layer_features(&x, false, LAYERS);
+    let dims: Vec<Vec<i64>> = all.iter().map(|t| t.size()).collect();
+    assert_eq!(dims, [vec![3, 16], vec![3, 32], vec![3, 64], vec![3, 128]]);
+    let out = net.forward_all(&x, false);
+    let pool = |t: &Tensor| t.mean_dim([2i64, 3].as_slice(), false, None::<Kind>);
+    assert!(all[1].allclose(&pool(&out.blocks[0]), 1e-6, 1e-6, false));
+    assert!(all[2].allclose(&pool(&out.blocks[1]), 1e-6, 1e-6, false));
+    assert!(all[3].allclose(&out.features, 1e-6, 1e-6, false));
+    let two = net.layer_features(&x, false, 2);
+    assert_eq!(two.len(), 2);
+    assert!(two[1].allclose(&all[1], 0.0, 0.0, false));
+    assert_eq!(net.layer_features(&x, false, 99).len(), LAYERS);
+}

@@ -1,8 +1,11 @@
 //! `eood finetune --m-in-grid/--m-out-grid`: the paper's validation recipe. One fine-tuning run
 //! per margin pair from the same pretrained weights (`<name>.grid-<i>.json`), each scored by the
 //! mean FPR at 95% TPR of -E on the validation OOD sets (never the test sets); the best is saved
-//! as `--out` and the whole table as `<name>.grid.json`. `--stop-after` counts epochs over the
-//! whole grid; `--resume` continues a stopped grid without retraining finished points.
+//! as `--out` and the whole table as `<name>.grid.json`. With labelled validation images
+//! (`--val-labels`, or the fmnist-ood folder's `val_y.npy`) only the points whose validation
+//! accuracy is within `--accuracy-tolerance` of the pretrained model's compete on FPR
+//! ([`margin_search::AccuracyFloor`]). `--stop-after` counts epochs over the whole grid; `--resume`
+//! continues a stopped grid without retraining finished points.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use ood_data::batch::{BatchLoader, ImageSource};
 use ood_nn::checkpoint::{self, CheckpointMeta};
 use ood_nn::data::{loader, InputSpec, NpySet};
 use ood_nn::losses::FinetuneLoss;
-use ood_nn::margin_search::{self, MarginGrid};
+use ood_nn::margin_search::{self, AccuracyFloor, MarginGrid, TrialScore};
 use ood_nn::tch::{self, nn::VarStore, Device};
 use ood_nn::train::{self, RunConfig, RunData, RunOutput};
 use ood_nn::{state_dict, WideResNet};
@@ -25,6 +28,7 @@ struct GridPoint {
     m_out: f64,
     checkpoint: String,
     mean_val_fpr95: f64,
+    val_accuracy: Option<f64>,
     val: Vec<(String, ood_core::Metrics)>,
 }
 
@@ -45,6 +49,7 @@ impl std::error::Error for GridStopped {}
 /// The validation data of the grid: ID images and the OOD sets, as loaders.
 struct Validation {
     images: PathBuf,
+    labels: Option<PathBuf>,
     ood: Vec<PathBuf>,
     id_loader: BatchLoader,
     ood_loaders: Vec<(String, BatchLoader)>,
@@ -60,6 +65,11 @@ impl Validation {
             (None, None) => {
                 bail!("the margin grid needs --val-images (in-distribution validation images)")
             }
+        };
+        let labels = match (&args.val_labels, &args.val_images, &args.data.fmnist_ood) {
+            (Some(p), _, _) => Some(p.clone()),
+            (None, None, Some(dir)) => Some(dir.join("val_y.npy")).filter(|p| p.exists()),
+            _ => None,
         };
         let mut ood = args.val_ood.clone();
         if ood.is_empty() {
@@ -78,8 +88,8 @@ impl Validation {
         if ood.is_empty() {
             bail!("the margin grid needs --val-ood (validation OOD image sets)");
         }
-        let open_eval = |p: &PathBuf| -> anyhow::Result<BatchLoader> {
-            let set = Arc::new(NpySet::open(p, None)?);
+        let open_eval = |p: &PathBuf, labels: Option<&Path>| -> anyhow::Result<BatchLoader> {
+            let set = Arc::new(NpySet::open(p, labels)?);
             if set.image_shape() != (spec.height, spec.width, spec.channels) {
                 bail!(
                     "{} has images of {:?}, the model expects {}x{}x{}",
@@ -99,16 +109,17 @@ impl Validation {
                 args.data.runtime.workers,
             )?)
         };
-        let id_loader = open_eval(&images)?;
+        let id_loader = open_eval(&images, labels.as_deref())?;
         let ood_loaders = ood
             .iter()
             .map(|p| {
                 let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or("ood");
-                Ok((name.to_owned(), open_eval(p)?))
+                Ok((name.to_owned(), open_eval(p, None)?))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Validation {
             images,
+            labels,
             ood,
             id_loader,
             ood_loaders,
@@ -151,10 +162,28 @@ pub(super) fn grid_search(
     };
     let n = grid.len();
     let quiet = args.data.runtime.quiet;
+    // `vs` still holds the pretrained weights: their validation accuracy sets the floor.
+    let floor = match &val.labels {
+        Some(_) => {
+            let (pretrained, _) = train::evaluate(net, &val.id_loader, device)?;
+            if !quiet {
+                eprintln!(
+                    "pretrained validation accuracy {:.4}: grid points below {:.4} are not chosen",
+                    pretrained,
+                    pretrained - args.accuracy_tolerance
+                );
+            }
+            Some(AccuracyFloor {
+                pretrained,
+                tolerance: args.accuracy_tolerance,
+            })
+        }
+        None => None,
+    };
     // --stop-after counts epochs over the whole grid; the run stops at the first point left
     // unfinished, and `--resume` continues from there (finished points are not retrained).
     let mut epochs_left = args.output.stop_after;
-    let search = margin_search::search(&grid, |i, m_in, m_out| -> anyhow::Result<_> {
+    let search = margin_search::search(&grid, floor, |i, m_in, m_out| -> anyhow::Result<_> {
         if epochs_left == Some(0) {
             return Err(GridStopped { point: i }.into());
         }
@@ -190,15 +219,24 @@ pub(super) fn grid_search(
         }
         // A finished point resumed with --resume is not retrained: `train::run` loaded the
         // weights it saved into `vs`, which are evaluated as they are.
-        let (mean_fpr, per_set) =
+        let v =
             ood_nn::validation::energy_validation(net, &val.id_loader, &val.ood_loaders, device)?;
         if !quiet {
+            let acc = v
+                .id_accuracy
+                .map(|a| format!(", validation accuracy {a:.4}"))
+                .unwrap_or_default();
             eprintln!(
-                "grid {}/{n}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {mean_fpr:.4}",
+                "grid {}/{n}: m_in {m_in}, m_out {m_out}: mean validation FPR95 {:.4}{acc}",
                 i + 1,
+                v.mean_fpr
             );
         }
-        Ok((mean_fpr, (ck.display().to_string(), per_set)))
+        let score = TrialScore {
+            mean_val_fpr: v.mean_fpr,
+            val_accuracy: v.id_accuracy,
+        };
+        Ok((score, (ck.display().to_string(), v.per_set)))
     });
     let search = match search {
         Err(e) => match e.downcast_ref::<GridStopped>() {
@@ -222,12 +260,13 @@ pub(super) fn grid_search(
             m_out: t.m_out,
             checkpoint: t.outcome.0.clone(),
             mean_val_fpr95: t.mean_val_fpr,
+            val_accuracy: t.val_accuracy,
             val: t.outcome.1.clone(),
         })
         .collect();
     save_best(
         args,
-        &points[search.best],
+        (&points[search.best], search.floor),
         &points,
         &val,
         &out_dir.join(format!("{stem}.grid.json")),
@@ -237,7 +276,7 @@ pub(super) fn grid_search(
 /// Saves the best point as `--out` (with its mean validation FPR) and the table as `grid_path`.
 fn save_best(
     args: &Args,
-    best: &GridPoint,
+    (best, floor): (&GridPoint, Option<AccuracyFloor>),
     points: &[GridPoint],
     val: &Validation,
     grid_path: &Path,
@@ -246,10 +285,19 @@ fn save_best(
     ck.meta
         .metrics
         .insert("mean_val_fpr95".into(), best.mean_val_fpr95);
+    if let Some(a) = best.val_accuracy {
+        ck.meta.metrics.insert("val_accuracy".into(), a);
+    }
     checkpoint::save(&args.output.out, &mut ck.meta, &ck.weights, None)?;
+    let selection = match floor {
+        Some(_) => "minimum mean FPR at 95% TPR of -E over the validation OOD sets among the points whose ID validation accuracy is at least the pretrained model's minus the tolerance (else the most accurate point)",
+        None => "minimum mean FPR at 95% TPR of -E over the validation OOD sets",
+    };
     let summary = serde_json::json!({
-        "selection": "minimum mean FPR at 95% TPR of -E over the validation OOD sets",
+        "selection": selection,
+        "accuracy_floor": floor,
         "val_images": val.images.display().to_string(),
+        "val_labels": val.labels.as_ref().map(|p| p.display().to_string()),
         "val_ood": val.ood.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "best": {"m_in": best.m_in, "m_out": best.m_out, "checkpoint": args.output.out.display().to_string()},
         "points": points,

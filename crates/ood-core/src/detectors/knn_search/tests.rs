@@ -76,7 +76,14 @@ fn kernels_match_naive_distances() {
             for p in 0..m.div_ceil(PANEL) {
                 let (panel, norms) = packed.panel(p);
                 let mut dist = [[f32::NAN; PANEL]; TILE];
-                let masks = tile_distances(kernel, &tile, d, panel, norms, &worst, &mut dist);
+                let input = TileInput {
+                    tile: &tile,
+                    d,
+                    panel,
+                    norms,
+                    worst: &worst,
+                };
+                let masks = tile_distances(kernel, input, &mut dist);
                 for i in 0..rows {
                     for j in 0..PANEL {
                         let r = p * PANEL + j;
