@@ -6,8 +6,10 @@
 # Prints a markdown table (throughput, p50, p99, errors) and writes it to $OUT/results.md.
 #
 #   EOOD=target/release/eood scripts/load-test.sh          # default: release if built, else debug
+#   BUNDLE=models/fmnist-bundle-torch EOOD=<a build with nn> scripts/load-test.sh   # libtorch kind
 #
-# Environment: EOOD (binary), PEER_PY (a Python with torch, safetensors, pillow, fastapi,
+# Environment: EOOD (binary), BUNDLE (models/fmnist-bundle: ONNX through tract), WORKERS
+# (`eood serve --workers`, default: the server's own), PEER_PY (a Python with torch, safetensors, pillow, fastapi,
 # uvicorn; default /work/venv-serve/bin/python, made by `setup_peer` below if missing),
 # DURATION, CONCURRENCY ("1 16 64"), EOOD_PORT/PEER_PORT (18080/18081), OUT (/tmp/eood-load).
 set -euo pipefail
@@ -17,6 +19,8 @@ CONCURRENCY=${CONCURRENCY:-"1 16 64"}
 EOOD_PORT=${EOOD_PORT:-18080}
 PEER_PORT=${PEER_PORT:-18081}
 OUT=${OUT:-/tmp/eood-load}
+BUNDLE=${BUNDLE:-models/fmnist-bundle}
+WORKERS=${WORKERS:-}
 PEER_PY=${PEER_PY:-/work/venv-serve/bin/python}
 if [ -z "${EOOD:-}" ]; then
   EOOD=target/release/eood
@@ -61,7 +65,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-"$EOOD" serve --bundle models/fmnist-bundle --addr "127.0.0.1:$EOOD_PORT" 2> "$OUT/eood.log" &
+"$EOOD" serve --bundle "$BUNDLE" --addr "127.0.0.1:$EOOD_PORT" ${WORKERS:+--workers "$WORKERS"} \
+  2> "$OUT/eood.log" &
 pids+=($!)
 "$PEER_PY" scripts/peer_fastapi.py --checkpoint models/fmnist-wrn-10-1.json \
   --detector models/fmnist-detector.json --port "$PEER_PORT" 2> "$OUT/peer.log" &
@@ -92,7 +97,7 @@ for c in $CONCURRENCY; do
       -s "$OUT/post.lua" "http://127.0.0.1:$port/v1/detect" | grep '^RESULT')
     read -r _ n us p50 p99 errs <<< "$line"
     rps=$(awk -v n="$n" -v us="$us" 'BEGIN { printf "%.1f", n / (us / 1e6) }')
-    label=$([ "$name" = eood ] && echo "eood serve" || echo "FastAPI + uvicorn + PyTorch")
+    label=$([ "$name" = eood ] && echo "eood serve ($(basename "$BUNDLE"))" || echo "FastAPI + uvicorn + PyTorch")
     echo "| $label | $c | $n | $rps | $p50 | $p99 | $errs |" >> "$OUT/results.md"
   done
 done
