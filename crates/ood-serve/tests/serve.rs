@@ -454,12 +454,15 @@ fn concurrent_requests_share_model_calls() {
 
 /// With two model threads a long request occupies one; a small one is answered by the other
 /// while the long one still runs (one thread would answer it only after all 64 model calls).
+/// (A long timeout: the 64 calls of a debug build on a loaded machine took more than the
+/// default's 30 s once, and this test is about the second worker, not the timeout.)
 #[test]
 fn a_second_worker_answers_while_the_first_is_busy() {
     let s = ood_serve::spawn(
         bundle(),
         ServeOptions {
             workers: 2,
+            timeout: Duration::from_secs(600),
             ..opts()
         },
     )
