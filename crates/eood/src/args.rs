@@ -406,23 +406,21 @@ impl CheckpointOutArgs {
         Ok(())
     }
 
-    /// Where `train::run` writes: --out, --resume, --stop-after.
+    /// Where and how `train::run` writes: --out, --resume, --stop-after, and --force (a changed
+    /// configuration on resume is recorded, not refused).
     #[cfg(feature = "nn")]
     pub fn run_output(&self, progress: bool) -> ood_nn::train::RunOutput {
+        use ood_nn::train::ResumeChanges;
         ood_nn::train::RunOutput {
             checkpoint: self.out.clone(),
             resume: self.resume,
             progress,
             stop_after: self.stop_after,
-        }
-    }
-
-    #[cfg(feature = "nn")]
-    pub fn resume_changes(&self) -> ood_nn::train::ResumeChanges {
-        if self.force {
-            ood_nn::train::ResumeChanges::Record
-        } else {
-            ood_nn::train::ResumeChanges::Refuse
+            changes: if self.force {
+                ResumeChanges::Record
+            } else {
+                ResumeChanges::Refuse
+            },
         }
     }
 }
