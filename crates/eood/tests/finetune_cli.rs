@@ -355,7 +355,14 @@ fn margin_grid_keeps_validation_accuracy() {
     let joint = d.join("id-statistics.json");
     eood()
         .args(["finetune", "--checkpoint", &s(&model), "--quiet"])
-        .args(["--outlier-bn", "id-statistics", "--m-in", "-2", "--m-out", "-1"])
+        .args([
+            "--outlier-bn",
+            "id-statistics",
+            "--m-in",
+            "-2",
+            "--m-out",
+            "-1",
+        ])
         .args(["--train-images", &s(&x), "--train-labels", &s(&y)])
         .args(["--outliers", &s(&noise)])
         .args([

@@ -6,12 +6,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O failure with the file it concerns (the one type of it, ood-core's).
+    #[error(transparent)]
+    Io(#[from] ood_core::io::IoError),
     /// The file is not in the expected format (bad magic, truncated, inconsistent header...).
     #[error("{path}: at byte {offset}: {message}")]
     Format {
@@ -90,21 +87,9 @@ pub enum Error {
     Limit(#[from] ood_core::limits::LimitError),
 }
 
-impl From<ood_core::io::IoError> for Error {
-    fn from(e: ood_core::io::IoError) -> Self {
-        Error::Io {
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
-
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io(ood_core::io::IoError::new(path, source))
     }
     pub fn format(path: impl Into<PathBuf>, offset: u64, message: impl Into<String>) -> Self {
         Error::Format {

@@ -12,12 +12,13 @@
 //! One untimed warm-up iteration, then prints one JSON line: images/s of each timed iteration,
 //! images per CPU second (user + system) over the timed iterations (less sensitive than wall
 //! time to other processes competing for the cores), and the peak resident set size (VmHWM).
-use std::time::Instant;
+mod common;
 
+use common::Step;
 use ood_nn::losses::FinetuneLoss;
 use ood_nn::sgd::Sgd;
 use ood_nn::tch::{self, nn::VarStore, Device, Kind, Tensor};
-use ood_nn::train::{train_step, Objective};
+use ood_nn::train::Objective;
 use ood_nn::{WideResNet, WrnConfig};
 
 fn peak_rss_mb() -> f64 {
@@ -70,28 +71,26 @@ fn main() {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
     let net = WideResNet::new(&vs.root(), &WrnConfig::default()).expect("WRN-40-2");
-    let mut opt = Sgd::new(&vs, 0.001, 0.9, 5e-4, true);
-    let objective = Objective::Finetune(FinetuneLoss::energy_cifar10());
     let (n_in, n_out) = (128i64, 256i64);
     let n = if mode == "infer" { 256 } else { n_in + n_out };
-    let x = Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let y = Tensor::randint(10, [n_in], (Kind::Int64, Device::Cpu));
+    let mut step = Step {
+        net: &net,
+        opt: Sgd::new(&vs, 0.001, 0.9, 5e-4, true),
+        objective: Objective::Finetune(FinetuneLoss::energy_cifar10()),
+        x: Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        y: Tensor::randint(10, [n_in], (Kind::Int64, Device::Cpu)),
+        n_in,
+        lr: 0.001,
+    };
     let mut ips = Vec::with_capacity(iters);
     let mut cpu_start = 0.0;
     for i in 0..=iters {
         if i == 1 {
             cpu_start = cpu_seconds();
         }
-        let t = Instant::now();
-        if mode == "infer" {
-            let _ = tch::no_grad(|| net.forward(&x, false))
-                .sum(Kind::Float)
-                .double_value(&[]);
-        } else {
-            let _ = train_step(&net, &mut opt, &objective, &x, &y, n_in, 0.001);
-        }
+        let seconds = step.seconds(mode == "infer");
         if i > 0 {
-            ips.push(n as f64 / t.elapsed().as_secs_f64());
+            ips.push(n as f64 / seconds);
         }
     }
     let cpu = cpu_seconds() - cpu_start;

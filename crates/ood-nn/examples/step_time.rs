@@ -3,12 +3,13 @@
 //!
 //!   cargo run --release -p ood-nn --example step_time -- <depth> <widen> <side> <channels> \
 //!       <mode: train|finetune|infer> <batch> [steps=5] [threads]
-use std::time::Instant;
+mod common;
 
+use common::Step;
 use ood_nn::losses::FinetuneLoss;
 use ood_nn::sgd::Sgd;
 use ood_nn::tch::{self, nn::VarStore, Device, Kind, Tensor};
-use ood_nn::train::{train_step, Objective};
+use ood_nn::train::Objective;
 use ood_nn::{WideResNet, WrnConfig};
 
 fn main() {
@@ -37,27 +38,26 @@ fn main() {
         in_channels: channels,
     };
     let net = WideResNet::new(&vs.root(), &config).expect("config");
-    let mut opt = Sgd::new(&vs, 0.1, 0.9, 5e-4, true);
     // finetune: `batch` in-distribution images + 2 x batch outliers, as 128 + 256.
     let n_total = if mode == "finetune" { 3 * batch } else { batch };
-    let x = Tensor::randn([n_total, channels, side, side], (Kind::Float, Device::Cpu));
-    let y = Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu));
     let objective = match mode {
         "finetune" => Objective::Finetune(FinetuneLoss::energy_cifar10()),
         _ => Objective::CrossEntropy,
     };
+    let mut step = Step {
+        net: &net,
+        opt: Sgd::new(&vs, 0.1, 0.9, 5e-4, true),
+        x: Tensor::randn([n_total, channels, side, side], (Kind::Float, Device::Cpu)),
+        y: Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu)),
+        objective,
+        n_in: batch,
+        lr: 0.01,
+    };
     let mut times = Vec::new();
     for i in 0..steps + 1 {
-        let t = Instant::now();
-        if mode == "infer" {
-            let _ = tch::no_grad(|| net.forward(&x, false))
-                .sum(Kind::Float)
-                .double_value(&[]);
-        } else {
-            let _ = train_step(&net, &mut opt, &objective, &x, &y, batch, 0.01);
-        }
+        let t = step.seconds(mode == "infer");
         if i > 0 {
-            times.push(t.elapsed().as_secs_f64()); // the first step warms up
+            times.push(t); // the first step warms up
         }
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -149,7 +149,7 @@ fn write_tensors(dir: &Path, name: &str, tensors: &[(String, Tensor)]) -> Result
     Tensor::write_safetensors(&contiguous, file.temp_path())
         .map_err(|e| Error::torch(format!("writing {}", path.display()), e))?;
     let sha = sha256_file(file.temp_path()).map_err(|e| match e {
-        Error::Io { source, .. } => Error::io(&path, source),
+        Error::Io(e) => Error::io(&path, e.source),
         e => e,
     })?;
     file.commit().map_err(|e| Error::io(&path, e.source))?;

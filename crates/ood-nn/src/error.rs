@@ -5,12 +5,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O failure with the file it concerns (the one type of it, ood-core's).
+    #[error(transparent)]
+    Io(#[from] ood_core::io::IoError),
     #[error("{path}: not a readable PyTorch checkpoint: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     #[error("{path}: pickle error at byte {offset}: {source}")]
@@ -185,10 +182,7 @@ impl std::fmt::Display for StateDictMismatch {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io(ood_core::io::IoError::new(path, source))
     }
     pub(crate) fn torch(context: impl Into<String>, source: tch::TchError) -> Self {
         Error::Torch {

@@ -14,24 +14,15 @@
 use ndarray::Array2;
 use ood_core::scores::mahalanobis_ensemble::{stack_columns, EnsembleError};
 use ood_core::scores::Mahalanobis;
-use ood_data::transforms::Normalize;
 use tch::{Device, Tensor};
 
-use crate::extract::{InputSet, Result};
-use crate::mahalanobis_input::{collect_with, for_batches, MahalanobisInput};
+use crate::extract::Result;
+use crate::mahalanobis_input::{collect_with, for_batches, MahalanobisInput, Pass};
 use crate::model::Classifier;
 
 /// Every layer's features of a whole input, `[layer]` -> `N x D_l` in `f64` (for fitting).
-pub fn collect_layer_features(
-    model: &Classifier,
-    input: &InputSet,
-    normalize: Option<&Normalize>,
-    batch_size: usize,
-    progress: bool,
-) -> Result<Vec<Array2<f64>>> {
-    collect_with(model, input, normalize, batch_size, progress, |x| {
-        model.layer_features(x, usize::MAX)
-    })
+pub fn collect_layer_features(pass: Pass) -> Result<Vec<Array2<f64>>> {
+    collect_with(pass, |x| pass.model.layer_features(x, usize::MAX))
 }
 
 /// Layer `l`'s features of `x` (a forward pass that stops after that layer).
@@ -100,22 +91,12 @@ impl LayerInputs {
     }
 
     /// Layer scores of a whole input for each `eps`: `[eps]` -> `N x L`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn scores(
-        &self,
-        model: &Classifier,
-        input: &InputSet,
-        normalize: Option<&Normalize>,
-        std: &[f64],
-        epsilons: &[f64],
-        batch_size: usize,
-        progress: bool,
-    ) -> Result<Vec<Array2<f64>>> {
+    pub fn scores(&self, pass: Pass, std: &[f64], epsilons: &[f64]) -> Result<Vec<Array2<f64>>> {
         // [eps][layer] -> scores of every image so far
-        let mut cols = vec![vec![Vec::with_capacity(input.len()); self.layers()]; epsilons.len()];
-        let batches = (model, input, normalize, batch_size);
-        for_batches(batches, progress, "Mahalanobis ensemble", |x| {
-            let per_layer = self.columns_batch(model, x, std, epsilons)?;
+        let n = pass.input.len();
+        let mut cols = vec![vec![Vec::with_capacity(n); self.layers()]; epsilons.len()];
+        for_batches(pass, "Mahalanobis ensemble", |x| {
+            let per_layer = self.columns_batch(pass.model, x, std, epsilons)?;
             for (l, per_eps) in per_layer.into_iter().enumerate() {
                 for (dst, s) in cols.iter_mut().zip(per_eps) {
                     dst[l].extend(s);

@@ -30,16 +30,8 @@ use crate::odin::{input_grad, signed_step};
 pub const EPSILONS: [f64; 7] = [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01];
 
 /// Penultimate features of a whole input, `N x D` in `f64` (for fitting).
-pub fn collect_features(
-    model: &Classifier,
-    input: &InputSet,
-    normalize: Option<&Normalize>,
-    batch_size: usize,
-    progress: bool,
-) -> Result<Array2<f64>> {
-    let mut layers = collect_with(model, input, normalize, batch_size, progress, |x| {
-        Ok(vec![model.features(x)?])
-    })?;
+pub fn collect_features(pass: Pass) -> Result<Array2<f64>> {
+    let mut layers = collect_with(pass, |x| Ok(vec![pass.model.features(x)?]))?;
     Ok(layers.pop().expect("one layer"))
 }
 
@@ -47,18 +39,13 @@ pub fn collect_features(
 /// (`N x D_l` each): the one feature pass of the single-layer detector (the penultimate layer)
 /// and of the layer ensemble ([`crate::mahalanobis_ensemble`], every layer).
 pub(crate) fn collect_with(
-    model: &Classifier,
-    input: &InputSet,
-    normalize: Option<&Normalize>,
-    batch_size: usize,
-    progress: bool,
+    pass: Pass,
     tap: impl Fn(&Tensor) -> crate::Result<Vec<Tensor>>,
 ) -> Result<Vec<Array2<f64>>> {
     let mut values: Vec<Vec<f64>> = Vec::new();
     let mut dims: Vec<usize> = Vec::new();
     tch::no_grad(|| {
-        let batches = (model, input, normalize, batch_size);
-        for_batches(batches, progress, "features", |x| {
+        for_batches(pass, "features", |x| {
             let layers = tap(x)?;
             if values.is_empty() {
                 values = vec![Vec::new(); layers.len()];
@@ -81,26 +68,32 @@ pub(crate) fn collect_with(
         .zip(dims)
         .map(|(v, d)| {
             let n = v.len() / d.max(1);
-            Array2::from_shape_vec((n, d), v)
-                .map_err(InferError::FeatureShape)
+            Array2::from_shape_vec((n, d), v).map_err(InferError::FeatureShape)
         })
         .collect()
 }
 
-/// What to run over: the model, the input, its normalization and the batch size.
-pub(crate) type Batches<'a> = (&'a Classifier, &'a InputSet, Option<&'a Normalize>, usize);
+/// A pass over a whole input: the model, the input, its normalization, the batch size and
+/// whether a progress bar is shown.
+#[derive(Clone, Copy)]
+pub struct Pass<'a> {
+    pub model: &'a Classifier,
+    pub input: &'a InputSet,
+    pub normalize: Option<&'a Normalize>,
+    pub batch_size: usize,
+    pub progress: bool,
+}
 
-/// `f` on every normalized batch of the input, on the model's device, with a progress bar: the
-/// one batch loop of the single-layer detector and the layer ensemble.
+/// `f` on every normalized batch of the pass's input, on the model's device, with a progress
+/// bar: the one batch loop of the single-layer detector and the layer ensemble.
 pub(crate) fn for_batches(
-    (model, input, normalize, batch_size): Batches,
-    progress: bool,
+    pass: Pass,
     what: &str,
     mut f: impl FnMut(&Tensor) -> Result<()>,
 ) -> Result<()> {
-    let pb = progress_bar(input.len(), progress, what);
-    for batch in input.batches(batch_size, normalize, 1)? {
-        let x = batch?.x.to_device(model.device());
+    let pb = progress_bar(pass.input.len(), pass.progress, what);
+    for batch in pass.input.batches(pass.batch_size, pass.normalize, 1)? {
+        let x = batch?.x.to_device(pass.model.device());
         f(&x)?;
         pb.inc(x.size()[0] as u64);
     }
@@ -124,7 +117,13 @@ pub fn fit(
             images: input.len(),
         });
     }
-    let features = collect_features(model, input, normalize, batch_size, progress)?;
+    let features = collect_features(Pass {
+        model,
+        input,
+        normalize,
+        batch_size,
+        progress,
+    })?;
     Ok(params.fit(features.view(), labels)?)
 }
 
@@ -218,23 +217,12 @@ impl MahalanobisInput {
     }
 
     /// Scores of a whole input for each `eps`: `[eps][image]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn scores(
-        &self,
-        model: &Classifier,
-        input: &InputSet,
-        normalize: Option<&Normalize>,
-        std: &[f64],
-        epsilons: &[f64],
-        batch_size: usize,
-        progress: bool,
-    ) -> Result<Vec<Vec<f64>>> {
-        let mut out = vec![Vec::with_capacity(input.len()); epsilons.len()];
-        let batches = (model, input, normalize, batch_size);
-        for_batches(batches, progress, "Mahalanobis", |x| {
+    pub fn scores(&self, pass: Pass, std: &[f64], epsilons: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let mut out = vec![Vec::with_capacity(pass.input.len()); epsilons.len()];
+        for_batches(pass, "Mahalanobis", |x| {
             for (dst, s) in out
                 .iter_mut()
-                .zip(self.scores_batch(model, x, std, epsilons)?)
+                .zip(self.scores_batch(pass.model, x, std, epsilons)?)
             {
                 dst.extend(s);
             }

@@ -154,6 +154,8 @@ pub struct RunOutput {
     pub progress: bool,
     /// Stop after this many epochs in this call (a time-boxed run; resume it later).
     pub stop_after: Option<u64>,
+    /// What resuming does when the configuration differs from the checkpoint's.
+    pub changes: ResumeChanges,
 }
 
 impl RunOutput {
@@ -286,8 +288,8 @@ fn seed_for_epoch(seed: u64, epoch: u64) -> i64 {
 
 /// Runs (or resumes) training. `vs`/`net` hold the starting weights (random or pretrained);
 /// `meta` describes the run and is saved with every checkpoint. Returns the per-epoch logs of
-/// the epochs run now. Resuming with a changed configuration is refused
-/// ([`ResumeChanges::Refuse`]; see [`run_with`]).
+/// the epochs run now. Resuming with a changed configuration is refused or recorded as
+/// `output.changes` says ([`ResumeChanges`]).
 pub fn run(
     vs: &VarStore,
     net: &WideResNet,
@@ -295,19 +297,6 @@ pub fn run(
     data: &RunData,
     meta: &mut CheckpointMeta,
     output: &RunOutput,
-) -> Result<Vec<EpochLog>> {
-    run_with(vs, net, config, data, meta, output, ResumeChanges::Refuse)
-}
-
-/// [`run`] with an explicit policy for configuration changes on resume.
-pub fn run_with(
-    vs: &VarStore,
-    net: &WideResNet,
-    config: &RunConfig,
-    data: &RunData,
-    meta: &mut CheckpointMeta,
-    output: &RunOutput,
-    changes: ResumeChanges,
 ) -> Result<Vec<EpochLog>> {
     let _lock = checkpoint::CheckpointLock::acquire(&output.checkpoint)?;
     let fine_tune = matches!(config.objective, Objective::Finetune(_));
@@ -329,7 +318,7 @@ pub fn run_with(
         config.nesterov,
     );
     let start_epoch = if output.resume && output.checkpoint.exists() {
-        resume::resume(vs, net, config, meta, output, changes, &mut opt)?
+        resume::resume(vs, net, config, meta, output, &mut opt)?
     } else {
         // A fresh run: a log left by an earlier run of the same checkpoint, or by one killed
         // before its first save, is not this run's history.

@@ -155,6 +155,22 @@ fn odin_over_an_input_set_equals_the_batch_computation() {
     assert!(max_abs_diff(&scores[0], &floats(&case["scores"])) < 1e-6);
 }
 
+/// A quiet pass of `net` over `input` normalized by `norm`, in batches of `batch_size`.
+fn pass<'a>(
+    net: &'a Classifier,
+    input: &'a InputSet,
+    norm: &'a Normalize,
+    batch_size: usize,
+) -> mahalanobis_input::Pass<'a> {
+    mahalanobis_input::Pass {
+        model: net,
+        input,
+        normalize: Some(norm),
+        batch_size,
+        progress: false,
+    }
+}
+
 fn fitted(net: &Classifier, shrinkage: f64) -> ood_core::scores::Mahalanobis {
     let train = InputSet::open(&golden("odin_train_x.npy")).unwrap();
     let labels = ood_core::io::npy::read_labels(&golden("odin_train_y.npy")).unwrap();
@@ -196,14 +212,9 @@ fn mahalanobis_with_input_preprocessing_matches_pytorch() {
         );
     }
     // eps = 0 is ood_core's plain Mahalanobis score of the same features.
-    let feats = mahalanobis_input::collect_features(
-        &net,
-        &InputSet::open(&golden("odin_test_x.npy")).unwrap(),
-        Some(&normalize()),
-        8,
-        false,
-    )
-    .unwrap();
+    let test = InputSet::open(&golden("odin_test_x.npy")).unwrap();
+    let norm = normalize();
+    let feats = mahalanobis_input::collect_features(pass(&net, &test, &norm, 8)).unwrap();
     let plain = fit.score(feats.view()).unwrap();
     assert!(max_rel_diff(&got[0], &plain) < 1e-9);
     // The largest step changes every score by far more than the tolerance.
@@ -292,12 +303,11 @@ fn layer_scores_match_a_naive_per_image_per_layer_computation() {
     let norm = normalize();
     let train = InputSet::open(&golden("odin_train_x.npy")).unwrap();
     let labels = ood_core::io::npy::read_labels(&golden("odin_train_y.npy")).unwrap();
-    let features = collect_layer_features(&net, &train, Some(&norm), 50, false).unwrap();
+    let features = collect_layer_features(pass(&net, &train, &norm, 50)).unwrap();
     let dims: Vec<usize> = features.iter().map(|f| f.ncols()).collect();
     assert_eq!(dims, [16, 16, 32, 64]);
     // the last layer is the single-layer variant's penultimate features
-    let penultimate =
-        mahalanobis_input::collect_features(&net, &train, Some(&norm), 50, false).unwrap();
+    let penultimate = mahalanobis_input::collect_features(pass(&net, &train, &norm, 50)).unwrap();
     assert!((&features[3] - &penultimate).iter().all(|d| d.abs() < 1e-9));
 
     let views: Vec<_> = features.iter().map(|f| f.view()).collect();
@@ -309,7 +319,7 @@ fn layer_scores_match_a_naive_per_image_per_layer_computation() {
     let got = inputs.scores_batch(&net, &x, &std_f64(), &eps).unwrap();
     // the whole-input pass gives the same matrices as the batch pass
     let whole = inputs
-        .scores(&net, &test, Some(&norm), &std_f64(), &eps, 3, false)
+        .scores(pass(&net, &test, &norm, 3), &std_f64(), &eps)
         .unwrap();
     for (a, b) in got.iter().zip(&whole) {
         assert!((a - b)

@@ -9,8 +9,19 @@ use ood_data::ImageSet;
 use ood_nn::checkpoint::{self, CheckpointMeta};
 use ood_nn::losses::FinetuneLoss;
 use ood_nn::tch::{self, nn::VarStore, Device};
-use ood_nn::train::{self, RunConfig, RunData, RunOutput};
+use ood_nn::train::{self, ResumeChanges, RunConfig, RunData, RunOutput};
 use ood_nn::{state_dict, WideResNet, WrnConfig};
+
+/// Where a test run writes (no progress; a changed configuration on resume is refused).
+fn output(checkpoint: std::path::PathBuf, resume: bool, stop_after: Option<u64>) -> RunOutput {
+    RunOutput {
+        checkpoint,
+        resume,
+        progress: false,
+        stop_after,
+        changes: ResumeChanges::Refuse,
+    }
+}
 
 /// Class k in 0..3 lights up the k-th horizontal band, plus seeded noise.
 fn synthetic(n: usize, seed: u64) -> ImageSet {
@@ -108,12 +119,7 @@ fn trains_logs_and_resumes_exactly() {
     // Uninterrupted.
     let full = dir.path().join("full.json");
     let mut a = fresh(3);
-    let out = RunOutput {
-        checkpoint: full.clone(),
-        resume: false,
-        progress: false,
-        stop_after: None,
-    };
+    let out = output(full.clone(), false, None);
     // A log left by an earlier run of the same checkpoint (or one killed before its first save)
     // is not this fresh run's history: it must not be appended to.
     std::fs::write(out.log_path(), "{\"epoch\":1}\n{\"epoch\":2}\n").unwrap();
@@ -134,12 +140,7 @@ fn trains_logs_and_resumes_exactly() {
     // Interrupted after one epoch (as if killed), then resumed by a new process-like state.
     let part = dir.path().join("part.json");
     let mut b = fresh(3);
-    let out1 = RunOutput {
-        checkpoint: part.clone(),
-        resume: true,
-        progress: false,
-        stop_after: Some(1),
-    };
+    let out1 = output(part.clone(), true, Some(1));
     train::run(&b.vs, &b.net, &config(), &data, &mut b.meta, &out1).unwrap();
     assert_eq!(checkpoint::read_meta(&part).unwrap().epoch, 1);
     let mut c = fresh(99); // different initialization: everything must come from the checkpoint
@@ -175,12 +176,7 @@ fn energy_finetuning_pushes_outlier_energy_up() {
     let dir = tempfile::tempdir().unwrap();
     let train_set = loader(synthetic(96, 1), 8, true, 11);
     let mut r = fresh(4);
-    let out = RunOutput {
-        checkpoint: dir.path().join("pre.json"),
-        resume: false,
-        progress: false,
-        stop_after: None,
-    };
+    let out = output(dir.path().join("pre.json"), false, None);
     let data = RunData {
         train: &train_set,
         outliers: None,
@@ -231,12 +227,7 @@ fn energy_finetuning_pushes_outlier_energy_up() {
         outliers: Some(&outliers),
         test: None,
     };
-    let out = RunOutput {
-        checkpoint: dir.path().join("ft.json"),
-        resume: false,
-        progress: false,
-        stop_after: None,
-    };
+    let out = output(dir.path().join("ft.json"), false, None);
     let logs = train::run(&r.vs, &r.net, &ft, &data, &mut r.meta, &out).unwrap();
     assert_eq!(logs.len(), 2);
     let (e_in1, e_out1) = (mean_energy(&r.net, &x_in), mean_energy(&r.net, &x_out));

@@ -226,15 +226,13 @@ fn run_create(a: CreateArgs) -> anyhow::Result<()> {
         &*loader(),
     )?;
     eprintln!(
-        "wrote bundle {} ({} model, {} classes, {} with tau = {}, input {}x{}x{})",
+        "wrote bundle {} ({} model, {} classes, {} with tau = {}, input {})",
         a.out_dir.display(),
         m.model.kind,
         m.labels.len(),
         m.scoring.method,
         m.scoring.tau,
-        m.input.height,
-        m.input.width,
-        m.input.channels
+        input_size(&m.input)
     );
     Ok(())
 }
@@ -244,15 +242,18 @@ fn run_check(a: CheckArgs) -> anyhow::Result<()> {
     let (k, d) = b.self_test()?;
     let m = b.manifest();
     println!(
-        "ok: {} ({} {}, {k} classes, {d} features, {} tau = {}, input {}x{}x{})",
+        "ok: {} ({} {}, {k} classes, {d} features, {} tau = {}, input {})",
         a.dir.display(),
         m.model.kind,
         m.model.file,
         m.scoring.method,
         m.scoring.tau,
-        m.input.height,
-        m.input.width,
-        m.input.channels
+        input_size(&m.input)
     );
     Ok(())
+}
+
+/// `H x W x C` of a bundle's input as the summaries print it (`32x32x3`).
+fn input_size(input: &InputContract) -> String {
+    format!("{}x{}x{}", input.height, input.width, input.channels)
 }

@@ -170,6 +170,26 @@ pub fn choose_normalize(
     Ok((n, from))
 }
 
+/// The normalization of `input` if its images are uint8 (`None` for float input): `choose`'s,
+/// said on stderr with where it came from when progress is shown.
+pub(super) fn input_normalize(
+    input: &InputSet,
+    progress: bool,
+    choose: impl FnOnce() -> anyhow::Result<(Normalize, &'static str)>,
+) -> anyhow::Result<Option<Normalize>> {
+    if !input.needs_normalization() {
+        return Ok(None);
+    }
+    let (n, from) = choose()?;
+    if progress {
+        eprintln!(
+            "normalization (from {from}): mean {:?}, std {:?}",
+            n.mean, n.std
+        );
+    }
+    Ok(Some(n))
+}
+
 pub fn load_model(args: &Args, device: Device, channels: usize) -> anyhow::Result<Classifier> {
     match args.model.source() {
         ModelRef::Checkpoint(json) => Classifier::from_checkpoint(json, device)
@@ -252,23 +272,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = args.device.tch()?;
     let input = InputSet::open(&data)?;
     let model = load_model(&args, device, input.channels())?;
-    let normalize = if input.needs_normalization() {
-        let (n, from) = choose_normalize(
+    let normalize = input_normalize(&input, args.runtime.progress(), || {
+        choose_normalize(
             args.mean.as_ref(),
             args.std.as_ref(),
             &model,
             input.channels(),
-        )?;
-        if args.runtime.progress() {
-            eprintln!(
-                "normalization (from {from}): mean {:?}, std {:?}",
-                n.mean, n.std
-            );
-        }
-        Some(n)
-    } else {
-        None
-    };
+        )
+    })?;
     check_input(&args, &input, normalize.as_ref())?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;

@@ -207,10 +207,17 @@ pub fn run_method(
                         .iter()
                         .map(|s| s["epsilon"].as_f64().unwrap_or(0.0))
                         .collect();
+                    let pass = mahalanobis_input::Pass {
+                        model,
+                        input: set,
+                        normalize,
+                        batch_size: bs,
+                        progress,
+                    };
                     detector
                         .as_ref()
                         .expect("fitted")
-                        .scores(model, set, normalize, &std, &eps, bs, progress)?
+                        .scores(pass, &std, &eps)?
                 }
             })
         };

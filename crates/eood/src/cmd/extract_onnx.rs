@@ -16,7 +16,7 @@ use ood_data::formats::npy_images::NpyImages;
 use ood_data::transforms::{Filter, Normalize};
 use ood_nn::extract::{default_normalize, InputSet, NpyRowWriter};
 
-use super::extract::Args;
+use super::extract::{input_normalize, Args};
 
 /// `--mean/--std`, else the default of the channel count, checked against the image shape by
 /// the bundle's input contract (the one owner of that check).
@@ -59,18 +59,9 @@ pub fn run(args: &Args, onnx: &Path, data: &Path) -> anyhow::Result<()> {
     if input.is_empty() {
         bail!("{}: no rows", data.display());
     }
-    let normalize = if input.needs_normalization() {
-        let (n, from) = normalize_for(args, data)?;
-        if args.runtime.progress() {
-            eprintln!(
-                "normalization (from {from}): mean {:?}, std {:?}",
-                n.mean, n.std
-            );
-        }
-        Some(n)
-    } else {
-        None
-    };
+    let normalize = input_normalize(&input, args.runtime.progress(), || {
+        normalize_for(args, data)
+    })?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
     let logits_path = args.out_dir.join("logits.npy");

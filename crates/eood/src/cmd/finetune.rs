@@ -29,7 +29,7 @@ use ood_nn::tch::{self, nn::VarStore, Device, Kind};
 use ood_nn::train::{self, batch_tensors, RunConfig, RunData};
 use ood_nn::{pytorch, state_dict, WideResNet};
 
-use super::train::{arch_for, loaders, run_and_report, DataArgs};
+use super::train::{arch_for, loaders, report_run, DataArgs};
 use crate::args::{ArchArgs, CheckpointOutArgs, DeviceArgs, ModelArgs, ModelRef, OptimizerArgs};
 use ood_core::limits::check_range;
 
@@ -275,16 +275,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             config.epochs
         );
     }
-    run_and_report(
-        "fine-tuning",
-        &vs,
-        &net,
-        &config,
-        &data,
-        &mut meta,
-        &output,
-        args.output.resume_changes(),
-    )
+    let logs = train::run(&vs, &net, &config, &data, &mut meta, &output);
+    report_run("fine-tuning", logs, &output, &meta, config.epochs)
 }
 
 /// `--outliers`, or the fmnist-ood folder's `aux_outliers.npy`, of the training images' size.

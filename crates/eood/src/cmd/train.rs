@@ -14,7 +14,7 @@ use ood_data::batch::{BatchLoader, ImageSource};
 use ood_nn::checkpoint::CheckpointMeta;
 use ood_nn::data::{loader, InputSpec, NpySet};
 use ood_nn::tch::{self, nn::VarStore};
-use ood_nn::train::{self, ResumeChanges, RunConfig, RunData, RunOutput};
+use ood_nn::train::{self, EpochLog, RunConfig, RunData, RunOutput};
 use ood_nn::{WideResNet, WrnConfig};
 
 /// Where the labelled in-distribution data comes from.
@@ -202,34 +202,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outliers: None,
         test: test_loader.as_ref(),
     };
-    run_and_report(
-        "training",
-        &vs,
-        &net,
-        &config,
-        &data,
-        &mut meta,
-        &output,
-        args.output.resume_changes(),
-    )
+    let logs = train::run(&vs, &net, &config, &data, &mut meta, &output);
+    report_run("training", logs, &output, &meta, config.epochs)
 }
 
-/// Runs the epochs still to do (a resumed run skips the done ones) and reports the last one;
-/// shared by `eood train` and `eood finetune`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_and_report(
+/// Reports a run of [`train::run`] (a resumed run skips the epochs already done): its error,
+/// with what was run into which checkpoint, or its last epoch; shared by `eood train` and
+/// `eood finetune`.
+pub(crate) fn report_run(
     what: &str,
-    vs: &VarStore,
-    net: &WideResNet,
-    config: &RunConfig,
-    data: &RunData,
-    meta: &mut CheckpointMeta,
+    logs: ood_nn::Result<Vec<EpochLog>>,
     output: &RunOutput,
-    changes: ResumeChanges,
+    meta: &CheckpointMeta,
+    epochs: u64,
 ) -> anyhow::Result<()> {
-    let (out, epochs) = (&output.checkpoint, config.epochs);
-    let logs = train::run_with(vs, net, config, data, meta, output, changes)
-        .with_context(|| format!("{what} into {}", out.display()))?;
+    let out = &output.checkpoint;
+    let logs = logs.with_context(|| format!("{what} into {}", out.display()))?;
     let last = logs.last().ok_or_else(|| {
         anyhow!(
             "nothing to do: {} already has {} epochs",

@@ -94,19 +94,26 @@ pub fn read_exact_at(file: &File, mut at: u64, mut out: &mut [u8]) -> std::io::R
     Ok(())
 }
 
+/// Test helper: `read`, a reader of regular files, refuses `/dev/zero` (before reading it) with
+/// an error naming it.
+#[cfg(test)]
+pub(crate) fn assert_refuses_devices<T: std::fmt::Debug, E: std::fmt::Display>(
+    read: impl FnOnce(&Path) -> std::result::Result<T, E>,
+) {
+    let e = read(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn read_regular_refuses_devices_and_reads_files() {
-        let e = read_regular(Path::new("/dev/zero"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("/dev/zero") && e.contains("not a regular file"),
-            "{e}"
-        );
+        assert_refuses_devices(read_regular);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.bin");
         std::fs::write(&p, b"abc").unwrap();

@@ -9,13 +9,13 @@ use ndarray::{concatenate, s, Array1, Array3, Array4, Axis};
 use rand::seq::SliceRandom;
 
 use super::crops::{sample_crops, CropSpec, CropStats, Scales};
-use super::dedupe::{dedupe, PerceptualHash, HASH_SIDE, MAX_DUPLICATE_DISTANCE};
+use super::dedupe::{PerceptualHash, HASH_SIDE, MAX_DUPLICATE_DISTANCE};
 use super::sources::{self, NamedImage, Sources};
 use super::validation::{self, VALIDATION_SETS};
 use super::{
     check_disjoint, part_sources, set_kind, stream, BuildConfig, Manifest, Steps, Writer,
     AUX_SCALES, DIR_NAME, FORMAT, OOD_TEST_SETS, PARTS, PHOTO_CROP_SCALES, PHOTO_RESIZE_SCALES,
-    PHOTO_SOURCES, SIDE, TEXTURE_SCALES,
+    SIDE, TEXTURE_SCALES,
 };
 use crate::cache::Locations;
 use crate::transforms::{resize, Filter};
@@ -253,9 +253,9 @@ impl Build<'_, '_> {
     fn photo_set(&mut self, set: &str, part: &str) -> Result<(Array4<u8>, serde_json::Value)> {
         let cfg = self.cfg;
         if self.photos.is_none() {
-            let (photos, info, hashes) = photos(self.src, cfg.min_distinct_photos)?;
-            self.photo_hashes = hashes;
-            self.photos = Some((photos, info));
+            let photos = self.src.distinct_photos(cfg.min_distinct_photos)?;
+            self.photo_hashes = photos.hashes;
+            self.photos = Some((photos.images, photos.info));
         }
         let (photos, photo_info) = self.photos.as_ref().expect("read above");
         let (scales, count) = if set == "photo_crop" {
@@ -412,54 +412,6 @@ fn check_side(x: &Array4<u8>, what: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The test photos of every collection of [`PHOTO_SOURCES`], in that order, with copies of one
-/// photo dropped ([`dedupe`]); fewer than `min_distinct` distinct photos is an error.
-fn photos(
-    src: &mut Sources,
-    min_distinct: usize,
-) -> Result<(
-    Vec<NamedImage>,
-    serde_json::Value,
-    Vec<(String, PerceptualHash)>,
-)> {
-    let mut all = Vec::new();
-    let mut read = serde_json::Map::new();
-    for &name in PHOTO_SOURCES {
-        let imgs = match name {
-            "skimage-data" => src.images(name, sources::SKIMAGE_PHOTOS)?,
-            "sklearn-images" => src.images(name, sources::SKLEARN_PHOTOS)?,
-            "gcompris-photos" => src.rcc_photos(name, sources::GCOMPRIS_PHOTOS)?,
-            "lomiri-photos" => src.images(name, sources::LOMIRI_PHOTOS)?,
-            "plasma-photos" => src.images(name, sources::PLASMA_PHOTOS)?,
-            _ => unreachable!("every photo source is handled"),
-        };
-        read.insert(name.to_string(), imgs.len().into());
-        all.extend(imgs.into_iter().map(|i| NamedImage {
-            name: format!("{name}/{}", i.name),
-            pixels: i.pixels,
-        }));
-    }
-    let (kept, dropped) = dedupe(all);
-    if kept.len() < min_distinct {
-        return Err(Error::Invalid {
-            what: "photo test sources",
-            reason: format!(
-                "{} distinct photos, at least {min_distinct} needed (see docs/datasets.md)",
-                kept.len()
-            ),
-        });
-    }
-    let info = serde_json::json!({
-        "sources": PHOTO_SOURCES,
-        "photos_read": read,
-        "distinct_photos": kept.len(),
-        "duplicates_dropped": dropped,
-        "dedupe": format!("gray area-resized to {HASH_SIDE}x{HASH_SIDE}, bit = pixel above the mean; same photo when at most {MAX_DUPLICATE_DISTANCE} of 256 bits differ; the first in source order is kept"),
-    });
-    let hashes = kept.iter().map(|(i, h)| (i.name.clone(), *h)).collect();
-    Ok((kept.into_iter().map(|(i, _)| i).collect(), info, hashes))
 }
 
 /// Omniglot strokes are black on white; MNIST's are white on black. An image whose border is

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array3, Array4};
 use rayon::prelude::*;
 
+use super::dedupe::{dedupe, PerceptualHash, HASH_SIDE, MAX_DUPLICATE_DISTANCE};
+use super::PHOTO_SOURCES;
 use crate::cache::Locations;
 use crate::formats::{gimp_pat, idx, image_file, qt_rcc, zip_images, ColorMode};
 use crate::registry::{self, Dataset, Place};
@@ -168,6 +170,15 @@ pub struct NamedImage {
 pub struct Sources<'a> {
     loc: &'a Locations,
     pub used: Vec<SourceFile>,
+}
+
+/// The distinct test photos ([`Sources::distinct_photos`]).
+pub struct Photos {
+    pub images: Vec<NamedImage>,
+    /// What was read and dropped, for the manifest.
+    pub info: serde_json::Value,
+    /// The perceptual hash of each photo, by name.
+    pub hashes: Vec<(String, PerceptualHash)>,
 }
 
 impl<'a> Sources<'a> {
@@ -354,6 +365,51 @@ impl<'a> Sources<'a> {
                 pixels: z.image,
             })
             .collect())
+    }
+
+    /// The test photos of every collection of [`PHOTO_SOURCES`], in that order, with copies of one
+    /// photo dropped ([`dedupe`]); fewer than `min_distinct` distinct photos is an error.
+    pub fn distinct_photos(&mut self, min_distinct: usize) -> Result<Photos> {
+        let mut all = Vec::new();
+        let mut read = serde_json::Map::new();
+        for &name in PHOTO_SOURCES {
+            let imgs = match name {
+                "skimage-data" => self.images(name, SKIMAGE_PHOTOS)?,
+                "sklearn-images" => self.images(name, SKLEARN_PHOTOS)?,
+                "gcompris-photos" => self.rcc_photos(name, GCOMPRIS_PHOTOS)?,
+                "lomiri-photos" => self.images(name, LOMIRI_PHOTOS)?,
+                "plasma-photos" => self.images(name, PLASMA_PHOTOS)?,
+                _ => unreachable!("every photo source is handled"),
+            };
+            read.insert(name.to_string(), imgs.len().into());
+            all.extend(imgs.into_iter().map(|i| NamedImage {
+                name: format!("{name}/{}", i.name),
+                pixels: i.pixels,
+            }));
+        }
+        let (kept, dropped) = dedupe(all);
+        if kept.len() < min_distinct {
+            return Err(Error::Invalid {
+                what: "photo test sources",
+                reason: format!(
+                    "{} distinct photos, at least {min_distinct} needed (see docs/datasets.md)",
+                    kept.len()
+                ),
+            });
+        }
+        let info = serde_json::json!({
+            "sources": PHOTO_SOURCES,
+            "photos_read": read,
+            "distinct_photos": kept.len(),
+            "duplicates_dropped": dropped,
+            "dedupe": format!("gray area-resized to {HASH_SIDE}x{HASH_SIDE}, bit = pixel above the mean; same photo when at most {MAX_DUPLICATE_DISTANCE} of 256 bits differ; the first in source order is kept"),
+        });
+        let hashes = kept.iter().map(|(i, h)| (i.name.clone(), *h)).collect();
+        Ok(Photos {
+            images: kept.into_iter().map(|(i, _)| i).collect(),
+            info,
+            hashes,
+        })
     }
 }
 

@@ -97,6 +97,25 @@ macro_rules! file {
     };
 }
 
+/// The fields an entry leaves out (`..EMPTY`): no files, Debian source, shared copy, image count,
+/// fixed shape, classes, normalization or size. Every entry names its own identity and note.
+const EMPTY: Dataset = Dataset {
+    name: "",
+    title: "",
+    role: Role::Source,
+    license: "",
+    homepage: "",
+    files: &[],
+    debian: None,
+    shared_dir: None,
+    images: None,
+    shape: [0, 0, 0],
+    classes: &[],
+    normalization: None,
+    size: None,
+    note: "",
+};
+
 pub(super) static REGISTRY: &[Dataset] = &[
     Dataset {
         name: "fmnist",
@@ -123,13 +142,12 @@ pub(super) static REGISTRY: &[Dataset] = &[
             dir: "usr/share/datasets/fashion-mnist",
             required: &[],
         }),
-        shared_dir: None,
         images: Some(70_000),
         shape: [28, 28, 1],
         classes: FASHION_CLASSES,
         normalization: Some(Normalization { mean: &[FMNIST_MEAN], std: &[FMNIST_STD] }),
-        size: None,
         note: "60,000 train + 10,000 test; the benchmark splits train 55,000/5,000 (seeded)",
+        ..EMPTY
     },
     Dataset {
         name: "mnist-test",
@@ -147,14 +165,13 @@ pub(super) static REGISTRY: &[Dataset] = &[
                 ["f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"],
                 Some("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"), None),
         ],
-        debian: None,
         shared_dir: Some("mnist"),
         images: Some(10_000),
         shape: [28, 28, 1],
         classes: DIGITS,
         normalization: Some(Normalization { mean: &[0.1307], std: &[0.3081] }),
-        size: None,
         note: "OOD test set of the Fashion-MNIST benchmark",
+        ..EMPTY
     },
     Dataset {
         name: "notmnist-test",
@@ -172,14 +189,13 @@ pub(super) static REGISTRY: &[Dataset] = &[
                 ["1fa03836e01c862542f8eb83463bb951bebec6fcb3efa28dad748c6b38a9021b"],
                 Some("5f8e6012f2ce730700d8d05fca098bc47f71d25b890e4bec7ac5ebfd614a4001"), Some(5_118)),
         ],
-        debian: None,
         shared_dir: Some("notmnist"),
         images: Some(10_000),
         shape: [28, 28, 1],
         classes: &["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"],
-        normalization: None,
         size: Some(3_177_493),
         note: "OOD test set of the Fashion-MNIST benchmark",
+        ..EMPTY
     },
     Dataset {
         name: "omniglot-small",
@@ -195,14 +211,12 @@ pub(super) static REGISTRY: &[Dataset] = &[
                 ["https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_background_small2.zip"],
                 ["3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f"], None, Some(1_580_917)),
         ],
-        debian: None,
         shared_dir: Some("omniglot"),
         images: Some(5_840),
         shape: [105, 105, 1],
-        classes: &[],
-        normalization: None,
         size: Some(2_899_939),
         note: "2,720 + 3,120 black-on-white PNGs; the benchmark resizes to 28x28 and inverts",
+        ..EMPTY
     },
     Dataset {
         name: "cifar10",
@@ -214,14 +228,13 @@ pub(super) static REGISTRY: &[Dataset] = &[
             file!("cifar-10-binary.tar.gz", ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"],
                 ["c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"], None, Some(170_052_171)),
         ],
-        debian: None,
-        shared_dir: None,
         images: Some(60_000),
         shape: [32, 32, 3],
         classes: CIFAR10_CLASSES,
         normalization: Some(Normalization { mean: CIFAR_MEAN, std: CIFAR_STD }),
         size: Some(170_052_171),
         note: "binary release; python release: cifar-10-python.tar.gz sha256 6d958be0...c001ce",
+        ..EMPTY
     },
     Dataset {
         name: "cifar100",
@@ -233,14 +246,11 @@ pub(super) static REGISTRY: &[Dataset] = &[
             file!("cifar-100-binary.tar.gz", ["https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"],
                 ["58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec"], None, None),
         ],
-        debian: None,
-        shared_dir: None,
         images: Some(60_000),
         shape: [32, 32, 3],
-        classes: &[],
         normalization: Some(Normalization { mean: CIFAR_MEAN, std: CIFAR_STD }),
-        size: None,
         note: "100 fine / 20 coarse classes; python release: cifar-100-python.tar.gz sha256 85cd44d0...a677a7",
+        ..EMPTY
     },
     Dataset {
         name: "svhn",
@@ -252,14 +262,11 @@ pub(super) static REGISTRY: &[Dataset] = &[
             file!("test_32x32.mat", ["http://ufldl.stanford.edu/housenumbers/test_32x32.mat"],
                 ["cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b"], None, None),
         ],
-        debian: None,
-        shared_dir: None,
         images: Some(26_032),
         shape: [32, 32, 3],
         classes: DIGITS,
-        normalization: None,
-        size: None,
         note: "MATLAB v5; label 10 means digit 0",
+        ..EMPTY
     },
     Dataset {
         name: "textures-dtd",
@@ -271,14 +278,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
             file!("dtd-r1.0.1.tar.gz", ["https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"],
                 ["e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205"], None, None),
         ],
-        debian: None,
-        shared_dir: None,
         images: Some(5_640),
         shape: [0, 0, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "47 classes in sub-folders; the paper resizes the shorter side to 32 and center-crops 32",
+        ..EMPTY
     },
     Dataset {
         name: "places365",
@@ -287,14 +290,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "research use",
         homepage: "http://places2.csail.mit.edu/",
         files: &[file!("test_256.tar", ["http://data.csail.mit.edu/places/places365/test_256.tar"], [], None, None)],
-        debian: None,
-        shared_dir: None,
         images: Some(328_500),
         shape: [256, 256, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "no published SHA-256; the code of record samples 10,000 images: `eood data build places365 --archive test_256.tar` (seeded, manifest)",
+        ..EMPTY
     },
     Dataset {
         name: "lsun-crop",
@@ -303,14 +302,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "research use",
         homepage: "https://github.com/facebookresearch/odin",
         files: &[file!("LSUN.tar.gz", ["https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz?dl=1"], [], None, None)],
-        debian: None,
-        shared_dir: None,
         images: Some(10_000),
         shape: [36, 36, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "no published SHA-256; 36x36, fed unresized as the code of record does (`eood data convert --resize none`)",
+        ..EMPTY
     },
     Dataset {
         name: "lsun-resize",
@@ -319,14 +314,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "research use",
         homepage: "https://github.com/facebookresearch/odin",
         files: &[file!("LSUN_resize.tar.gz", ["https://www.dropbox.com/s/moqh2wh8696c3yl/LSUN_resize.tar.gz?dl=1"], [], None, None)],
-        debian: None,
-        shared_dir: None,
         images: Some(10_000),
         shape: [32, 32, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "no published SHA-256",
+        ..EMPTY
     },
     Dataset {
         name: "isun",
@@ -335,14 +326,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "research use",
         homepage: "https://github.com/facebookresearch/odin",
         files: &[file!("iSUN.tar.gz", ["https://www.dropbox.com/s/ssz7qxfqae0cca5/iSUN.tar.gz?dl=1"], [], None, None)],
-        debian: None,
-        shared_dir: None,
         images: Some(8_925),
         shape: [32, 32, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "no published SHA-256",
+        ..EMPTY
     },
     Dataset {
         name: "tiny-images",
@@ -351,14 +338,11 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "withdrawn by its authors in 2020",
         homepage: "https://groups.csail.mit.edu/vision/TinyImages/",
         files: &[file!("tiny_images.bin", ["http://horatio.cs.nyu.edu/mit/tiny/data/tiny_images.bin"], [], None, Some(243_615_796_224))],
-        debian: None,
-        shared_dir: None,
         images: Some(79_302_017),
         shape: [32, 32, 3],
-        classes: &[],
-        normalization: None,
         size: Some(243_615_796_224),
         note: "withdrawn, no longer distributed; the paper's outlier set (`finetune --outliers tiny_images.bin --outlier-exclusion 80mn_cifar_idxs.txt`). Use 300k-random instead",
+        ..EMPTY
     },
     Dataset {
         name: "300k-random",
@@ -367,14 +351,10 @@ pub(super) static REGISTRY: &[Dataset] = &[
         license: "as 80M Tiny Images (research use)",
         homepage: "https://github.com/hendrycks/outlier-exposure",
         files: &[file!("300K_random_images.npy", ["https://people.eecs.berkeley.edu/~hendrycks/300K_random_images.npy"], [], None, None)],
-        debian: None,
-        shared_dir: None,
         images: Some(300_000),
         shape: [32, 32, 3],
-        classes: &[],
-        normalization: None,
-        size: None,
         note: "N x 32 x 32 x 3 uint8 .npy; no published SHA-256",
+        ..EMPTY
     },
     Dataset {
         name: "gimp-patterns",
@@ -382,19 +362,15 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "GPL-3+",
         homepage: "https://packages.debian.org/bookworm/gimp-data",
-        files: &[],
         debian: Some(DebianSource {
             package: "gimp-data",
             dir: "usr/share/gimp/2.0/patterns",
             required: &["Fabric/burlap.pat"],
         }),
-        shared_dir: None,
         images: Some(58),
-        shape: [0, 0, 0],
-        classes: &[],
-        normalization: None,
         size: Some(14_214_540),
         note: "tileable .pat textures: Textures OOD test set",
+        ..EMPTY
     },
     Dataset {
         name: "skimage-data",
@@ -402,19 +378,14 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "mostly public domain / CC0 (see skimage/data/README.txt)",
         homepage: "https://packages.debian.org/bookworm/python3-skimage",
-        files: &[],
         debian: Some(DebianSource {
             package: "python3-skimage",
             dir: "usr/lib/python3/dist-packages/skimage/data",
             required: &["brick.png", "grass.png", "gravel.png", "astronaut.png", "camera.png", "chelsea.png"],
         }),
-        shared_dir: None,
-        images: None,
-        shape: [0, 0, 0],
-        classes: &[],
-        normalization: None,
         size: Some(20_713_608),
         note: "textures (brick, grass, gravel) and photos: Textures and Photo-* OOD test sets",
+        ..EMPTY
     },
     Dataset {
         name: "sklearn-images",
@@ -422,19 +393,16 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "CC BY 2.0",
         homepage: "https://packages.debian.org/bookworm/python3-sklearn",
-        files: &[],
         debian: Some(DebianSource {
             package: "python3-sklearn",
             dir: "usr/lib/python3/dist-packages/sklearn/datasets/images",
             required: &["china.jpg", "flower.jpg"],
         }),
-        shared_dir: None,
         images: Some(2),
         shape: [427, 640, 3],
-        classes: &[],
-        normalization: None,
         size: Some(2_102_964),
         note: "photos: Photo-* OOD test sets",
+        ..EMPTY
     },
     Dataset {
         name: "openarena-textures",
@@ -442,19 +410,15 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "GPL-2+",
         homepage: "https://packages.debian.org/bookworm/openarena-081-textures",
-        files: &[],
         debian: Some(DebianSource {
             package: "openarena-081-textures",
             dir: "usr/share/games/openarena/baseoa",
             required: &["pak4-textures.pk3"],
         }),
-        shared_dir: None,
         images: Some(1_648),
-        shape: [0, 0, 0],
-        classes: &[],
-        normalization: None,
         size: Some(93_727_900),
         note: "zip of TGA/JPG game textures: auxiliary outliers",
+        ..EMPTY
     },
     Dataset {
         name: "mate-backgrounds",
@@ -462,19 +426,16 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "GPL-2+",
         homepage: "https://packages.debian.org/bookworm/mate-backgrounds",
-        files: &[],
         debian: Some(DebianSource {
             package: "mate-backgrounds",
             dir: "usr/share/backgrounds/mate/nature",
             required: &["Garden.jpg"],
         }),
-        shared_dir: None,
         images: Some(12),
         shape: [0, 0, 3],
-        classes: &[],
-        normalization: None,
         size: Some(46_638_500),
         note: "large nature photos: auxiliary outliers",
+        ..EMPTY
     },
     Dataset {
         name: "gcompris-photos",
@@ -482,7 +443,6 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "per photo: public domain, CC BY or CC BY-SA (debian/copyright of gcompris-qt-data)",
         homepage: "https://packages.debian.org/bookworm/gcompris-qt-data",
-        files: &[],
         debian: Some(DebianSource {
             package: "gcompris-qt-data",
             dir: "usr/share/gcompris-qt/rcc",
@@ -497,13 +457,11 @@ pub(super) static REGISTRY: &[Dataset] = &[
                 "explore_world_music.rcc",
             ],
         }),
-        shared_dir: None,
         images: Some(274),
         shape: [0, 0, 3],
-        classes: &[],
-        normalization: None,
         size: Some(44_196_292),
         note: "WebP photos inside Qt .rcc archives (animals, monuments, tools, landscapes): Photo-* OOD test sets",
+        ..EMPTY
     },
     Dataset {
         name: "lomiri-photos",
@@ -511,19 +469,16 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "CC BY 4.0, CC BY-SA 4.0, CC0 (per file, debian/copyright)",
         homepage: "https://packages.debian.org/bookworm/lomiri-wallpapers-16.04",
-        files: &[],
         debian: Some(DebianSource {
             package: "lomiri-wallpapers-16.04",
             dir: "usr/share/backgrounds",
             required: &["Dragonfly_by_Bolly.jpg", "seeding_by_Clements_Engelhardt.jpg"],
         }),
-        shared_dir: None,
         images: Some(14),
         shape: [0, 0, 3],
-        classes: &[],
-        normalization: None,
         size: Some(15_783_184),
         note: "large photos: Photo-* OOD test sets",
+        ..EMPTY
     },
     Dataset {
         name: "plasma-photos",
@@ -531,18 +486,15 @@ pub(super) static REGISTRY: &[Dataset] = &[
         role: Role::Source,
         license: "GPL-2+ (debian/copyright)",
         homepage: "https://packages.debian.org/bookworm/plasma-workspace-wallpapers",
-        files: &[],
         debian: Some(DebianSource {
             package: "plasma-workspace-wallpapers",
             dir: "usr/share/wallpapers",
             required: &["Path/contents/images/2560x1600.jpg", "Kite/contents/images/2560x1600.jpg"],
         }),
-        shared_dir: None,
         images: Some(11),
         shape: [1600, 2560, 3],
-        classes: &[],
-        normalization: None,
         size: Some(94_047_772),
         note: "2560x1600 photos: Photo-* OOD test sets",
+        ..EMPTY
     },
 ];

@@ -303,6 +303,9 @@ mod tests {
                 "{} has no origin",
                 d.name
             );
+            // every entry names its identity and note (the catalog's `..EMPTY` leaves them blank)
+            let identity = [d.name, d.title, d.license, d.homepage, d.note];
+            assert!(identity.iter().all(|s| !s.is_empty()), "{identity:?}");
         }
     }
 

@@ -208,6 +208,16 @@ impl<'a> RunContext<'a> {
             .collect()
     }
 
+    /// The validation and test sets of the ODIN and Mahalanobis grids.
+    pub fn grid_sets(&self) -> scoring::GridSets<'_> {
+        scoring::GridSets {
+            val_id: &self.sets.select_id,
+            val_ood: self.sets.select_ood.iter().map(|p| p.as_path()).collect(),
+            test: self.test_paths(),
+            progress: self.show(),
+        }
+    }
+
     /// Figure 4a: mean FPR95 (percent) over the OOD test sets per temperature of the plan.
     pub fn fpr_curve(
         &mut self,

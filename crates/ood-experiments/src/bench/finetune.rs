@@ -127,6 +127,7 @@ pub fn run_job(vs: &VarStore, net: &WideResNet, job: &TrainJob) -> Result<Vec<Ep
         resume: false,
         progress: job.progress,
         stop_after: None,
+        changes: train::ResumeChanges::Refuse,
     };
     if let Some(d) = job.checkpoint.parent() {
         create_dir(d)?;

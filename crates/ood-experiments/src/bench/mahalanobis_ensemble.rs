@@ -24,7 +24,7 @@ use super::context::RunContext;
 use super::error::Result;
 use super::method::Method;
 use super::pretrained::Pretrained;
-use super::scoring::{stds, with_fallback_shrinkage, Choice, BATCH};
+use super::scoring::{self, stds, with_fallback_shrinkage, Choice};
 
 /// What the run fitted and chose for the layer ensemble (run.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ pub(super) fn score(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<
     let t0 = std::time::Instant::now();
     let fit_set = InputSet::open(&ctx.sets.maha_fit)?;
     let features =
-        match collect_layer_features(&pre.model, &fit_set, Some(&pre.norm), BATCH, ctx.show()) {
+        match collect_layer_features(scoring::pass(&pre.model, &fit_set, &pre.norm, ctx.show())) {
             Err(InferError::Nn(e @ ood_nn::Error::NoLayerFeatures { .. })) => {
                 ctx.stages
                     .note(&format!("Mahalanobis ensemble left out: {e}"));
@@ -79,8 +79,8 @@ pub(super) fn score(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<
     let std = stds(&pre.norm);
     let run = |p: &Path, eps: &[f64]| -> Result<Vec<ndarray::Array2<f64>>> {
         let input = InputSet::open(p)?;
-        let show = ctx.show();
-        Ok(inputs.scores(&pre.model, &input, Some(&pre.norm), &std, eps, BATCH, show)?)
+        let pass = scoring::pass(&pre.model, &input, &pre.norm, ctx.show());
+        Ok(inputs.scores(pass, &std, eps)?)
     };
     let grid = ctx.plan.mahalanobis_epsilons.clone();
     let id = run(&ctx.sets.select_id, &grid)?;

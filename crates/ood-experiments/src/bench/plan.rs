@@ -104,12 +104,6 @@ impl Plan {
             },
             // the shipped model's recipe (scripts/bench-train-fmnist-model.sh)
             pretrain_epochs: 10,
-            pretrain_lr: default_pretrain_lr(),
-            input_normalize: None,
-            id_augmentation: Augmentation::CropFlip,
-            outlier_augmentation: Augmentation::CropFlip,
-            pretrain_images: None,
-            test_id_images: None,
             test_ood_images: Some(5000),
             val_id_images: 2000,
             val_ood_images: 500,
@@ -119,23 +113,16 @@ impl Plan {
                 temperatures: vec![1.0, 10.0, 100.0, 1000.0],
                 epsilons: vec![0.0, 0.0004, 0.0014, 0.0024, 0.0038],
             },
-            mahalanobis_epsilons: ood_nn::mahalanobis_input::EPSILONS.to_vec(),
             mahalanobis_fit_images: 10_000,
             finetune_epochs: 1,
             finetune_images: Some(150 * 128),
-            finetune_lr: 0.001,
             margins: None,
             margin_offsets_in: vec![-4.0, 0.0],
             margin_offsets_out: vec![0.0, 4.0],
             outlier_energy_images: 2000,
-            temperatures: vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
-            protocol: ProtocolConfig::default(),
-            oe_lambda: default_oe_lambda(),
-            energy_lambda: default_energy_lambda(),
-            // the code of record's joint pass: `id-statistics` was measured and lost accuracy
-            // (docs/experiments.md, "Fine-tuning that keeps accuracy")
-            finetune_outlier_batchnorm: OutlierBatchNorm::Joint,
             margin_accuracy_tolerance: Some(ACCURACY_TOLERANCE),
+            // the rest (learning rates, loss weights, temperatures, BatchNorm) as the paper's
+            ..Self::paper(10)
         }
     }
 
@@ -194,10 +181,12 @@ impl Plan {
             margin_offsets_in: vec![],
             margin_offsets_out: vec![],
             outlier_energy_images: 5000,
-            temperatures: Self::fmnist().temperatures,
+            temperatures: vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
             protocol: ProtocolConfig::default(),
             oe_lambda: default_oe_lambda(),
             energy_lambda: default_energy_lambda(),
+            // the code of record's joint pass: `id-statistics` was measured and lost accuracy
+            // (docs/experiments.md, "Fine-tuning that keeps accuracy")
             finetune_outlier_batchnorm: OutlierBatchNorm::Joint,
             margin_accuracy_tolerance: None,
         }

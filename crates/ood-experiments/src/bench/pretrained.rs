@@ -178,22 +178,12 @@ fn train_set(ctx: &mut RunContext, pre: &Pretrained) -> Result<TrainSet> {
 fn odin(ctx: &mut RunContext, pre: &Pretrained, err: f64) -> Result<()> {
     let t0 = std::time::Instant::now();
     let grid = &ctx.plan.odin_grid;
-    let select_ood: Vec<&std::path::Path> =
-        ctx.sets.select_ood.iter().map(|p| p.as_path()).collect();
     ctx.stages.note(&format!(
         "ODIN: {} settings chosen on {} validation OOD sets",
         grid.temperatures.len() * grid.epsilons.len(),
-        select_ood.len()
+        ctx.sets.select_ood.len()
     ));
-    let (choice, scores) = scoring::odin(
-        &pre.model,
-        &pre.norm,
-        grid,
-        &ctx.sets.select_id,
-        &select_ood,
-        &ctx.test_paths(),
-        ctx.show(),
-    )?;
+    let (choice, scores) = scoring::odin(&pre.model, &pre.norm, grid, &ctx.grid_sets())?;
     ctx.stages.note(&format!(
         "ODIN chose T = {}, eps = {}",
         choice.chosen.temperature, choice.chosen.epsilon
@@ -218,18 +208,13 @@ fn mahalanobis(
         "Mahalanobis: fit on {} training images, eps chosen on validation",
         ctx.sets.maha_labels.len()
     ));
-    let select_ood: Vec<&std::path::Path> =
-        ctx.sets.select_ood.iter().map(|p| p.as_path()).collect();
     let (choice, shrinkage, scores) = scoring::mahalanobis(
         &pre.model,
         &pre.norm,
         &ctx.plan.mahalanobis_epsilons,
         features,
         &ctx.sets.maha_labels,
-        &ctx.sets.select_id,
-        &select_ood,
-        &ctx.test_paths(),
-        ctx.show(),
+        &ctx.grid_sets(),
     )?;
     ctx.stages.note(&format!(
         "Mahalanobis chose eps = {}{}",

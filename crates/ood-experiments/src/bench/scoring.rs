@@ -9,7 +9,7 @@ use ood_core::scores::{Energy, LogitScore, MahalanobisError, MahalanobisParams, 
 use ood_core::selection::select_on_scores;
 use ood_data::transforms::Normalize;
 use ood_nn::extract::InputSet;
-use ood_nn::mahalanobis_input::MahalanobisInput;
+use ood_nn::mahalanobis_input::{MahalanobisInput, Pass};
 use ood_nn::model::Classifier;
 use ood_nn::odin::{odin_scores, OdinGrid, OdinParams};
 use ood_nn::tch::{Device, Kind};
@@ -178,24 +178,81 @@ impl<P: Clone> Choice<P> {
     }
 }
 
+/// The benchmark's pass of `model` over `input`: normalized by `norm`, in batches of [`BATCH`].
+pub(super) fn pass<'a>(
+    model: &'a Classifier,
+    input: &'a InputSet,
+    norm: &'a Normalize,
+    progress: bool,
+) -> Pass<'a> {
+    Pass {
+        model,
+        input,
+        normalize: Some(norm),
+        batch_size: BATCH,
+        progress,
+    }
+}
+
 pub(super) fn stds(norm: &Normalize) -> Vec<f64> {
     norm.std.iter().map(|&s| s as f64).collect()
 }
 
-/// ODIN: grid on the validation sets (`val_id`, `val_ood`), then the chosen setting on `test`
-/// (ID test first, then the OOD test sets). Returns the choice and the test scores.
+/// The sets the ODIN and Mahalanobis grids are chosen on and applied to: every setting is scored
+/// on the validation sets (`val_id`, `val_ood`), the chosen one on `test` (ID test first, then
+/// the OOD test sets).
+pub struct GridSets<'a> {
+    pub val_id: &'a Path,
+    pub val_ood: Vec<&'a Path>,
+    pub test: Vec<&'a Path>,
+    pub progress: bool,
+}
+
+impl GridSets<'_> {
+    /// `score(set, None)`: the `[setting][image]` scores of one set for every setting of
+    /// `grid`; `score(set, Some(p))`: those of setting `p` alone. Returns the choice on the
+    /// validation sets ([`Choice::on_validation`]) and the chosen setting's test scores.
+    fn choose_then_test<P: Clone>(
+        &self,
+        grid: &[P],
+        score: impl Fn(&Path, Option<&P>) -> Result<Vec<Vec<f64>>>,
+    ) -> Result<(Choice<P>, Vec<Vec<f64>>)> {
+        let id = score(self.val_id, None)?;
+        let ood = self
+            .val_ood
+            .iter()
+            .map(|p| score(p, None))
+            .collect::<Result<Vec<_>>>()?;
+        let choice = Choice::on_validation(grid, &id, &ood)?;
+        let scores = self
+            .test
+            .iter()
+            .map(|p| Ok(score(p, Some(&choice.chosen))?.remove(0)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((choice, scores))
+    }
+}
+
+/// ODIN: the grid chosen on `sets`' validation sets, then the chosen setting on its test sets.
+/// Returns the choice and the test scores.
 pub fn odin(
     model: &Classifier,
     norm: &Normalize,
     grid: &OdinGrid,
-    val_id: &Path,
-    val_ood: &[&Path],
-    test: &[&Path],
-    progress: bool,
+    sets: &GridSets,
 ) -> Result<(Choice<OdinParams>, Vec<Vec<f64>>)> {
     let std = stds(norm);
-    let run = |p: &Path, g: &OdinGrid| -> Result<Vec<Vec<f64>>> {
+    sets.choose_then_test(&grid.params(), |p, chosen| {
+        let single;
+        let g = match chosen {
+            Some(&c) => {
+                single = OdinGrid::single(c);
+                &single
+            }
+            None => grid,
+        };
         let input = InputSet::open(p)?;
+        let progress = sets.progress;
         Ok(odin_scores(
             model,
             &input,
@@ -205,37 +262,21 @@ pub fn odin(
             BATCH,
             progress,
         )?)
-    };
-    let id = run(val_id, grid)?;
-    let ood = val_ood
-        .iter()
-        .map(|p| run(p, grid))
-        .collect::<Result<Vec<_>>>()?;
-    let choice = Choice::on_validation(&grid.params(), &id, &ood)?;
-    let single = OdinGrid::single(choice.chosen);
-    let scores = test
-        .iter()
-        .map(|p| Ok(run(p, &single)?.remove(0)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((choice, scores))
+    })
 }
 
 /// Mahalanobis with input preprocessing: class means and tied covariance fitted on the
 /// penultimate features `features` of training images (labels `fit_y`; extracted once per run
-/// by [`logits_and_features`], shared with the detector zoo), noise magnitude chosen on the
-/// validation sets, then applied to `test`. Also returns the covariance shrinkage used (0
-/// unless singular).
-#[allow(clippy::too_many_arguments)]
+/// by [`logits_and_features`], shared with the detector zoo), noise magnitude chosen on `sets`'
+/// validation sets, then applied to its test sets. Also returns the covariance shrinkage used
+/// (0 unless singular).
 pub fn mahalanobis(
     model: &Classifier,
     norm: &Normalize,
     epsilons: &[f64],
     features: &Array2<f64>,
     fit_y: &[i64],
-    val_id: &Path,
-    val_ood: &[&Path],
-    test: &[&Path],
-    progress: bool,
+    sets: &GridSets,
 ) -> Result<(Choice<f64>, f64, Vec<Vec<f64>>)> {
     let std = stds(norm);
     if fit_y.len() != features.nrows() {
@@ -249,20 +290,11 @@ pub fn mahalanobis(
         |e| matches!(e, MahalanobisError::Singular { .. }),
     )?;
     let m = MahalanobisInput::new(&fitted, model.device())?;
-    let run = |p: &Path, eps: &[f64]| -> Result<Vec<Vec<f64>>> {
+    let (choice, scores) = sets.choose_then_test(epsilons, |p, chosen| {
+        let eps = chosen.map_or(epsilons, std::slice::from_ref);
         let input = InputSet::open(p)?;
-        Ok(m.scores(model, &input, Some(norm), &std, eps, BATCH, progress)?)
-    };
-    let id = run(val_id, epsilons)?;
-    let ood = val_ood
-        .iter()
-        .map(|p| run(p, epsilons))
-        .collect::<Result<Vec<_>>>()?;
-    let choice = Choice::on_validation(epsilons, &id, &ood)?;
-    let scores = test
-        .iter()
-        .map(|p| Ok(run(p, &[choice.chosen])?.remove(0)))
-        .collect::<Result<Vec<_>>>()?;
+        Ok(m.scores(pass(model, &input, norm, sets.progress), &std, eps)?)
+    })?;
     Ok((choice, shrinkage, scores))
 }
 

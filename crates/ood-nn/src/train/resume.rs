@@ -13,14 +13,14 @@ use crate::state_dict;
 use crate::wrn::WideResNet;
 
 /// Loads the checkpoint of `output` into `vs`, `opt` and `meta` after checking its architecture
-/// and configuration (see [`ResumeChanges`]) and reconciling the log; returns the epochs done.
+/// and configuration (`output.changes`, see [`ResumeChanges`]) and reconciling the log; returns
+/// the epochs done.
 pub(super) fn resume(
     vs: &VarStore,
     net: &WideResNet,
     config: &RunConfig,
     meta: &mut CheckpointMeta,
     output: &RunOutput,
-    changes: ResumeChanges,
     opt: &mut Sgd,
 ) -> Result<u64> {
     let ck = checkpoint::load(&output.checkpoint)?;
@@ -45,7 +45,7 @@ pub(super) fn resume(
             .map(|(_, d)| d.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        if changes == ResumeChanges::Refuse {
+        if output.changes == ResumeChanges::Refuse {
             return Err(Error::ResumeMismatch {
                 path: output.checkpoint.clone(),
                 fields,

@@ -205,6 +205,8 @@ pub(super) fn grid_search(
             resume: args.output.resume,
             progress: !quiet,
             stop_after: epochs_left,
+            // a grid point resumes only its own unchanged configuration (--force or not)
+            changes: train::ResumeChanges::Refuse,
         };
         if !quiet {
             eprintln!("grid {}/{n}: m_in {m_in}, m_out {m_out}", i + 1);
