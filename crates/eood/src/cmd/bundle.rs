@@ -135,6 +135,24 @@ pub fn load(dir: &Path) -> anyhow::Result<Bundle> {
     Ok(Bundle::load_with(dir, &*loader())?)
 }
 
+/// Load a bundle for `workers` model threads: a libtorch model gets one replica per thread,
+/// each with its share of the cores as libtorch threads (ONNX: tract runs each call on the
+/// calling thread, so there is nothing to split).
+pub fn load_for_serving(dir: &Path, workers: usize) -> anyhow::Result<Bundle> {
+    #[cfg(feature = "nn")]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ood_nn::tch::set_num_threads((cores / workers.max(1)).max(1) as i32);
+        let loader = super::bundle_torch::TorchLoader::cpu().with_replicas(workers);
+        Ok(Bundle::load_with(dir, &loader)?)
+    }
+    #[cfg(not(feature = "nn"))]
+    {
+        let _ = workers;
+        load(dir)
+    }
+}
+
 fn kind_of(model: ModelRef<'_>) -> (ModelKind, &Path) {
     match model {
         ModelRef::Checkpoint(p) => (ModelKind::Checkpoint, p),

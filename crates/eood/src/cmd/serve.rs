@@ -74,7 +74,7 @@ impl Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.options()?;
     // this build's loader: ONNX always, the libtorch kinds with the `nn` feature
-    let bundle = super::bundle::load(&args.bundle)?;
+    let bundle = super::bundle::load_for_serving(&args.bundle, opts.workers)?;
     ood_serve::run(bundle, opts)?;
     Ok(())
 }
