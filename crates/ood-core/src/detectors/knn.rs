@@ -245,8 +245,8 @@ mod tests {
         assert!(Arc::ptr_eq(&p1, &parsed.packed().unwrap()));
     }
 
-    /// The portable kernel and the detected one (AVX-512 where present) find the same
-    /// neighbours and distances.
+    /// Every kernel this CPU has (portable, AVX2, AVX-512) finds the same neighbours and
+    /// distances.
     #[test]
     fn kernels_agree_on_the_search() {
         let f = bank();
@@ -262,10 +262,13 @@ mod tests {
         .unwrap();
         let q = Array2::from_shape_fn((21, 5), |(i, j)| ((i * 13 + j * 29) % 19) as f64 - 6.5);
         let a = m.search_with(q.view(), Kernel::Portable).unwrap();
-        let b = m.search_with(q.view(), Kernel::best()).unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            for (dx, dy) in x.distance.iter().zip(&y.distance) {
-                assert!((dx - dy).abs() < 1e-12, "{dx} vs {dy}");
+        for kernel in Kernel::available() {
+            let b = m.search_with(q.view(), kernel).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.index, y.index, "{kernel:?}");
+                for (dx, dy) in x.distance.iter().zip(&y.distance) {
+                    assert!((dx - dy).abs() < 1e-12, "{kernel:?}: {dx} vs {dy}");
+                }
             }
         }
     }
@@ -313,7 +316,7 @@ mod tests {
             for k in [1, 4, 33, 75] {
                 let m = fit(&bank, k, false);
                 let want = naive(&bank, q.view(), k);
-                for kernel in [Kernel::Portable, Kernel::best()] {
+                for kernel in Kernel::available() {
                     let got = m.search_with(q.view(), kernel).unwrap();
                     assert_eq!(got, want, "{kernel:?} D = {d} k = {k}");
                 }
@@ -322,7 +325,7 @@ mod tests {
         // values that f32 cannot tell apart: the nearest is row 1 (1e-5 away), not row 0
         let bank = Array2::from_shape_vec((2, 1), vec![1000.00002, 1000.00001]).unwrap();
         let q = Array2::from_elem((1, 1), 1000.0);
-        for kernel in [Kernel::Portable, Kernel::best()] {
+        for kernel in Kernel::available() {
             let got = fit(&bank, 1, false).search_with(q.view(), kernel).unwrap();
             assert_eq!(got[0].index, vec![1], "{kernel:?}");
             assert!((got[0].distance[0] - 1e-5).abs() < 1e-9, "{:?}", got[0]);
@@ -337,7 +340,7 @@ mod tests {
         let bank = Array2::from_shape_vec((3, 1), vec![1.8e19, 1.7e19, -1.0]).unwrap();
         let q = Array2::from_shape_vec((2, 1), vec![-1.8e19, 1.0]).unwrap();
         let m = fit(&bank, 2, false);
-        for kernel in [Kernel::Portable, Kernel::best()] {
+        for kernel in Kernel::available() {
             let got = m.search_with(q.view(), kernel).unwrap();
             assert_eq!(got[0].index, vec![2, 1], "{kernel:?}");
             assert_eq!(got[1].index, vec![2, 1], "{kernel:?}");
@@ -359,7 +362,7 @@ mod tests {
         bank.row_mut(399).fill(0.25);
         let m = fit(&bank, 3, false);
         let q = Array2::from_elem((2, 3), 0.3);
-        for kernel in [Kernel::Portable, Kernel::best()] {
+        for kernel in Kernel::available() {
             let got = m.search_with(q.view(), kernel).unwrap();
             assert_eq!(got[0].index, vec![399, 0, 1], "{kernel:?}");
         }
@@ -405,7 +408,7 @@ mod tests {
             let q = Array2::from_shape_fn((13, d), |(i, j)| val(i * 3 + 1000, j) - 1.0);
             let m = fit(&bank, k, false);
             let want = naive(&bank, q.view(), k);
-            for kernel in [Kernel::Portable, Kernel::best()] {
+            for kernel in Kernel::available() {
                 let got = m.search_with(q.view(), kernel).unwrap();
                 proptest::prop_assert_eq!(&got, &want, "{:?}", kernel);
             }

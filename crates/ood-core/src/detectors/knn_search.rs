@@ -178,11 +178,13 @@ impl Best {
     }
 }
 
-/// Which inner loop: AVX-512 when the CPU has it, else portable (tests and
-/// `EOOD_KNN_KERNEL=portable` force the portable one).
+/// Which inner loop: AVX-512 when the CPU has it, else AVX2 + FMA, else portable (tests and
+/// `EOOD_KNN_KERNEL=portable|avx2` force a lesser one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -191,16 +193,37 @@ impl Kernel {
     pub(crate) fn best() -> Kernel {
         Kernel::choose(std::env::var_os("EOOD_KNN_KERNEL").as_deref())
     }
-    /// `switch`: the value of `EOOD_KNN_KERNEL` (`portable` forces the portable loop).
+    /// `switch`: the value of `EOOD_KNN_KERNEL` (`portable` forces the portable loop, `avx2`
+    /// the AVX2 one where the CPU has it; anything else: the best the CPU has).
     fn choose(switch: Option<&std::ffi::OsStr>) -> Kernel {
         if switch.is_some_and(|v| v == "portable") {
             return Kernel::Portable;
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel::Avx512;
+        let avail = Kernel::available();
+        if switch.is_some_and(|v| v == "avx2") {
+            #[cfg(target_arch = "x86_64")]
+            if avail.contains(&Kernel::Avx2) {
+                return Kernel::Avx2;
+            }
         }
-        Kernel::Portable
+        *avail.last().unwrap_or(&Kernel::Portable)
+    }
+    /// Every kernel this CPU can run, worst first (the portable one always).
+    pub(crate) fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut v = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                v.push(Kernel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Kernel::Avx512);
+            }
+        }
+        v
     }
 }
 
@@ -306,8 +329,14 @@ fn tile_distances(kernel: Kernel, x: TileInput, dist: &mut [[f32; PANEL]; TILE])
         Kernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => unsafe {
             avx512(x, dist)
         },
+        // SAFETY: as above, for avx2 and fma
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => portable(x, dist),
+        Kernel::Avx2
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma") =>
+        unsafe { avx2(x, dist) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 | Kernel::Avx2 => portable(x, dist),
     }
 }
 
@@ -380,6 +409,61 @@ unsafe fn avx512(x: TileInput, dist: &mut [[f32; PANEL]; TILE]) -> [u32; TILE] {
                 _mm512_storeu_ps(out.add(16), d1);
             }
             masks[i] = m;
+        }
+    }
+    masks
+}
+
+/// Queries per AVX2 register group: 6 queries x 16 bank rows are 12 accumulators, plus two
+/// panel vectors and a broadcast: 15 of the 16 AVX2 registers.
+#[cfg(target_arch = "x86_64")]
+const GROUP: usize = 6;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(TILE % GROUP == 0 && PANEL == 32);
+
+/// The AVX2 + FMA form of [`avx512`]: the tile in groups of [`GROUP`] queries, the panel in
+/// halves of 16 rows (two 8-lane vectors), each pair a register-blocked product over `d`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2(x: TileInput, dist: &mut [[f32; PANEL]; TILE]) -> [u32; TILE] {
+    use std::arch::x86_64::*;
+    let m2 = _mm256_set1_ps(-2.0);
+    let mut masks = [0u32; TILE];
+    for g in (0..TILE).step_by(GROUP) {
+        for h in [0usize, 16] {
+            let mut acc = [[_mm256_setzero_ps(); 2]; GROUP];
+            // SAFETY: d steps of TILE (queries) and PANEL (bank) values from offsets below
+            // TILE and PANEL stay inside the slices, whose lengths the caller asserted
+            unsafe {
+                let (mut q, mut b) = (x.tile.as_ptr().add(g), x.panel.as_ptr().add(h));
+                for _ in 0..x.d {
+                    let (b0, b1) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)));
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        let qv = _mm256_broadcast_ss(&*q.add(i));
+                        a[0] = _mm256_fmadd_ps(qv, b0, a[0]);
+                        a[1] = _mm256_fmadd_ps(qv, b1, a[1]);
+                    }
+                    q = q.add(TILE);
+                    b = b.add(PANEL);
+                }
+            }
+            // SAFETY: norms holds PANEL values; each dist row is PANEL values; h + 16 <= PANEL
+            unsafe {
+                let np = x.norms.as_ptr().add(h);
+                let (n0, n1) = (_mm256_loadu_ps(np), _mm256_loadu_ps(np.add(8)));
+                for (i, a) in acc.iter().enumerate() {
+                    let (d0, d1) = (_mm256_fmadd_ps(m2, a[0], n0), _mm256_fmadd_ps(m2, a[1], n1));
+                    let w = _mm256_set1_ps(x.worst[g + i]);
+                    let m = (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(d0, w)) as u32)
+                        | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(d1, w)) as u32) << 8);
+                    if m != 0 {
+                        let out = dist[g + i].as_mut_ptr().add(h);
+                        _mm256_storeu_ps(out, d0);
+                        _mm256_storeu_ps(out.add(8), d1);
+                    }
+                    masks[g + i] |= m << h;
+                }
+            }
         }
     }
     masks

@@ -3,9 +3,10 @@
 use super::*;
 use ndarray::Array2;
 
-/// `EOOD_KNN_KERNEL=portable` forces the portable loop; otherwise AVX-512 where detected.
+/// `EOOD_KNN_KERNEL=portable` forces the portable loop, `avx2` the AVX2 one where the CPU has
+/// it; otherwise AVX-512 where detected, else AVX2 + FMA where detected.
 #[test]
-fn the_switch_forces_the_portable_kernel() {
+fn the_switch_forces_a_lesser_kernel() {
     use std::ffi::OsStr;
     assert_eq!(
         Kernel::choose(Some(OsStr::new("portable"))),
@@ -14,10 +15,15 @@ fn the_switch_forces_the_portable_kernel() {
     let detected = Kernel::choose(None);
     assert_eq!(Kernel::choose(Some(OsStr::new("avx512"))), detected);
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(
-        detected == Kernel::Avx512,
-        std::arch::is_x86_feature_detected!("avx512f")
-    );
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma");
+        assert_eq!(detected == Kernel::Avx512, has!("avx512f"));
+        assert_eq!(detected == Kernel::Avx2, avx2 && !has!("avx512f"));
+        let forced = Kernel::choose(Some(OsStr::new("avx2")));
+        assert_eq!(forced, if avx2 { Kernel::Avx2 } else { detected });
+        assert_eq!(Kernel::available().contains(&Kernel::Avx2), avx2);
+    }
 }
 
 /// The bound: no slack where f32 could overflow; a finite one that grows with D and the
@@ -49,10 +55,7 @@ fn kernels_match_naive_distances() {
     let bank = Array2::from_shape_fn((m, d), |(i, j)| val(i, j));
     let q: Vec<f32> = (0..n * d).map(|x| val(x / d + 100, x % d) as f32).collect();
     let packed = Bank32::pack(bank.view()).unwrap();
-    let mut kernels = vec![Kernel::Portable];
-    if Kernel::best() != Kernel::Portable {
-        kernels.push(Kernel::best());
-    }
+    let kernels = Kernel::available();
     let naive = |qi: usize, r: usize| {
         let b = bank.row(r);
         let (mut dot, mut nn) = (0f64, 0f64);
