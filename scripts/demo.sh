@@ -40,7 +40,8 @@ echo
 echo "full record: results/demo/README.md; figures: results/demo/figures/*.png"
 
 echo "== 5/5 the calibrated detectors accept in-distribution images and refuse OOD ones"
-# the shipped pre-trained model, and the shipped energy-fine-tuned one (docs/results/fmnist-ood)
+# the shipped pre-trained model, and the shipped energy-fine-tuned one (models/README.md: from the
+# benchmark run committed before the one in docs/results/fmnist-ood)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 for model in fmnist-wrn-10-1:fmnist-detector fmnist-wrn-10-1-energy-ft:fmnist-energy-ft-detector; do
