@@ -803,6 +803,26 @@ fn bad_invocations_exit_2_with_one_line() {
         .stderr(predicate::str::contains(
             "--margins needs finite m_in < m_out",
         ));
+    for (i, (bad, says)) in [
+        ("1,x", "is not a comma-separated list of numbers"),
+        ("1,inf", "is not a comma-separated list of numbers"),
+        ("0,1,2,3,4,5,6,7,8", "takes 1 to 8 offsets, got 9"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eood()
+            .args(["bench", "fmnist-ood", "--margin-offsets-in", bad, "--data"])
+            .arg(fmnist_fixture(&tmp.path().join(format!("o{i}"))))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+    eood()
+        .args(["bench", "fmnist-ood", "--finetune-bn", "sideways"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("sideways"));
 }
 
 #[test]

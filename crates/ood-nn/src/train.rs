@@ -61,6 +61,10 @@ pub enum OutlierBatchNorm {
     /// only), the outliers in evaluation mode, normalised by the running ID statistics as every
     /// image is at test time. Gradients flow through both; the loss is unchanged.
     IdStatistics,
+    /// One pass over ID and outliers with every BatchNorm in evaluation mode: all images
+    /// normalised by the pre-trained model's running statistics, which never move (the affine
+    /// parameters still learn). A common fine-tuning practice, not the code of record's.
+    Frozen,
 }
 
 impl OutlierBatchNorm {
@@ -220,6 +224,7 @@ pub fn forward_train(net: &WideResNet, x: &Tensor, n_in: i64, bn: OutlierBatchNo
             let out = net.forward(&x.narrow(0, n_in, n - n_in), false);
             Tensor::cat(&[id, out], 0)
         }
+        OutlierBatchNorm::Frozen => net.forward(x, false),
         _ => net.forward(x, true),
     }
 }
@@ -452,6 +457,35 @@ mod tests {
         let (vs_joint, net_joint) = net();
         let _ = forward_train(&net_joint, &x, 6, OutlierBatchNorm::Joint);
         assert!(!same(&buffers(&vs_joint), &id_only));
+    }
+
+    /// With `Frozen` no running statistic moves (neither ID nor outliers reach them), every row
+    /// is the eval-mode logit, and the gradient still reaches the weights.
+    #[test]
+    fn frozen_batchnorm_keeps_the_pretrained_statistics() {
+        let id = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let out = Tensor::rand([10, 1, 12, 12], (Kind::Float, Device::Cpu)) * 8.0 + 5.0;
+        let x = Tensor::cat(&[&id, &out], 0);
+        let (vs, net_frozen) = net();
+        // deep copies: the named tensors share storage with the live buffers
+        let before: Vec<(String, Tensor)> = buffers(&vs)
+            .into_iter()
+            .map(|(k, t)| (k, t.copy()))
+            .collect();
+        let logits = forward_train(&net_frozen, &x, 6, OutlierBatchNorm::Frozen);
+        assert!(same(&buffers(&vs), &before));
+        let eval = tch::no_grad(|| net_frozen.forward(&x, false));
+        assert!(logits.allclose(&eval, 1e-5, 1e-5, false));
+        logits.sum(Kind::Float).backward();
+        let grad = vs.variables()["conv1.weight"].grad();
+        assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        // the training-mode pass (Joint) does move them
+        let _ = forward_train(&net_frozen, &x, 6, OutlierBatchNorm::Joint);
+        assert!(!same(&buffers(&vs), &before));
+        assert_eq!(
+            serde_json::to_value(OutlierBatchNorm::Frozen).unwrap(),
+            "frozen"
+        );
     }
 
     #[test]

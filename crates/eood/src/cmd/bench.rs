@@ -124,6 +124,14 @@ pub struct Args {
     /// Energy margins m_in,m_out instead of the validation grid (e.g. -23,-5).
     #[arg(long, value_name = "M_IN,M_OUT", allow_hyphen_values = true)]
     pub margins: Option<String>,
+    /// How BatchNorm sees the outliers when fine-tuning (default: the plan's; see
+    /// `eood finetune --outlier-bn`).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub finetune_bn: Option<super::finetune::OutlierBn>,
+    /// Offsets from the ID mean energy that make the m_in grid (e.g. -4,0), instead of the
+    /// plan's; the m_out grid stays.
+    #[arg(long, value_name = "OFFSETS", allow_hyphen_values = true)]
+    pub margin_offsets_in: Option<String>,
     /// Number of OOD draws (paper: 10).
     #[arg(long)]
     pub draws: Option<usize>,
@@ -168,6 +176,19 @@ fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {
         bail!("--margins needs finite m_in < m_out, got {a},{b}");
     }
     Ok((a, b))
+}
+
+/// `--margin-offsets-in`: one to eight finite numbers, comma-separated.
+fn parse_offsets(s: &str) -> anyhow::Result<Vec<f64>> {
+    let v = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>().ok().filter(|x| x.is_finite()))
+        .collect::<Option<Vec<f64>>>()
+        .with_context(|| format!("--margin-offsets-in: {s:?} is not a comma-separated list of numbers"))?;
+    if v.is_empty() || v.len() > 8 {
+        bail!("--margin-offsets-in takes 1 to 8 offsets, got {}", v.len());
+    }
+    Ok(v)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -293,6 +314,12 @@ fn plan(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<Plan> {
     }
     if let Some(m) = &args.margins {
         plan.margins = Some(parse_margins(m)?);
+    }
+    if let Some(b) = args.finetune_bn {
+        plan.finetune_outlier_batchnorm = b.into();
+    }
+    if let Some(o) = &args.margin_offsets_in {
+        plan.margin_offsets_in = parse_offsets(o)?;
     }
     if let Some(d) = args.draws {
         if d == 0 {

@@ -14,7 +14,8 @@
 //!
 //! `--outlier-bn` says how BatchNorm sees the outliers: `joint` is the code of record's single
 //! pass over the concatenation; `id-statistics` forwards the outliers separately with BatchNorm
-//! in evaluation mode, so its statistics come from ID images only (see
+//! in evaluation mode, so its statistics come from ID images only; `frozen` runs every
+//! BatchNorm in evaluation mode, so the pre-trained statistics never move (see
 //! `ood_nn::train::OutlierBatchNorm` and docs/experiments.md for the measurements).
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub enum OutlierBn {
     Joint,
     /// ID batch in training mode, outliers normalised by the running ID statistics.
     IdStatistics,
+    /// Every BatchNorm in evaluation mode: the pre-trained running statistics never move.
+    Frozen,
 }
 
 impl From<OutlierBn> for train::OutlierBatchNorm {
@@ -64,6 +67,7 @@ impl From<OutlierBn> for train::OutlierBatchNorm {
         match b {
             OutlierBn::Joint => train::OutlierBatchNorm::Joint,
             OutlierBn::IdStatistics => train::OutlierBatchNorm::IdStatistics,
+            OutlierBn::Frozen => train::OutlierBatchNorm::Frozen,
         }
     }
 }
@@ -155,7 +159,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub outlier_batch_size: usize,
     /// How BatchNorm sees the outliers: `joint` (the code of record) by default;
-    /// `id-statistics` lost accuracy on Fashion-MNIST (docs/experiments.md).
+    /// `id-statistics` (outliers by the ID running statistics) or `frozen` (every BatchNorm in
+    /// evaluation mode); measurements in docs/experiments.md.
     #[arg(long, value_enum, default_value_t = OutlierBn::Joint)]
     pub outlier_bn: OutlierBn,
     #[command(flatten)]
