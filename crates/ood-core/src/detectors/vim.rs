@@ -77,7 +77,8 @@ impl VimParams {
             residual: Matrix(residual),
             alpha: 1.0,
         };
-        let vlogit = model.residual_norm(features);
+        // the training rows are already centred: no second copy of them
+        let vlogit = residual_norms(centred.view(), model.residual.0.view());
         let max_logit = head
             .logits(features)
             .map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
@@ -91,6 +92,12 @@ impl VimParams {
         }
         Ok(model)
     }
+}
+
+/// `|R^T x|` of every centred row x.
+fn residual_norms(centred: ArrayView2<f64>, residual: ArrayView2<f64>) -> Vec<f64> {
+    let proj = par_dot(centred, residual);
+    rows_map(proj.view(), |r, _| r.dot(&r).sqrt())
 }
 
 /// A fitted ViM detector.
@@ -107,8 +114,7 @@ pub struct Vim {
 impl Vim {
     fn residual_norm(&self, features: ArrayView2<f64>) -> Vec<f64> {
         let origin = Array1::from(self.origin.clone());
-        let proj = par_dot((&features - &origin).view(), self.residual.0.view());
-        rows_map(proj.view(), |r, _| r.dot(&r).sqrt())
+        residual_norms((&features - &origin).view(), self.residual.0.view())
     }
 
     pub fn score(&self, x: &Inputs) -> Result<Vec<f64>, DetectorError> {
