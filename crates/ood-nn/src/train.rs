@@ -416,11 +416,37 @@ mod tests {
         (vs, net)
     }
 
+    /// Deep copies of the running statistics (the named tensors share storage with the live
+    /// buffers, so a shallow list would always equal a later one).
     fn buffers(vs: &VarStore) -> Vec<(String, Tensor)> {
         state_dict::named_tensors(vs)
             .into_iter()
             .filter(|(k, _)| k.contains("running_"))
+            .map(|(k, t)| (k, t.copy()))
             .collect()
+    }
+
+    /// A second net with `src`'s weights and statistics: equal by copy, not by re-seeding the
+    /// global RNG, which tests running in parallel share.
+    fn twin(src: &VarStore) -> (VarStore, WideResNet) {
+        let (mut vs, net) = net();
+        vs.copy(src).unwrap();
+        (vs, net)
+    }
+
+    /// 6 ID-like images, 10 outliers far off their pixel range, and the two concatenated.
+    fn id_and_outliers() -> (Tensor, Tensor, Tensor) {
+        let id = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let out = Tensor::rand([10, 1, 12, 12], (Kind::Float, Device::Cpu)) * 8.0 + 5.0;
+        let x = Tensor::cat(&[&id, &out], 0);
+        (id, out, x)
+    }
+
+    /// Back-propagates the sum of `rows` and checks the first convolution got a gradient.
+    fn assert_gradient_reaches_conv1(vs: &VarStore, rows: &Tensor) {
+        rows.sum(Kind::Float).backward();
+        let grad = vs.variables()["conv1.weight"].grad();
+        assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
 
     fn same(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
@@ -435,26 +461,22 @@ mod tests {
     /// logits; `Joint` (the code of record) moves the statistics towards the outliers.
     #[test]
     fn id_statistics_keeps_outliers_out_of_batchnorm() {
-        let id = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
-        let out = Tensor::rand([10, 1, 12, 12], (Kind::Float, Device::Cpu)) * 8.0 + 5.0;
-        let x = Tensor::cat(&[&id, &out], 0);
+        let (id, out, x) = id_and_outliers();
 
         let (vs_ref, net_ref) = net();
+        let (vs, net_id) = twin(&vs_ref);
+        let (vs_joint, net_joint) = twin(&vs_ref);
         let _ = forward_train(&net_ref, &id, 6, OutlierBatchNorm::Joint);
         let id_only = buffers(&vs_ref);
 
-        let (vs, net_id) = net();
         let logits = forward_train(&net_id, &x, 6, OutlierBatchNorm::IdStatistics);
         assert_eq!(logits.size(), [16, 4]);
         assert!(same(&buffers(&vs), &id_only));
         let eval = tch::no_grad(|| net_id.forward(&out, false));
         assert!(logits.narrow(0, 6, 10).allclose(&eval, 1e-5, 1e-5, false));
         // gradients reach the first convolution through the outlier rows alone
-        logits.narrow(0, 6, 10).sum(Kind::Float).backward();
-        let grad = vs.variables()["conv1.weight"].grad();
-        assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        assert_gradient_reaches_conv1(&vs, &logits.narrow(0, 6, 10));
 
-        let (vs_joint, net_joint) = net();
         let _ = forward_train(&net_joint, &x, 6, OutlierBatchNorm::Joint);
         assert!(!same(&buffers(&vs_joint), &id_only));
     }
@@ -463,22 +485,14 @@ mod tests {
     /// is the eval-mode logit, and the gradient still reaches the weights.
     #[test]
     fn frozen_batchnorm_keeps_the_pretrained_statistics() {
-        let id = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
-        let out = Tensor::rand([10, 1, 12, 12], (Kind::Float, Device::Cpu)) * 8.0 + 5.0;
-        let x = Tensor::cat(&[&id, &out], 0);
+        let (_, _, x) = id_and_outliers();
         let (vs, net_frozen) = net();
-        // deep copies: the named tensors share storage with the live buffers
-        let before: Vec<(String, Tensor)> = buffers(&vs)
-            .into_iter()
-            .map(|(k, t)| (k, t.copy()))
-            .collect();
+        let before = buffers(&vs);
         let logits = forward_train(&net_frozen, &x, 6, OutlierBatchNorm::Frozen);
         assert!(same(&buffers(&vs), &before));
         let eval = tch::no_grad(|| net_frozen.forward(&x, false));
         assert!(logits.allclose(&eval, 1e-5, 1e-5, false));
-        logits.sum(Kind::Float).backward();
-        let grad = vs.variables()["conv1.weight"].grad();
-        assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        assert_gradient_reaches_conv1(&vs, &logits);
         // the training-mode pass (Joint) does move them
         let _ = forward_train(&net_frozen, &x, 6, OutlierBatchNorm::Joint);
         assert!(!same(&buffers(&vs), &before));
