@@ -127,7 +127,7 @@ impl Plan {
             // never reach the running statistics (measured: 9.03% test error against 9.80%
             // for the code of record's joint pass; OE 9.21% against 10.77%)
             finetune_outlier_batchnorm: OutlierBatchNorm::Frozen,
-            // the rest (learning rates, loss weights, temperatures, BatchNorm) as the paper's
+            // the rest (learning rates, loss weights, temperatures) as the paper's
             ..Self::paper(10)
         }
     }
@@ -191,8 +191,8 @@ impl Plan {
             protocol: ProtocolConfig::default(),
             oe_lambda: default_oe_lambda(),
             energy_lambda: default_energy_lambda(),
-            // the code of record's joint pass: `id-statistics` was measured and lost accuracy
-            // (docs/experiments.md, "Fine-tuning that keeps accuracy")
+            // the code of record's joint pass (Fashion-MNIST overrides it with `Frozen`:
+            // docs/experiments.md, "Fine-tuning that keeps accuracy")
             finetune_outlier_batchnorm: OutlierBatchNorm::Joint,
             margin_accuracy_tolerance: None,
         }
