@@ -819,6 +819,16 @@ fn bad_invocations_exit_2_with_one_line() {
             .stderr(predicate::str::contains(says));
     }
     eood()
+        .args([
+            "bench",
+            "fmnist-ood",
+            "--margins=-9,-5",
+            "--margin-offsets-in=0,2",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot be used with"));
+    eood()
         .args(["bench", "fmnist-ood", "--finetune-bn", "sideways"])
         .assert()
         .code(2)

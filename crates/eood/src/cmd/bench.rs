@@ -129,8 +129,13 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "MODE")]
     pub finetune_bn: Option<super::finetune::OutlierBn>,
     /// Offsets from the ID mean energy that make the m_in grid (e.g. -4,0), instead of the
-    /// plan's; the m_out grid stays.
-    #[arg(long, value_name = "OFFSETS", allow_hyphen_values = true)]
+    /// plan's; the m_out grid stays. Not with --margins (fixed margins have no grid).
+    #[arg(
+        long,
+        value_name = "OFFSETS",
+        allow_hyphen_values = true,
+        conflicts_with = "margins"
+    )]
     pub margin_offsets_in: Option<String>,
     /// Number of OOD draws (paper: 10).
     #[arg(long)]
@@ -184,7 +189,9 @@ fn parse_offsets(s: &str) -> anyhow::Result<Vec<f64>> {
         .split(',')
         .map(|x| x.trim().parse::<f64>().ok().filter(|x| x.is_finite()))
         .collect::<Option<Vec<f64>>>()
-        .with_context(|| format!("--margin-offsets-in: {s:?} is not a comma-separated list of numbers"))?;
+        .with_context(|| {
+            format!("--margin-offsets-in: {s:?} is not a comma-separated list of numbers")
+        })?;
     if v.is_empty() || v.len() > 8 {
         bail!("--margin-offsets-in takes 1 to 8 offsets, got {}", v.len());
     }
