@@ -801,7 +801,7 @@ fn bad_invocations_exit_2_with_one_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "--margins needs finite m_in < m_out",
+            "--margins needs finite m_in <= m_out, got -3,-7",
         ));
     for (i, (bad, says)) in [
         ("1,x", "is not a comma-separated list of numbers"),
@@ -818,16 +818,44 @@ fn bad_invocations_exit_2_with_one_line() {
             .code(2)
             .stderr(predicate::str::contains(says));
     }
-    eood()
-        .args([
-            "bench",
-            "fmnist-ood",
-            "--margins=-9,-5",
-            "--margin-offsets-in=0,2",
-        ])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("cannot be used with"));
+    for (i, (flag, bad, says)) in [
+        (
+            "--margin-offsets-out",
+            "0,,4",
+            "--margin-offsets-out: \"0,,4\" is not",
+        ),
+        (
+            "--margin-min-gap",
+            "-1",
+            "--margin-min-gap must be a finite number >= 0, got -1",
+        ),
+        (
+            "--margin-min-gap",
+            "NaN",
+            "--margin-min-gap must be a finite number >= 0, got NaN",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eood()
+            .args(["bench", "fmnist-ood", &format!("{flag}={bad}"), "--data"])
+            .arg(fmnist_fixture(&tmp.path().join(format!("g{i}"))))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+    for flag in [
+        "--margin-offsets-in=0,2",
+        "--margin-offsets-out=0,2",
+        "--margin-min-gap=0",
+    ] {
+        eood()
+            .args(["bench", "fmnist-ood", "--margins=-9,-5", flag])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot be used with"));
+    }
     eood()
         .args(["bench", "fmnist-ood", "--finetune-bn", "sideways"])
         .assert()

@@ -137,6 +137,19 @@ pub struct Args {
         conflicts_with = "margins"
     )]
     pub margin_offsets_in: Option<String>,
+    /// Offsets that make the m_out grid from its base, `max(round(mean outlier energy), max m_in
+    /// + gap)` (e.g. 0,4), instead of the plan's. Not with --margins.
+    #[arg(
+        long,
+        value_name = "OFFSETS",
+        allow_hyphen_values = true,
+        conflicts_with = "margins"
+    )]
+    pub margin_offsets_out: Option<String>,
+    /// The gap of that base: smallest m_out - m_in of the grid, >= 0 (Fashion-MNIST: 0; the
+    /// earlier runs: 2). Not with --margins.
+    #[arg(long, value_name = "GAP", conflicts_with = "margins")]
+    pub margin_min_gap: Option<f64>,
     /// Number of OOD draws (paper: 10).
     #[arg(long)]
     pub draws: Option<usize>,
@@ -177,23 +190,23 @@ fn parse_margins(s: &str) -> anyhow::Result<(f64, f64)> {
         a.trim().parse().context("--margins m_in")?,
         b.trim().parse().context("--margins m_out")?,
     );
-    if !(a.is_finite() && b.is_finite() && a < b) {
-        bail!("--margins needs finite m_in < m_out, got {a},{b}");
+    // equal margins are a zero-width band (the Fashion-MNIST grid tries m_in = m_out)
+    if !(a.is_finite() && b.is_finite() && a <= b) {
+        bail!("--margins needs finite m_in <= m_out, got {a},{b}");
     }
     Ok((a, b))
 }
 
-/// `--margin-offsets-in`: one to eight finite numbers, comma-separated.
-fn parse_offsets(s: &str) -> anyhow::Result<Vec<f64>> {
+/// `--margin-offsets-in` / `--margin-offsets-out` (`flag`): one to eight finite numbers,
+/// comma-separated.
+fn parse_offsets(flag: &str, s: &str) -> anyhow::Result<Vec<f64>> {
     let v = s
         .split(',')
         .map(|x| x.trim().parse::<f64>().ok().filter(|x| x.is_finite()))
         .collect::<Option<Vec<f64>>>()
-        .with_context(|| {
-            format!("--margin-offsets-in: {s:?} is not a comma-separated list of numbers")
-        })?;
+        .with_context(|| format!("{flag}: {s:?} is not a comma-separated list of numbers"))?;
     if v.is_empty() || v.len() > 8 {
-        bail!("--margin-offsets-in takes 1 to 8 offsets, got {}", v.len());
+        bail!("{flag} takes 1 to 8 offsets, got {}", v.len());
     }
     Ok(v)
 }
@@ -326,7 +339,16 @@ fn plan(args: &Args, paper: Option<PaperBench>) -> anyhow::Result<Plan> {
         plan.finetune_outlier_batchnorm = b.into();
     }
     if let Some(o) = &args.margin_offsets_in {
-        plan.margin_offsets_in = parse_offsets(o)?;
+        plan.margin_offsets_in = parse_offsets("--margin-offsets-in", o)?;
+    }
+    if let Some(o) = &args.margin_offsets_out {
+        plan.margin_offsets_out = parse_offsets("--margin-offsets-out", o)?;
+    }
+    if let Some(g) = args.margin_min_gap {
+        if !(g.is_finite() && g >= 0.0) {
+            bail!("--margin-min-gap must be a finite number >= 0, got {g}");
+        }
+        plan.margin_min_gap = g;
     }
     if let Some(d) = args.draws {
         if d == 0 {
