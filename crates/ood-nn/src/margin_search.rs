@@ -259,7 +259,7 @@ mod tests {
         assert_eq!((g.m_in, g.m_out), (vec![-12.0, -8.0], vec![-6.0, -2.0]));
         // a zero gap lets m_out start at the largest m_in (the pair m_in = m_out is tried)
         let g = MarginGrid::around_means(-9.21, -9.19, &[0.0, 2.0], &[0.0, 2.0], 0.0);
-        assert_eq!((g.m_in, g.m_out), (vec![-9.0, -7.0], vec![-7.0, -5.0]));
+        assert_eq!((&g.m_in, &g.m_out), (&vec![-9.0, -7.0], &vec![-7.0, -5.0]));
         assert!(g.pairs().contains(&(-7.0, -7.0)));
         // the outliers' own mean wins when it is above the largest m_in plus the gap
         let g = MarginGrid::around_means(-9.6, -3.2, &[0.0], &[0.0], 0.0);
