@@ -82,7 +82,7 @@ impl MarginGrid {
 /// Default [`AccuracyFloor::tolerance`]: a quarter point of ID validation accuracy, half the
 /// 0.5-point test-accuracy goal it serves. The validation estimate is noisy: on 2,000 images the
 /// paired difference between the fine-tuned and the pre-trained model moves by ~0.4 points, and
-/// on the Fashion-MNIST run of 2026-12-03 a pair 0.45 below on validation (m_in -9 / m_out -7)
+/// on the Fashion-MNIST run of 2026-12-02 (later) a pair 0.45 below on validation (m_in -9 / m_out -7)
 /// was 0.8 below on the test set, so a floor at the goal itself passes pairs that miss it about
 /// half the time (docs/experiments.md, "Fine-tuning that keeps accuracy"). Was 0.005.
 pub const ACCURACY_TOLERANCE: f64 = 0.0025;
@@ -340,7 +340,7 @@ mod tests {
         ));
     }
 
-    /// The Fashion-MNIST grid of 2026-12-03 (validation FPR, accuracy; pre-trained 92.30%): the
+    /// The Fashion-MNIST grid of 2026-12-02 (later) (validation FPR, accuracy; pre-trained 92.30%): the
     /// old half-point floor let m_in -9 / m_out -7 through (91.85%, test accuracy 0.8 points
     /// below the pre-trained model's); the default quarter point keeps only -7 / -7.
     #[test]
