@@ -132,7 +132,7 @@ impl LogisticParams {
                 gradient,
             })?;
             let largest = |a: &Array1<f64>| a.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
-            if largest(&step) <= STEP_TOL * largest(&theta).max(1.0) {
+            if largest(&step) <= STEP_TOL * largest(&theta) {
                 return Ok(to_model(&(&theta - &step)));
             }
             match self.line_search(x, y, &theta, f, &step, g.dot(&step)) {
