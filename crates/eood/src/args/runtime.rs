@@ -8,6 +8,7 @@ pub const DEFAULT_WORKERS: usize = 2;
 
 /// Most libtorch threads taken by default (see docs/cli.md for the measurement): on a shared
 /// machine libtorch's own default (one thread per core) collapses when other processes compete.
+#[cfg_attr(not(feature = "nn"), allow(dead_code))] // only the libtorch commands take --threads
 pub const DEFAULT_MAX_THREADS: usize = 4;
 
 /// `--threads`, `--workers`, `--quiet`.
@@ -24,6 +25,8 @@ pub struct RuntimeArgs {
     pub quiet: bool,
 }
 
+// Only the libtorch commands (absent without the `nn` feature) take these flags.
+#[cfg_attr(not(feature = "nn"), allow(dead_code))]
 impl RuntimeArgs {
     /// The thread count to use: `--threads`, validated, or the default.
     pub fn threads(&self) -> Result<usize, LimitError> {

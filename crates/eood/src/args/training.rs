@@ -97,6 +97,7 @@ impl CheckpointOutArgs {
     /// Refuses an `--out` that would destroy something: not `<name>.json`, a device node or
     /// directory, one of `inputs` (e.g. finetune's pretrained model), or an existing
     /// checkpoint without --resume or --force.
+    #[cfg_attr(not(feature = "nn"), allow(dead_code))] // train and finetune need `nn`
     pub fn check(&self, inputs: &[&Path]) -> anyhow::Result<()> {
         let out = &self.out;
         if out.extension().is_none_or(|e| e != "json") {
